@@ -1,0 +1,32 @@
+"""kdsr: blind image super-resolution with KDSR (Xia et al., ICLR 2023).
+
+Light to import: the networks and inference helpers load on first use.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "create_model": "kdsr.models",
+    "list_models": "kdsr.models",
+    "KDSRConfig": "kdsr.models",
+    "load_model": "kdsr.checkpoint",
+    "save_model": "kdsr.checkpoint",
+    "upscale": "kdsr.inference.upscaler",
+    "Upscaler": "kdsr.inference.upscaler",
+    "read_image": "kdsr.image_io",
+    "write_image": "kdsr.image_io",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kdsr' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from kdsr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""The ``kdsr`` command: argparse subcommands, each in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from kdsr import __version__
+from kdsr.cli import convert, models, profile, upscale
+from kdsr.errors import KDSRError
+
+COMMANDS = (upscale, convert, profile, models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kdsr", description="Blind image super-resolution with KDSR.")
+    parser.add_argument("--version", action="version", version=f"kdsr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"kdsr: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user errors print one line and return a non-zero status."""
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
+    try:
+        return args.run(args)
+    except KDSRError as e:
+        print(f"kdsr: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kdsr: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,26 @@
+"""``kdsr models``: the architecture presets and the bundled trained models."""
+
+from __future__ import annotations
+
+import argparse
+
+from kdsr.checkpoint import bundled_models, read_metadata
+from kdsr.models import PRESETS
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list presets and bundled models")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for name, preset in PRESETS.items():
+        c = preset.config
+        print(f"{name:<14} preset  C={c.n_feats} N={c.n_blocks} R={c.n_resblocks}  {preset.description} (untrained)")
+    bundled = bundled_models()
+    for name, path in bundled.items():
+        summary = read_metadata(path).get("summary", "trained model")
+        print(f"{name:<14} bundled {summary}")
+    if not bundled:
+        print("(no trained model is bundled in this version)")
+    return 0

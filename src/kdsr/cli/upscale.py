@@ -1,0 +1,92 @@
+"""``kdsr upscale``: upscale a file or a folder (flags follow Real-ESRGAN's where they exist)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kdsr.inference.files import upscale_files
+from kdsr.inference.upscaler import ALPHA_UPSAMPLERS, PRECISIONS, Upscaler, default_model_name
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "upscale", help="upscale images", description="Upscale an image file or every image of a folder."
+    )
+    p.add_argument("-i", "--input", required=True, help="input image or folder")
+    p.add_argument(
+        "-o", "--output", default="results", help="output folder, or file for a single input (default: results)"
+    )
+    p.add_argument(
+        "-n",
+        "--model",
+        "--model_name",
+        dest="model",
+        default=None,
+        help=f"bundled model, preset or checkpoint path (default: {default_model_name()})",
+    )
+    p.add_argument("-s", "--outscale", type=float, default=None, help="final scale, if not the model's (resized after)")
+    p.add_argument(
+        "-t",
+        "--tile",
+        type=int,
+        default=None,
+        help="LR tile size in pixels, 0 for the whole image (default: 512 on CUDA, 256 otherwise)",
+    )
+    p.add_argument(
+        "--tile-pad", "--tile_pad", dest="tile_pad", type=int, default=24, help="context pixels per tile side"
+    )
+    p.add_argument(
+        "--tile-overlap",
+        "--tile_overlap",
+        dest="tile_overlap",
+        type=int,
+        default=8,
+        help="pixels shared and blended between adjacent tiles",
+    )
+    p.add_argument("--suffix", default="out", help="suffix of output file names (default: out)")
+    p.add_argument("--ext", default="auto", choices=["auto", "png", "jpg", "webp"], help="output format")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--precision", default="auto", choices=["auto", *PRECISIONS], help="auto: fp16 on CUDA, fp32 elsewhere"
+    )
+    p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
+    p.add_argument(
+        "--alpha-upsampler",
+        "--alpha_upsampler",
+        dest="alpha_upsampler",
+        default="kdsr",
+        choices=ALPHA_UPSAMPLERS,
+        help="how the alpha channel is upscaled",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    upscaler = Upscaler(
+        args.model,
+        device=args.device,
+        precision="fp32" if args.fp32 else args.precision,
+        tile=args.tile,
+        tile_pad=args.tile_pad,
+        tile_overlap=args.tile_overlap,
+        alpha_upsampler=args.alpha_upsampler,
+    )
+    result = upscale_files(
+        args.input,
+        args.output,
+        upscaler,
+        suffix=args.suffix,
+        ext=args.ext,
+        outscale=args.outscale,
+        progress=None if not args.quiet else False,
+    )
+    for path in result.written:
+        print(path)
+    if result.failed:
+        print(f"kdsr: error: {len(result.failed)} file(s) failed:", file=sys.stderr)
+        for _, message in result.failed:
+            print(f"  {message}", file=sys.stderr)
+        return 1
+    return 0

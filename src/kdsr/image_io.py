@@ -1,0 +1,117 @@
+"""Reading and writing images as numpy arrays: RGB(A) channel order, uint8 or uint16, EXIF orientation applied.
+
+OpenCV does the decoding (16-bit PNG, alpha, JPEG, WebP); Pillow only reads the EXIF orientation tag, because
+OpenCV ignores it when asked to keep alpha and bit depth. Writes are atomic: a temp file, then a rename.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kdsr.atomic import atomic_write_bytes
+from kdsr.errors import ImageError
+
+#: Extensions that ``kdsr upscale`` picks up in a folder and can write.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+#: Formats that keep an alpha channel / 16-bit samples when written.
+ALPHA_EXTENSIONS = (".png", ".webp", ".tif", ".tiff")
+HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as an (H, W, C) array, C in {1, 3, 4} (grey, RGB, RGBA), dtype uint8 or uint16."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read file ({e.strerror or e})") from None
+    if data.size == 0:
+        raise ImageError(f"{path}: empty file")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageError(f"{path}: unsupported sample type {image.dtype} (8- and 16-bit images are supported)")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    elif image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    else:
+        raise ImageError(f"{path}: unsupported channel count {image.shape[2]}")
+    return np.ascontiguousarray(apply_exif_orientation(image, exif_orientation(path)))
+
+
+def exif_orientation(path: str | os.PathLike) -> int:
+    """The EXIF orientation tag (1-8) of an image file, 1 when absent or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 1
+    return value if value in range(1, 9) else 1
+
+
+def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Transform an (H, W, C) array as a viewer does for the EXIF orientation code."""
+    transposed = image.transpose(1, 0, 2)
+    return {
+        1: image,
+        2: image[:, ::-1],
+        3: image[::-1, ::-1],
+        4: image[::-1],
+        5: transposed,
+        6: transposed[:, ::-1],
+        7: transposed[::-1, ::-1],
+        8: transposed[::-1],
+    }[orientation]
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
+    """Write an (H, W, C) RGB(A)/grey array atomically; 16-bit is reduced to 8-bit for formats without it."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise ImageError(f"{path}: unsupported output format '{ext}' (use one of {', '.join(IMAGE_EXTENSIONS)})")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.dtype == np.uint16 and ext not in HIGH_DEPTH_EXTENSIONS:
+        image = to_uint8(image)
+    channels = image.shape[2]
+    if channels == 4 and ext not in ALPHA_EXTENSIONS:
+        raise ImageError(f"{path}: '{ext}' cannot store an alpha channel")
+    if channels == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    elif channels == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
+    params: list[int] = []
+    if ext in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    elif ext == ".webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, quality]
+    ok, encoded = cv2.imencode(ext, image, params)
+    if not ok:
+        raise ImageError(f"{path}: encoding failed")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """uint8/uint16 -> float32 in [0, 1]."""
+    return image.astype(np.float32) / float(np.iinfo(image.dtype).max)
+
+
+def from_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float in [0, 1] -> uint8/uint16, clipped and rounded."""
+    peak = float(np.iinfo(dtype).max)
+    return np.clip(np.rint(image * peak), 0, peak).astype(dtype)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return image if image.dtype == np.uint8 else from_float(to_float(image), np.uint8)

@@ -1,0 +1,206 @@
+"""Upscaling numpy images with a KDSR student: device and precision choice, grey/RGBA/16-bit handling, tiling."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from kdsr.checkpoint import bundled_models, load_model
+from kdsr.errors import ImageError, KDSRError
+from kdsr.image_io import from_float, read_image, to_float
+from kdsr.inference.tiling import count_tiles, estimate_idr, tiled_super_resolve
+from kdsr.models import KDSRStudent
+
+#: Bundled model used when none is named, and the untrained preset used until one is bundled.
+DEFAULT_MODEL = "kdsr-real-x4"
+FALLBACK_MODEL = "kdsr-s"
+#: Largest output we agree to build (pixels); a 16384x16384 result already needs about 4 GB of accumulators.
+MAX_OUTPUT_PIXELS = 16384 * 16384
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+ALPHA_UPSAMPLERS = ("kdsr", "bicubic")
+
+
+def default_model_name() -> str:
+    """The bundled real-world model when present, else the untrained small preset."""
+    return DEFAULT_MODEL if DEFAULT_MODEL in bundled_models() else FALLBACK_MODEL
+
+
+def resolve_device(name: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"``: CUDA, then MPS, then CPU. Otherwise the named device, which must be available."""
+    if name is None or str(name) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise KDSRError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise KDSRError("CUDA was requested but is not available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise KDSRError("MPS was requested but is not available")
+    return device
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """``auto`` is fp16 on CUDA and fp32 elsewhere; ``fp32``, ``fp16`` and ``bf16`` are taken as asked."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision not in PRECISIONS:
+        raise KDSRError(f"unknown precision '{precision}' (use auto, {', '.join(PRECISIONS)})")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise KDSRError("bf16 is not supported on this GPU; use fp16 or fp32")
+    return PRECISIONS[precision]
+
+
+def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Replace the colour of fully transparent pixels by that of nearby visible ones.
+
+    Files often store black under alpha 0; upscaling that would bleed dark fringes into the visible edges.
+    """
+    visible = (alpha > 0).astype(np.float32)
+    if visible.all() or not visible.any():
+        return rgb
+    filled = rgb.copy()
+    todo = visible == 0
+    for sigma in (2.0, 8.0, 32.0, 128.0):
+        weight = cv2.GaussianBlur(visible, (0, 0), sigma)
+        colour = cv2.GaussianBlur(rgb * visible[..., None], (0, 0), sigma)
+        reached = todo & (weight > 1e-4)
+        filled[reached] = colour[reached] / weight[reached][:, None]
+        todo &= ~reached
+        if not todo.any():
+            return filled
+    filled[todo] = (rgb * visible[..., None]).sum((0, 1)) / visible.sum()
+    return filled
+
+
+class Upscaler:
+    """A loaded student model plus inference settings; :meth:`upscale` maps a numpy image to its upscaled copy.
+
+    ``tile`` is the LR tile size in pixels (0: whole image; ``None``: 512 on CUDA, 256 elsewhere), ``tile_pad`` the
+    context each tile sees beyond its borders, ``tile_overlap`` the blended band between adjacent tiles.
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module | None = None,
+        *,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
+        tile: int | None = None,
+        tile_pad: int = 24,
+        tile_overlap: int = 8,
+        alpha_upsampler: str = "kdsr",
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(precision, self.device)
+        if (tile is not None and tile < 0) or tile_pad < 0 or tile_overlap < 0:
+            raise KDSRError("tile, tile pad and tile overlap must be >= 0")
+        if alpha_upsampler not in ALPHA_UPSAMPLERS:
+            raise KDSRError(f"unknown alpha upsampler '{alpha_upsampler}' (use {' or '.join(ALPHA_UPSAMPLERS)})")
+        loaded = model if isinstance(model, nn.Module) else load_model(model or default_model_name())
+        if not isinstance(loaded, KDSRStudent):
+            raise KDSRError("a teacher model needs the HR image; upscaling needs a student model")
+        self.model = loaded.to(self.device, self.dtype).eval()
+        self.tile = (512 if self.device.type == "cuda" else 256) if tile is None else tile
+        self.tile_pad = tile_pad
+        self.tile_overlap = tile_overlap
+        self.alpha_upsampler = alpha_upsampler
+
+    @property
+    def scale(self) -> int:
+        return self.model.scale
+
+    @torch.inference_mode()
+    def upscale_tensor(self, lr: torch.Tensor, progress: bool = False) -> torch.Tensor:
+        """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float32 in [0, 1] on ``lr``'s device."""
+        _, _, height, width = lr.shape
+        with _tile_bar(count_tiles(height, width, self.tile, self.tile_overlap), progress) as bar:
+            idr = estimate_idr(self.model, lr, self.tile, self.device, self.dtype)
+            sr = tiled_super_resolve(
+                self.model,
+                lr,
+                idr.d,
+                self.tile,
+                self.tile_pad,
+                self.tile_overlap,
+                self.device,
+                self.dtype,
+                on_tile=bar.update if bar else None,
+            )
+        return sr.clamp_(0, 1)
+
+    def upscale(self, image: np.ndarray | str, outscale: float | None = None, progress: bool = False) -> np.ndarray:
+        """Upscale an (H, W, C) uint8/uint16 array (grey, RGB or RGBA) or an image file; same layout and dtype out.
+
+        ``outscale`` resizes the model output to another final factor (Lanczos up, area down).
+        """
+        if isinstance(image, str):
+            image = read_image(image)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+            raise ImageError(f"expected an (H, W, 1|3|4) uint8 or uint16 array, got {image.shape} {image.dtype}")
+        height, width, channels = image.shape
+        factor = outscale or self.scale
+        if factor <= 0 or height * width * max(factor, self.scale) ** 2 > MAX_OUTPUT_PIXELS:
+            raise ImageError(
+                f"output of {width}x{height} at x{factor} would be too large (limit {MAX_OUTPUT_PIXELS} pixels)"
+            )
+        pixels = to_float(image)
+        if channels == 1:
+            out = self._run_rgb(np.repeat(pixels, 3, axis=2), progress).mean(axis=2, keepdims=True)
+        elif channels == 3:
+            out = self._run_rgb(pixels, progress)
+        else:
+            rgb, alpha = pixels[:, :, :3], pixels[:, :, 3]
+            rgb_out = self._run_rgb(fill_transparent(rgb, alpha), progress)
+            if self.alpha_upsampler == "kdsr":
+                alpha_out = self._run_rgb(np.repeat(alpha[:, :, None], 3, axis=2), progress).mean(axis=2)
+            else:
+                size = (width * self.scale, height * self.scale)
+                alpha_out = cv2.resize(alpha, size, interpolation=cv2.INTER_CUBIC)
+            out = np.concatenate([rgb_out, np.clip(alpha_out, 0, 1)[:, :, None]], axis=2)
+        if outscale and outscale != self.scale:
+            size = (max(round(width * outscale), 1), max(round(height * outscale), 1))
+            interpolation = cv2.INTER_LANCZOS4 if outscale > self.scale else cv2.INTER_AREA
+            out = cv2.resize(out, size, interpolation=interpolation).reshape(size[1], size[0], -1)
+        return from_float(out, image.dtype)
+
+    def _run_rgb(self, rgb: np.ndarray, progress: bool) -> np.ndarray:
+        lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+        return self.upscale_tensor(lr, progress)[0].permute(1, 2, 0).numpy()
+
+
+@contextlib.contextmanager
+def _tile_bar(total: int, enabled: bool) -> Iterator[object | None]:
+    if not enabled or total <= 1:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="tiles", unit="tile", leave=False) as bar:
+        yield bar
+
+
+def upscale(
+    image: np.ndarray | str,
+    model: str | nn.Module | None = None,
+    *,
+    outscale: float | None = None,
+    **settings,
+) -> np.ndarray:
+    """One-call API: upscale an array or image file with ``model`` (default: the bundled real-world model).
+
+    ``settings`` are :class:`Upscaler` keyword arguments (device, precision, tile, tile_pad, ...). For many images,
+    build one :class:`Upscaler` and reuse it.
+    """
+    return Upscaler(model, **settings).upscale(image, outscale=outscale)

@@ -1,0 +1,176 @@
+"""KDSR networks: the SR generator, the KD-IDE encoders, and the student/teacher wrappers.
+
+Exactly the computation of the official code (spec sections 1-2), with the official module names so that official
+state dicts load without renaming: student ``G.*`` + ``E_st.*``, teacher ``G.*`` + ``E.*``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdsr.models.blocks import DCRBGroup, MeanShift, ResBlock, conv3x3, lrelu, upsampler
+
+
+class IDR(NamedTuple):
+    """Implicit degradation representation: ``d`` (B, C) conditions the generator; ``d_prime`` (B, 4C) is the
+    uncompressed vector that the student learns to match (the paper's D and D')."""
+
+    d: torch.Tensor
+    d_prime: torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class KDSRConfig:
+    """Architecture hyper-parameters: feature width C, IDR-DCRB count N, encoder ResBlock count R, SR scale."""
+
+    n_feats: int
+    n_blocks: int
+    n_resblocks: int
+    scale: int = 4
+    teacher: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("n_feats", "n_blocks", "n_resblocks"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (1 if name != "n_resblocks" else 0):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.scale not in (2, 3, 4, 8):
+            raise ValueError(f"scale must be 2, 3, 4 or 8, got {self.scale!r}")
+
+    @property
+    def encoder_in_channels(self) -> int:
+        """3 for the student (LR only); 3 + 3*s^2 for the teacher (LR + pixel-unshuffled HR)."""
+        return 3 + 3 * self.scale**2 if self.teacher else 3
+
+
+class KDSRGenerator(nn.Module):
+    """The SR network ``G(x, d)``: mean shift, head conv, N IDR-DCRBs, conv, global residual, upsampler, tail conv."""
+
+    def __init__(self, *, n_feats: int, n_blocks: int, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+        self.sub_mean = MeanShift(-1)
+        self.add_mean = MeanShift(+1)
+        self.head = nn.Sequential(conv3x3(3, n_feats))
+        self.body = nn.Sequential(DCRBGroup(n_feats, n_blocks), conv3x3(n_feats, n_feats))
+        self.tail = nn.Sequential(upsampler(scale, n_feats), conv3x3(n_feats, 3))
+        #: LR pixels of context that one output pixel depends on (used to size tile padding).
+        self.receptive_radius = 2 * n_blocks + 4
+
+    def forward(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        h = self.head(self.sub_mean(x))
+        r = self.body[1](self.body[0](h, d)) + h
+        return self.add_mean(self.tail(r))
+
+
+class KDIDE(nn.Module):
+    """KD-IDE encoder: conv stack at full LR resolution, global average pool, ``mlp`` -> D', ``compress`` -> D.
+
+    The input is the raw [0, 1] image (no mean subtraction): 3 channels for the student, LR + pixel-unshuffled HR for
+    the teacher.
+    """
+
+    def __init__(self, *, in_channels: int, n_feats: int, n_resblocks: int) -> None:
+        super().__init__()
+        c = n_feats
+        layers: list[nn.Module] = [conv3x3(in_channels, c), lrelu()]
+        layers += [ResBlock(c) for _ in range(n_resblocks)]
+        layers += [conv3x3(c, 2 * c), lrelu(), conv3x3(2 * c, 2 * c), lrelu(), conv3x3(2 * c, 4 * c), lrelu()]
+        layers.append(nn.AdaptiveAvgPool2d(1))
+        self.E = nn.Sequential(*layers)
+        self.mlp = nn.Sequential(nn.Linear(4 * c, 4 * c), lrelu(), nn.Linear(4 * c, 4 * c), lrelu())
+        self.compress = nn.Sequential(nn.Linear(4 * c, c), lrelu())
+        #: Input pixels of context that one pre-pool feature depends on (every conv is 3x3).
+        self.receptive_radius = 2 * n_resblocks + 4
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, 4C, H, W) features whose spatial mean is pooled; exposed so that it can be computed in tiles."""
+        return self.E[:-1](x)
+
+    def from_pooled(self, pooled: torch.Tensor) -> IDR:
+        """The IDR from the pooled (B, 4C) features."""
+        d_prime = self.mlp(pooled)
+        return IDR(self.compress(d_prime), d_prime)
+
+    def forward(self, x: torch.Tensor) -> IDR:
+        return self.from_pooled(self.E(x).flatten(1))
+
+
+def pack_teacher_input(lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """The teacher encoder's input: LR (channels 0-2) then PixelUnshuffle(scale) of the HR, colour-major, i.e.
+    channel ``3 + c*s*s + i*s + j`` holds ``hr[c, i::s, j::s]``."""
+    if hr.shape[-2:] != (lr.shape[-2] * scale, lr.shape[-1] * scale):
+        raise ValueError(f"HR size {tuple(hr.shape[-2:])} must be {scale}x the LR size {tuple(lr.shape[-2:])}")
+    return torch.cat([lr, F.pixel_unshuffle(hr, scale)], dim=1)
+
+
+class _KDSRBase(nn.Module):
+    """Shared parts of the student and the teacher: the generator and the config."""
+
+    G: KDSRGenerator
+
+    def __init__(self, config: KDSRConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.G = KDSRGenerator(n_feats=config.n_feats, n_blocks=config.n_blocks, scale=config.scale)
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def super_resolve(self, lr: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """Run the generator on ``lr`` with a given compact IDR ``d`` (B, C)."""
+        return self.G(lr, d)
+
+
+class KDSRStudent(_KDSRBase):
+    """KDSR_S: estimates the IDR from the LR alone (KD-IDE_S) and super-resolves with it.
+
+    ``model(lr)`` maps (B, 3, h, w) in [0, 1] to (B, 3, s*h, s*w); ``model(lr, return_idr=True)`` also returns the
+    :class:`IDR`.
+    """
+
+    def __init__(self, config: KDSRConfig) -> None:
+        if config.teacher:
+            raise ValueError("KDSRStudent needs a student config (teacher=False)")
+        super().__init__(config)
+        self.E_st = KDIDE(in_channels=3, n_feats=config.n_feats, n_resblocks=config.n_resblocks)
+
+    @property
+    def encoder(self) -> KDIDE:
+        return self.E_st
+
+    def encode(self, lr: torch.Tensor) -> IDR:
+        return self.E_st(lr)
+
+    def forward(self, lr: torch.Tensor, return_idr: bool = False):
+        idr = self.E_st(lr)
+        sr = self.G(lr, idr.d)
+        return (sr, idr) if return_idr else sr
+
+
+class KDSRTeacher(_KDSRBase):
+    """KDSR_T: estimates the IDR from LR and HR together (KD-IDE_T). Called as ``model(lr, hr)``."""
+
+    def __init__(self, config: KDSRConfig) -> None:
+        if not config.teacher:
+            raise ValueError("KDSRTeacher needs a teacher config (teacher=True)")
+        super().__init__(config)
+        self.E = KDIDE(in_channels=config.encoder_in_channels, n_feats=config.n_feats, n_resblocks=config.n_resblocks)
+
+    @property
+    def encoder(self) -> KDIDE:
+        return self.E
+
+    def encode(self, lr: torch.Tensor, hr: torch.Tensor) -> IDR:
+        return self.E(pack_teacher_input(lr, hr, self.scale))
+
+    def forward(self, lr: torch.Tensor, hr: torch.Tensor, return_idr: bool = False):
+        idr = self.encode(lr, hr)
+        sr = self.G(lr, idr.d)
+        return (sr, idr) if return_idr else sr

@@ -1,0 +1,57 @@
+"""Named architecture presets and :func:`create_model` (randomly initialised networks)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kdsr.models.kdsr import KDSRConfig, KDSRStudent, KDSRTeacher
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    config: KDSRConfig
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("kdsr-m", KDSRConfig(64, 53, 9), "KDSR_S-M of the paper (classic degradations), 5.80M params"),
+        Preset("kdsr-l", KDSRConfig(128, 28, 5), "KDSR_S-L of the paper (classic degradations), 14.19M params"),
+        Preset("kdsr-gan", KDSRConfig(128, 42, 6), "KDSR_S-GAN of the paper (real-world degradations), 18.85M params"),
+        Preset("kdsr-s", KDSRConfig(32, 8, 2), "small preset of this project that trains on a CPU, 0.45M params"),
+    )
+}
+
+
+def list_models() -> list[str]:
+    """Names of the architecture presets."""
+    return list(PRESETS)
+
+
+def create_model(name: str, teacher: bool = False, **overrides: int) -> KDSRStudent | KDSRTeacher:
+    """Build a randomly initialised preset, as the student (default) or the teacher.
+
+    ``overrides`` replace config fields, e.g. ``create_model("kdsr-s", n_blocks=2)``.
+    """
+    if name not in PRESETS:
+        raise KeyError(f"unknown model preset {name!r}; choose from {', '.join(PRESETS)}")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(KDSRConfig)}
+    if unknown:
+        raise TypeError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+    config = dataclasses.replace(PRESETS[name].config, teacher=teacher, **overrides)
+    return build_model(config)
+
+
+def build_model(config: KDSRConfig) -> KDSRStudent | KDSRTeacher:
+    """Build the student or teacher network described by ``config``."""
+    return KDSRTeacher(config) if config.teacher else KDSRStudent(config)
+
+
+def preset_name(config: KDSRConfig) -> str | None:
+    """The preset whose architecture equals ``config`` (ignoring the role), if any."""
+    for preset in PRESETS.values():
+        if dataclasses.replace(preset.config, teacher=config.teacher) == config:
+            return preset.name
+    return None

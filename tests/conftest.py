@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny models, synthetic images, and access to ../shared (tests using it skip without it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kdsr.models import create_model
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+ASSETS = REPO / "assets"
+
+
+def tiny_model(teacher: bool = False, seed: int = 0, **overrides):
+    """A small random KDSR network (C=8, N=2, R=1 unless overridden), deterministic for a seed."""
+    torch.manual_seed(seed)
+    config = {"n_feats": 8, "n_blocks": 2, "n_resblocks": 1, **overrides}
+    return create_model("kdsr-s", teacher=teacher, **config).eval()
+
+
+def synthetic_image(height: int, width: int, channels: int = 3, dtype=np.uint8, seed: int = 0) -> np.ndarray:
+    """Smooth gradients plus texture, so that upscaled output is not trivially constant."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = [0.5 + 0.4 * np.sin(x / 5 + c) * np.cos(y / 7 - c) for c in range(channels)]
+    image = np.stack(base, axis=2) + rng.normal(0, 0.03, (height, width, channels))
+    peak = np.iinfo(dtype).max
+    return np.clip(np.rint(image * peak), 0, peak).astype(dtype)
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not available (needs ../shared beside the repo)")
+    return path
+
+
+def official_keys(preset: str, teacher: bool) -> dict[str, tuple[int, ...]]:
+    """Official state-dict keys and shapes from ../shared/spec/official-keys-*.json, in file order."""
+    if preset == "kdsr-gan":
+        data = json.loads(shared_path("spec", "official-keys-gan.json").read_text())
+        entries = data["BlindSR_TA" if teacher else "BlindSR_ST"]["keys"]
+        return {e["key"]: tuple(e["shape"]) for e in entries}
+    suffix = {"kdsr-m": "M", "kdsr-l": "L"}[preset]
+    data = json.loads(shared_path("spec", f"official-keys-{suffix}.json").read_text())
+    return {k: tuple(shape) for k, shape in data["teacher" if teacher else "student"]["keys"]}

@@ -1,0 +1,166 @@
+"""Networks: official parameter counts, key layout, and the exact official computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdsr.models import PRESETS, KDSRConfig, create_model, list_models, pack_teacher_input
+from tests.conftest import official_keys, tiny_model
+
+# Official totals (student, teacher), which include the 24 frozen mean-shift values we keep as buffers.
+OFFICIAL_PARAMS = {
+    "kdsr-m": (5_795_099, 5_822_747),
+    "kdsr-l": (14_191_003, 14_246_299),
+    "kdsr-gan": (18_846_107, 18_901_403),
+}
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("teacher", [False, True])
+def test_every_preset_builds_and_runs(name, teacher):
+    torch.manual_seed(0)
+    model = create_model(name, teacher=teacher).eval()
+    lr = torch.rand(2, 3, 6, 5)
+    with torch.no_grad():
+        if teacher:
+            sr, idr = model(lr, torch.rand(2, 3, 24, 20), return_idr=True)
+        else:
+            sr, idr = model(lr, return_idr=True)
+    c = PRESETS[name].config.n_feats
+    assert sr.shape == (2, 3, 24, 20)
+    assert idr.d.shape == (2, c) and idr.d_prime.shape == (2, 4 * c)
+    assert torch.isfinite(sr).all()
+    buffers = sum(b.numel() for b in model.buffers())
+    assert buffers == 24
+    if name in OFFICIAL_PARAMS:
+        params = sum(p.numel() for p in model.parameters())
+        assert params + buffers == OFFICIAL_PARAMS[name][teacher]
+        assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["kdsr-m", "kdsr-l", "kdsr-gan"])
+@pytest.mark.parametrize("teacher", [False, True])
+def test_state_dict_matches_official_keys_and_order(name, teacher):
+    expected = official_keys(name, teacher)
+    with torch.device("meta"):
+        ours = {k: tuple(v.shape) for k, v in create_model(name, teacher=teacher).state_dict().items()}
+    assert list(ours.items()) == list(expected.items())
+
+
+def test_small_official_config_param_counts():
+    # spec section 1.6: the 16/3/2 configuration has 87,899 / 94,811 parameters including the mean shift.
+    for teacher, total in ((False, 87_899), (True, 94_811)):
+        model = create_model("kdsr-s", teacher=teacher, n_feats=16, n_blocks=3, n_resblocks=2)
+        assert sum(p.numel() for p in model.parameters()) + 24 == total
+
+
+def test_create_model_rejects_unknown_names_and_fields():
+    with pytest.raises(KeyError, match="unknown model preset"):
+        create_model("kdsr-xxl")
+    with pytest.raises(TypeError, match="unknown config field"):
+        create_model("kdsr-s", width=3)
+    with pytest.raises(ValueError):
+        KDSRConfig(16, 3, 2, scale=5)
+
+
+def _reference_forward(sd, x, config: KDSRConfig, encoder_input):
+    """Straightforward re-implementation of the official forward pass from the spec, on a raw state dict,
+    with the dynamic convolution done per sample (not as one grouped conv over B*C groups)."""
+    prefix = "E." if config.teacher else "E_st."
+    r_blocks, c = config.n_resblocks, config.n_feats
+
+    def conv(t, key):
+        return F.conv2d(t, sd[key + ".weight"], sd[key + ".bias"], padding=1)
+
+    def act(t):
+        return F.leaky_relu(t, 0.1)
+
+    e = act(conv(encoder_input, prefix + "E.0"))
+    for i in range(2, r_blocks + 2):
+        e = e + conv(act(conv(e, f"{prefix}E.{i}.body.0")), f"{prefix}E.{i}.body.2")
+    for i in (r_blocks + 2, r_blocks + 4, r_blocks + 6):
+        e = act(conv(e, f"{prefix}E.{i}"))
+    e = e.mean(dim=(2, 3))
+    e = act(F.linear(e, sd[prefix + "mlp.0.weight"], sd[prefix + "mlp.0.bias"]))
+    d_prime = act(F.linear(e, sd[prefix + "mlp.2.weight"], sd[prefix + "mlp.2.bias"]))
+    d = act(F.linear(d_prime, sd[prefix + "compress.0.weight"], sd[prefix + "compress.0.bias"]))
+
+    h = conv(F.conv2d(x, sd["G.sub_mean.weight"], sd["G.sub_mean.bias"]).contiguous(), "G.head.0")
+    r = h
+    for i in range(config.n_blocks):
+        key = f"G.body.0.body.{i}"
+        kernels = F.linear(act(F.linear(d, sd[key + ".da_conv1.kernel.0.weight"])), sd[key + ".da_conv1.kernel.2.weight"])
+        dyn = torch.cat(
+            [F.conv2d(r[b : b + 1], kernels[b].view(c, 1, 3, 3), padding=1, groups=c) for b in range(x.shape[0])]
+        )
+        r = r + conv(act(dyn), key + ".conv1")
+    r = conv(r, "G.body.1") + h
+    t = F.pixel_shuffle(conv(r, "G.tail.0.0"), 2)
+    t = F.pixel_shuffle(conv(t, "G.tail.0.2"), 2)
+    t = conv(t, "G.tail.1")
+    return F.conv2d(t, sd["G.add_mean.weight"], sd["G.add_mean.bias"]), d, d_prime
+
+
+@pytest.mark.parametrize("teacher", [False, True])
+def test_forward_equals_reference_implementation(teacher):
+    model = tiny_model(teacher=teacher, n_feats=8, n_blocks=3, n_resblocks=2)
+    torch.manual_seed(1)
+    lr, hr = torch.rand(2, 3, 7, 9), torch.rand(2, 3, 28, 36)
+    with torch.no_grad():
+        if teacher:
+            sr, idr = model(lr, hr, return_idr=True)
+            packed = pack_teacher_input(lr, hr, 4)
+        else:
+            sr, idr = model(lr, return_idr=True)
+            packed = lr
+        ref_sr, ref_d, ref_dp = _reference_forward(model.state_dict(), lr, model.config, packed)
+    torch.testing.assert_close(idr.d, ref_d, rtol=0, atol=1e-6)
+    torch.testing.assert_close(idr.d_prime, ref_dp, rtol=0, atol=1e-6)
+    torch.testing.assert_close(sr, ref_sr, rtol=0, atol=1e-5)
+
+
+def test_teacher_packing_is_colour_major_pixel_unshuffle():
+    lr, hr = torch.rand(1, 3, 2, 3), torch.rand(1, 3, 8, 12)
+    packed = pack_teacher_input(lr, hr, 4)
+    assert packed.shape == (1, 51, 2, 3)
+    torch.testing.assert_close(packed[:, :3], lr)
+    for c in range(3):
+        for i in range(4):
+            for j in range(4):
+                torch.testing.assert_close(packed[0, 3 + c * 16 + i * 4 + j], hr[0, c, i::4, j::4])
+    with pytest.raises(ValueError, match="4x the LR size"):
+        pack_teacher_input(lr, hr[:, :, :7], 4)
+
+
+def test_batch_samples_are_independent():
+    model = tiny_model()
+    lr = torch.rand(3, 3, 6, 6)
+    with torch.no_grad():
+        batched = model(lr)
+        single = torch.cat([model(lr[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, single, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_scales(scale):
+    model = tiny_model(scale=scale)
+    assert model(torch.rand(1, 3, 5, 4)).shape == (1, 3, 5 * scale, 4 * scale)
+
+
+def test_gradients_reach_every_parameter():
+    model = tiny_model().train()
+    sr, idr = model(torch.rand(2, 3, 8, 8), return_idr=True)
+    (sr.mean() + idr.d_prime.mean()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in model.E_st.parameters())
+
+
+def test_student_rejects_teacher_config_and_vice_versa():
+    from kdsr.models import KDSRStudent, KDSRTeacher
+
+    with pytest.raises(ValueError):
+        KDSRStudent(KDSRConfig(8, 1, 1, teacher=True))
+    with pytest.raises(ValueError):
+        KDSRTeacher(KDSRConfig(8, 1, 1))
