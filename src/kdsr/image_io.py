@@ -110,7 +110,10 @@ def to_float(image: np.ndarray) -> np.ndarray:
 def from_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """float in [0, 1] -> uint8/uint16, clipped and rounded."""
     peak = float(np.iinfo(dtype).max)
-    return np.clip(np.rint(image * peak), 0, peak).astype(dtype)
+    scaled = image * np.float32(peak)  # one temporary, then in place: outputs can be gigabytes
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, peak, out=scaled)
+    return scaled.astype(dtype)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

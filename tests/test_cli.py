@@ -1,0 +1,131 @@
+"""The kdsr command: upscale files and folders, errors as one line, profile, models, python -m kdsr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kdsr import save_model
+from kdsr.cli import main
+from kdsr.image_io import read_image, write_image
+from tests.conftest import ASSETS, synthetic_image, tiny_model
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "tiny.safetensors"
+    save_model(tiny_model(), path)
+    return str(path)
+
+
+def test_upscale_single_file_to_named_output(tmp_path, model_file):
+    write_image(tmp_path / "in.png", synthetic_image(9, 7))
+    assert main(["upscale", "-i", str(tmp_path / "in.png"), "-o", str(tmp_path / "big.png"), "-n", model_file]) == 0
+    assert read_image(tmp_path / "big.png").shape == (36, 28, 3)
+
+
+def test_upscale_folder_with_bad_files(tmp_path, model_file, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "a.png", synthetic_image(8, 8))
+    write_image(src / "b.jpg", synthetic_image(6, 10))
+    write_image(src / "g16.png", synthetic_image(5, 5, 1, np.uint16))
+    write_image(src / "rgba.png", synthetic_image(5, 6, 4))
+    (src / "notes.txt").write_text("not an image")
+    (src / "empty.png").write_bytes(b"")
+    (src / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    out = tmp_path / "out"
+    status = main(["upscale", "-i", str(src), "-o", str(out), "-n", model_file, "-t", "4"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a_out.png", "b_out.jpg", "g16_out.png", "rgba_out.png"]
+    assert read_image(out / "g16_out.png").dtype == np.uint16
+    assert read_image(out / "rgba_out.png").shape == (20, 24, 4)
+    assert "3 file(s) failed" in captured.err
+    for name in ("notes.txt", "empty.png", "corrupt.png"):
+        assert name in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_upscale_ext_suffix_and_alpha_forces_png(tmp_path, model_file):
+    write_image(tmp_path / "a.png", synthetic_image(4, 4, 4))
+    write_image(tmp_path / "b.png", synthetic_image(4, 4))
+    for name in ("a", "b"):
+        assert main(["upscale", "-i", str(tmp_path / f"{name}.png"), "-o", str(tmp_path / "o"), "-n", model_file,
+                     "--ext", "jpg", "--suffix", "x4"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a_x4.png", "b_x4.jpg"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-n", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--device", "cuda:0"], "CUDA was requested"),
+        (["-t", "-5"], ">= 0"),
+    ],
+)
+def test_user_errors_are_one_line(tmp_path, capsys, args, message):
+    write_image(tmp_path / "a.png", synthetic_image(4, 4))
+    if "cuda" in args[-1]:
+        pytest.importorskip("torch")
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA present")
+    status = main(["upscale", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(err) == 1 and message in err[0]
+
+
+def test_missing_input_and_bad_checkpoint(tmp_path, capsys):
+    assert main(["upscale", "-i", str(tmp_path / "nothing"), "-n", "kdsr-s"]) == 1
+    assert "no such file or folder" in capsys.readouterr().err
+    (tmp_path / "bad.pth").write_bytes(b"garbage")
+    write_image(tmp_path / "a.png", synthetic_image(4, 4))
+    assert main(["upscale", "-i", str(tmp_path / "a.png"), "-n", str(tmp_path / "bad.pth")]) == 1
+    assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_never_overwrites_the_input(tmp_path, model_file, capsys):
+    write_image(tmp_path / "a.png", synthetic_image(4, 4))
+    before = (tmp_path / "a.png").read_bytes()
+    assert main(["upscale", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path), "--suffix", "", "-n", model_file]) == 1
+    assert (tmp_path / "a.png").read_bytes() == before
+    assert "overwrite the input" in capsys.readouterr().err
+
+
+def test_untrained_preset_warns_in_one_line(tmp_path, capsys):
+    write_image(tmp_path / "a.png", synthetic_image(4, 4))
+    assert main(["upscale", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-n", "kdsr-s"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("kdsr: warning: 'kdsr-s' is an untrained") and len(err.strip().splitlines()) == 1
+
+
+def test_profile_json(capsys):
+    assert main(["profile", "-n", "kdsr-s", "--lr-size", "12x16", "--runs", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"params", "trainable_params", "flops", "latency_ms"} <= set(report)
+    assert report["params"] == 445_219 and report["latency_ms"] > 0
+    assert main(["profile", "--lr-size", "12by16"]) == 1
+
+
+def test_models_lists_presets(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("kdsr-m", "kdsr-l", "kdsr-gan", "kdsr-s"):
+        assert name in out
+
+
+def test_python_dash_m_on_the_shipped_sample(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "kdsr", "upscale", "-i", str(ASSETS / "sample.png"), "-o", str(tmp_path), "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    out = read_image(tmp_path / "sample_out.png")
+    assert out.shape[:2] == tuple(4 * v for v in read_image(ASSETS / "sample.png").shape[:2])

@@ -1,0 +1,118 @@
+"""Image files: bit depth, channels, formats, EXIF orientation, bad files, atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from kdsr.errors import ImageError
+from kdsr.image_io import apply_exif_orientation, read_image, write_image
+from tests.conftest import synthetic_image
+
+
+@pytest.mark.parametrize(
+    "channels, dtype, ext",
+    [(3, np.uint8, ".png"), (1, np.uint8, ".png"), (4, np.uint8, ".png"), (3, np.uint16, ".png"),
+     (1, np.uint16, ".png"), (4, np.uint16, ".png"), (3, np.uint8, ".bmp"), (4, np.uint8, ".webp")],
+)
+def test_lossless_round_trip(tmp_path, channels, dtype, ext):
+    image = synthetic_image(13, 17, channels, dtype)
+    if ext == ".webp":  # lossless only at quality > 100
+        path = tmp_path / "a.webp"
+        write_image(path, image, quality=101)
+    else:
+        path = tmp_path / f"a{ext}"
+        write_image(path, image)
+    back = read_image(path)
+    assert back.dtype == dtype and back.shape == image.shape
+    np.testing.assert_array_equal(back, image)
+
+
+def test_channel_order_is_rgb(tmp_path):
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 255
+    Image.fromarray(red).save(tmp_path / "red.png")
+    assert read_image(tmp_path / "red.png")[0, 0].tolist() == [255, 0, 0]
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".webp"])
+def test_lossy_formats_read_back_close(tmp_path, ext):
+    image = synthetic_image(32, 24)
+    write_image(tmp_path / f"a{ext}", image)
+    back = read_image(tmp_path / f"a{ext}")
+    assert back.shape == image.shape and np.abs(back.astype(int) - image).mean() < 6
+
+
+def test_16bit_to_8bit_format_is_reduced(tmp_path):
+    image = synthetic_image(8, 8, 3, np.uint16)
+    write_image(tmp_path / "a.jpg", image)
+    assert read_image(tmp_path / "a.jpg").dtype == np.uint8
+
+
+def test_alpha_into_jpeg_is_refused(tmp_path):
+    with pytest.raises(ImageError, match="alpha"):
+        write_image(tmp_path / "a.jpg", synthetic_image(4, 4, 4))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, orientation):
+    image = synthetic_image(6, 10)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "o.png"
+    Image.fromarray(image).save(path, exif=exif.tobytes())
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)))
+    np.testing.assert_array_equal(read_image(path), expected)
+    np.testing.assert_array_equal(apply_exif_orientation(image, orientation), expected)
+
+
+def test_exif_orientation_on_jpeg(tmp_path):
+    image = synthetic_image(8, 16)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(image).save(tmp_path / "o.jpg", exif=exif.tobytes(), quality=100)
+    assert read_image(tmp_path / "o.jpg").shape == (16, 8, 3)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "empty file"), (b"hello, not an image", "not a readable image"), (b"\x89PNG\r\n\x1a\n\x00\x00", "not a readable")],
+)
+def test_bad_files(tmp_path, content, message):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=message):
+        read_image(path)
+
+
+def test_truncated_png(tmp_path):
+    write_image(tmp_path / "a.png", synthetic_image(64, 64))
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError):
+        read_image(tmp_path / "cut.png")
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(ImageError, match="cannot read"):
+        read_image(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match="cannot read"):
+        read_image(tmp_path)
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "out.png"
+    write_image(path, synthetic_image(4, 4))
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    import kdsr.atomic
+
+    monkeypatch.setattr(kdsr.atomic.os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_image(path, synthetic_image(8, 8))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]

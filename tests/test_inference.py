@@ -1,0 +1,128 @@
+"""Tiled inference and the numpy-image upscaler: IDR once per image, seamless tiles, any size and layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kdsr.errors import ImageError, KDSRError
+from kdsr.inference import Upscaler, estimate_idr, tiled_super_resolve
+from kdsr.inference.tiling import tile_starts, tiles
+from kdsr.inference.upscaler import fill_transparent
+from tests.conftest import synthetic_image, tiny_model
+
+
+@pytest.mark.parametrize("length, tile, overlap", [(10, 4, 1), (100, 32, 8), (7, 7, 2), (5, 8, 2), (33, 16, 0)])
+def test_tiles_cover_with_overlap(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    covered = np.zeros(length, int)
+    for s in starts:
+        covered[s : min(s + tile, length)] += 1
+    assert covered.min() >= 1 and starts[0] == 0
+    for a, b in zip(starts, starts[1:]):
+        assert a + tile - b >= overlap
+    assert len(list(tiles(length, length + 3, tile, overlap))) == len(starts) * len(tile_starts(length + 3, tile, overlap))
+
+
+def test_tiled_encoder_equals_whole_image_encoder():
+    model = tiny_model(n_resblocks=2)
+    lr = torch.rand(2, 3, 37, 29, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = model.encode(lr)
+    for tile in (5, 8, 16):
+        tiled = estimate_idr(model, lr, tile)
+        torch.testing.assert_close(tiled.d_prime, whole.d_prime, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(tiled.d, whole.d, rtol=1e-5, atol=1e-6)
+
+
+def test_tiled_generator_with_full_context_is_exact():
+    model = tiny_model(n_blocks=2)
+    lr = torch.rand(1, 3, 23, 31, generator=torch.Generator().manual_seed(1))
+    d = model.encode(lr).d
+    with torch.no_grad():
+        whole = model.super_resolve(lr, d)
+    pad = model.G.receptive_radius
+    tiled = tiled_super_resolve(model, lr, d, 8, pad, 3, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
+
+
+def test_tiled_output_within_one_level_of_untiled_on_8bit():
+    model = tiny_model(n_blocks=4)
+    image = synthetic_image(45, 38)
+    whole = Upscaler(model, device="cpu", tile=0).upscale(image)
+    tiled = Upscaler(model, device="cpu", tile=16, tile_pad=12, tile_overlap=4).upscale(image)
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_short_context_still_blends_without_seams():
+    # With less context than the receptive field tiles differ a little; blending keeps the difference smooth.
+    model = tiny_model(n_blocks=6)
+    lr = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(2))
+    d = model.encode(lr).d
+    with torch.no_grad():
+        whole = model.super_resolve(lr, d)
+    tiled = tiled_super_resolve(model, lr, d, 16, 2, 4, torch.device("cpu"), torch.float32)
+    diff = (tiled - whole).abs()
+    assert diff.max() < 0.05
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 7), (5, 3), (17, 10)])
+def test_any_size(size):
+    out = Upscaler(tiny_model(), device="cpu", tile=4).upscale(synthetic_image(*size))
+    assert out.shape == (size[0] * 4, size[1] * 4, 3) and out.dtype == np.uint8
+
+
+def test_grey_stays_grey_and_16bit_stays_16bit():
+    up = Upscaler(tiny_model(), device="cpu")
+    grey = up.upscale(synthetic_image(6, 5, 1, np.uint16))
+    assert grey.shape == (24, 20, 1) and grey.dtype == np.uint16
+    assert up.upscale(synthetic_image(6, 5)[:, :, 0]).shape == (24, 20, 1)
+
+
+def test_16bit_output_uses_the_full_depth():
+    out = Upscaler(tiny_model(), device="cpu").upscale(synthetic_image(8, 8, 3, np.uint16))
+    assert out.dtype == np.uint16 and (out % 257 != 0).any()
+
+
+@pytest.mark.parametrize("alpha_upsampler", ["kdsr", "bicubic"])
+def test_rgba_keeps_alpha_and_transparent_colour(alpha_upsampler):
+    image = synthetic_image(12, 12, 4)
+    image[..., :3] = (200, 120, 40)
+    image[..., 3] = 255
+    image[:, 6:, 3] = 0
+    image[:, 6:, :3] = 0  # black stored under full transparency, as many files do
+    out = Upscaler(tiny_model(), device="cpu", alpha_upsampler=alpha_upsampler).upscale(image)
+    assert out.shape == (48, 48, 4)
+    if alpha_upsampler == "bicubic":
+        assert out[:, :20, 3].min() >= 250 and out[:, 28:, 3].max() <= 5
+    filled = fill_transparent(image[..., :3] / 255.0, image[..., 3] / 255.0)
+    np.testing.assert_allclose(filled[:, 6:], np.broadcast_to([200 / 255, 120 / 255, 40 / 255], (12, 6, 3)), atol=1e-5)
+
+
+def test_outscale():
+    up = Upscaler(tiny_model(), device="cpu")
+    assert up.upscale(synthetic_image(10, 8), outscale=2).shape == (20, 16, 3)
+    assert up.upscale(synthetic_image(10, 8), outscale=6).shape == (60, 48, 3)
+
+
+def test_bad_arguments():
+    model = tiny_model()
+    with pytest.raises(ImageError, match="too large"):
+        Upscaler(model, device="cpu").upscale(np.zeros((20000, 20000, 3), np.uint8)[:, :, :])
+    with pytest.raises(ImageError, match="expected"):
+        Upscaler(model, device="cpu").upscale(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(KDSRError, match=">= 0"):
+        Upscaler(model, device="cpu", tile=-1)
+    with pytest.raises(KDSRError, match="unknown device"):
+        Upscaler(model, device="gpu7")
+    with pytest.raises(KDSRError, match="teacher"):
+        Upscaler(tiny_model(teacher=True), device="cpu")
+
+
+def test_bf16_on_cpu_is_close_to_fp32():
+    model = tiny_model()
+    image = synthetic_image(16, 16)
+    fp32 = Upscaler(model, device="cpu", precision="fp32").upscale(image).astype(int)
+    bf16 = Upscaler(tiny_model(), device="cpu", precision="bf16").upscale(image).astype(int)
+    assert np.abs(fp32 - bf16).mean() < 3
