@@ -32,7 +32,11 @@ def test_safetensors_round_trip_describes_itself(tmp_path, teacher):
     save_model(model, path, metadata={"summary": "test model"})
     meta = read_metadata(path)
     assert json.loads(meta["kdsr_config"]) == {
-        "n_feats": 8, "n_blocks": 3, "n_resblocks": 2, "scale": 4, "teacher": teacher
+        "n_feats": 8,
+        "n_blocks": 3,
+        "n_resblocks": 2,
+        "scale": 4,
+        "teacher": teacher,
     }
     assert meta["kdsr_role"] == ("teacher" if teacher else "student") and meta["summary"] == "test model"
     loaded = load_model(path)
@@ -43,7 +47,12 @@ def test_safetensors_round_trip_describes_itself(tmp_path, teacher):
 
 @pytest.mark.parametrize(
     "config",
-    [KDSRConfig(8, 2, 1), KDSRConfig(16, 3, 2, teacher=True), KDSRConfig(8, 1, 3, scale=2), KDSRConfig(8, 2, 0, scale=3)],
+    [
+        KDSRConfig(8, 2, 1),
+        KDSRConfig(16, 3, 2, teacher=True),
+        KDSRConfig(8, 1, 3, scale=2),
+        KDSRConfig(8, 2, 0, scale=3),
+    ],
 )
 def test_official_classic_pt_is_detected_from_shapes(tmp_path, config):
     from kdsr.models import build_model

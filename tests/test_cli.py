@@ -55,8 +55,24 @@ def test_upscale_ext_suffix_and_alpha_forces_png(tmp_path, model_file):
     write_image(tmp_path / "a.png", synthetic_image(4, 4, 4))
     write_image(tmp_path / "b.png", synthetic_image(4, 4))
     for name in ("a", "b"):
-        assert main(["upscale", "-i", str(tmp_path / f"{name}.png"), "-o", str(tmp_path / "o"), "-n", model_file,
-                     "--ext", "jpg", "--suffix", "x4"]) == 0
+        assert (
+            main(
+                [
+                    "upscale",
+                    "-i",
+                    str(tmp_path / f"{name}.png"),
+                    "-o",
+                    str(tmp_path / "o"),
+                    "-n",
+                    model_file,
+                    "--ext",
+                    "jpg",
+                    "--suffix",
+                    "x4",
+                ]
+            )
+            == 0
+        )
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a_x4.png", "b_x4.jpg"]
 
 

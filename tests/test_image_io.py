@@ -13,8 +13,16 @@ from tests.conftest import synthetic_image
 
 @pytest.mark.parametrize(
     "channels, dtype, ext",
-    [(3, np.uint8, ".png"), (1, np.uint8, ".png"), (4, np.uint8, ".png"), (3, np.uint16, ".png"),
-     (1, np.uint16, ".png"), (4, np.uint16, ".png"), (3, np.uint8, ".bmp"), (4, np.uint8, ".webp")],
+    [
+        (3, np.uint8, ".png"),
+        (1, np.uint8, ".png"),
+        (4, np.uint8, ".png"),
+        (3, np.uint16, ".png"),
+        (1, np.uint16, ".png"),
+        (4, np.uint16, ".png"),
+        (3, np.uint8, ".bmp"),
+        (4, np.uint8, ".webp"),
+    ],
 )
 def test_lossless_round_trip(tmp_path, channels, dtype, ext):
     image = synthetic_image(13, 17, channels, dtype)
@@ -77,7 +85,11 @@ def test_exif_orientation_on_jpeg(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [(b"", "empty file"), (b"hello, not an image", "not a readable image"), (b"\x89PNG\r\n\x1a\n\x00\x00", "not a readable")],
+    [
+        (b"", "empty file"),
+        (b"hello, not an image", "not a readable image"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not a readable"),
+    ],
 )
 def test_bad_files(tmp_path, content, message):
     path = tmp_path / "bad.png"

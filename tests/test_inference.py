@@ -22,7 +22,9 @@ def test_tiles_cover_with_overlap(length, tile, overlap):
     assert covered.min() >= 1 and starts[0] == 0
     for a, b in zip(starts, starts[1:]):
         assert a + tile - b >= overlap
-    assert len(list(tiles(length, length + 3, tile, overlap))) == len(starts) * len(tile_starts(length + 3, tile, overlap))
+    assert len(list(tiles(length, length + 3, tile, overlap))) == len(starts) * len(
+        tile_starts(length + 3, tile, overlap)
+    )
 
 
 def test_tiled_encoder_equals_whole_image_encoder():

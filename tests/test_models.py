@@ -91,7 +91,9 @@ def _reference_forward(sd, x, config: KDSRConfig, encoder_input):
     r = h
     for i in range(config.n_blocks):
         key = f"G.body.0.body.{i}"
-        kernels = F.linear(act(F.linear(d, sd[key + ".da_conv1.kernel.0.weight"])), sd[key + ".da_conv1.kernel.2.weight"])
+        kernels = F.linear(
+            act(F.linear(d, sd[key + ".da_conv1.kernel.0.weight"])), sd[key + ".da_conv1.kernel.2.weight"]
+        )
         dyn = torch.cat(
             [F.conv2d(r[b : b + 1], kernels[b].view(c, 1, 3, 3), padding=1, groups=c) for b in range(x.shape[0])]
         )

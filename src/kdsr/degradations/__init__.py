@@ -1,0 +1,12 @@
+"""Degradations as batched tensor functions; every random draw comes from a caller-supplied ``torch.Generator``.
+
+- :mod:`kdsr.degradations.kernels`: Gaussian, generalized Gaussian, plateau and sinc kernels.
+- :mod:`kdsr.degradations.resize`: MATLAB-style bicubic ``imresize``.
+- :mod:`kdsr.degradations.classic`: the paper's Eq. 1 as the official code applies it.
+- :mod:`kdsr.degradations.jpeg`: batched (optionally differentiable) JPEG.
+- :mod:`kdsr.degradations.realworld`: the Real-ESRGAN second-order pipeline of KDSR-GAN.
+"""
+
+from kdsr.degradations import classic, jpeg, kernels, realworld, resize
+
+__all__ = ["classic", "jpeg", "kernels", "realworld", "resize"]
