@@ -177,4 +177,4 @@ def test_preset_name_warns_untrained_and_is_deterministic():
         warnings.simplefilter("ignore")
         b = load_model("kdsr-s")
     assert torch.equal(torch.random.get_rng_state(), state), "loading a preset must not disturb the global RNG"
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))

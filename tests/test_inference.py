@@ -20,7 +20,7 @@ def test_tiles_cover_with_overlap(length, tile, overlap):
     for s in starts:
         covered[s : min(s + tile, length)] += 1
     assert covered.min() >= 1 and starts[0] == 0
-    for a, b in zip(starts, starts[1:]):
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
         assert a + tile - b >= overlap
     assert len(list(tiles(length, length + 3, tile, overlap))) == len(starts) * len(
         tile_starts(length + 3, tile, overlap)
