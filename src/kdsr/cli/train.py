@@ -1,0 +1,27 @@
+"""``kdsr train``: run or resume a training stage from a YAML config."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a teacher, student or GAN stage",
+                       description="Train from a YAML config; extra key.sub=value arguments override it.")
+    p.add_argument("config", help="YAML config (see configs/)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.steps=2000")
+    p.add_argument("-o", "--run-dir", help="output folder (default: runs/<config name>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdsr.train import load_config, train
+
+    config = load_config(args.config, args.overrides)
+    run_dir = Path(args.resume or args.run_dir or Path("runs") / Path(args.config).stem)
+    last = train(config, run_dir, resume=args.resume is not None)
+    if last:
+        print(f"{run_dir}: step {last['step']}, loss {last['loss']:.4f}")
+    return 0

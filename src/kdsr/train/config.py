@@ -1,0 +1,213 @@
+"""Typed training configuration: nested dataclasses read from YAML, unknown keys are errors.
+
+``key.sub=value`` overrides (values parsed as YAML) are applied before validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from kdsr.errors import KDSRError
+
+STAGES = ("teacher", "student", "gan")
+
+
+@dataclasses.dataclass
+class ModelSection:
+    preset: str = "kdsr-s"
+    n_feats: int | None = None
+    n_blocks: int | None = None
+    n_resblocks: int | None = None
+
+
+@dataclasses.dataclass
+class DataSection:
+    train: list[str] = dataclasses.field(default_factory=list)
+    patch_size: int = 48  # LR patch; the HR crop is patch_size * scale
+    batch_size: int = 16
+    workers: int = 0
+    scale: int = 4
+
+
+@dataclasses.dataclass
+class ClassicSection:
+    mode: str = "iso"
+    sig_min: float = 0.2
+    sig_max: float = 4.0
+    lambda_min: float = 0.2
+    lambda_max: float = 4.0
+    noise_max: float = 0.0
+    per_image: bool = False
+
+
+@dataclasses.dataclass
+class DegradationSection:
+    kind: str = "classic"  # classic | realworld
+    classic: ClassicSection = dataclasses.field(default_factory=ClassicSection)
+    realworld: dict[str, Any] = dataclasses.field(default_factory=dict)  # RealWorldConfig overrides
+
+
+@dataclasses.dataclass
+class OptimSection:
+    steps: int = 1000
+    lr: float = 1e-4
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.999])
+    lr_decay_steps: int = 0  # 0: constant
+    lr_gamma: float = 0.5
+    grad_clip: float = 0.0  # max global grad norm; 0: off
+    max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
+
+
+@dataclasses.dataclass
+class DistillSection:
+    teacher: str = ""  # teacher checkpoint (student and gan stages)
+    init: str = ""  # student/gan stage: checkpoint whose G (student) or whole net (gan) initialises the model
+    loss: str = "kl"  # kl | l1 | l2 on D'
+    temperature: float = 0.15
+    weight: float = 1.0
+    warmup_steps: int = 0  # KD-only steps on the student encoder first (official aniso recipe)
+    warmup_lr: float = 2e-4
+    warmup_decay_steps: int = 0
+    warmup_gamma: float = 0.1
+
+
+@dataclasses.dataclass
+class GanSection:
+    vgg_weights: str = ""
+    perceptual_layers: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+    )
+    perceptual_weight: float = 1.0
+    gan_weight: float = 1.0  # official option files; the paper and Real-ESRGAN say 0.1
+    d_features: int = 64
+    d_lr: float = 1e-4
+    d_betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
+
+
+@dataclasses.dataclass
+class ValSection:
+    data: str = ""  # folder; empty: no validation
+    protocol: str = "gaussian8"
+    every: int = 1000
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    stage: str = "teacher"
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    ema_decay: float = 0.0  # 0: no EMA
+    log_every: int = 20
+    checkpoint_every: int = 500
+    tensorboard: bool = False
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    degradation: DegradationSection = dataclasses.field(default_factory=DegradationSection)
+    optim: OptimSection = dataclasses.field(default_factory=OptimSection)
+    distill: DistillSection = dataclasses.field(default_factory=DistillSection)
+    gan: GanSection = dataclasses.field(default_factory=GanSection)
+    val: ValSection = dataclasses.field(default_factory=ValSection)
+
+    def validate(self) -> None:
+        checks = [
+            (self.stage in STAGES, f"stage must be one of {STAGES}"),
+            (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
+            (self.degradation.kind in ("classic", "realworld"), "degradation.kind must be classic or realworld"),
+            (self.degradation.classic.mode in ("iso", "aniso"), "degradation.classic.mode must be iso or aniso"),
+            (self.distill.loss in ("kl", "l1", "l2"), "distill.loss must be kl, l1 or l2"),
+            (bool(self.data.train), "data.train must list at least one folder"),
+            (self.optim.steps > 0 and self.data.batch_size > 0 and self.data.patch_size > 0, "sizes must be > 0"),
+            (self.stage == "teacher" or bool(self.distill.teacher), "student/gan stages need distill.teacher"),
+            (self.stage != "gan" or bool(self.distill.init), "the gan stage needs distill.init (a trained student)"),
+            (self.stage != "gan" or bool(self.gan.vgg_weights), "the gan stage needs gan.vgg_weights"),
+            (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise KDSRError(f"config: {message}")
+
+
+def _build(cls, values: Any, where: str):
+    """Build dataclass ``cls`` from a mapping, recursively; unknown keys and wrong types are errors."""
+    if not isinstance(values, dict):
+        raise KDSRError(f"config: {where or 'top level'} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise KDSRError(f"config: unknown key(s) {', '.join(where + k for k in unknown)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint, value, where: str):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where + ".")
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        if not isinstance(value, list):
+            raise KDSRError(f"config: {where} must be a list")
+        return [_coerce(args[0], v, where) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise KDSRError(f"config: {where} must be a mapping")
+        return dict(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint is Any or isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    raise KDSRError(f"config: {where} must be {hint.__name__}, got {value!r}")
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise KDSRError(f"config: override {dotted}: {part} is not a section")
+    node[leaf] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML config (``None``: defaults), apply ``key.sub=value`` overrides, validate."""
+    import yaml
+
+    tree: dict = {}
+    if path is not None:
+        try:
+            tree = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as e:
+            raise KDSRError(f"{path}: cannot read config ({e.strerror})") from None
+        except yaml.YAMLError as e:
+            raise KDSRError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise KDSRError(f"bad override '{item}': expected key.sub=value")
+        _set_dotted(tree, key, yaml.safe_load(raw))
+    config = _build(TrainConfig, tree, "")
+    config.validate()
+    return config
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,369 @@
+"""The training loop for the three stages (teacher, student, gan), single process or DDP under ``torchrun``.
+
+Reproducibility: batch ``s`` of rank ``r`` is a pure function of (seed, s, r) (patch sampling and degradation
+draws), so an interrupted run resumed from its last checkpoint continues exactly as the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from kdsr.atomic import atomic_path, atomic_write_bytes
+from kdsr.checkpoint import load_model, save_model
+from kdsr.data import HRPatches, StepBatchSampler
+from kdsr.data.patches import load_rgb_folder
+from kdsr.degradations import classic, realworld
+from kdsr.errors import KDSRError
+from kdsr.models import KDSRStudent, KDSRTeacher, build_model, create_model
+from kdsr.models.discriminator import UNetDiscriminatorSN
+from kdsr.train.config import TrainConfig, config_to_dict
+from kdsr.train.losses import PerceptualLoss, gan_loss, kd_loss, load_vgg19
+
+STATE_FILE = "state.pt"
+LOG_FILE = "log.jsonl"
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclasses.dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device_name: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    if not dist.is_initialized():
+        backend = "nccl" if device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available()) else "gloo"
+        dist.init_process_group(backend)
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _device(name: str, ddp: Dist) -> torch.device:
+    from kdsr.inference.upscaler import resolve_device
+
+    device = resolve_device(name)
+    if device.type == "cuda" and ddp.world > 1:
+        device = torch.device("cuda", ddp.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+class EMA:
+    """Exponential moving average of a model's parameters (buffers copied)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            ema_p.lerp_(p.detach(), 1 - self.decay)
+        for ema_b, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            ema_b.copy_(b)
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Step-decay schedule; during the KD-only warm-up its own lr and decay."""
+    d = config.distill
+    if config.stage == "student" and step < d.warmup_steps:
+        decays = step // d.warmup_decay_steps if d.warmup_decay_steps else 0
+        return d.warmup_lr * d.warmup_gamma**decays
+    o = config.optim
+    joint = step - (d.warmup_steps if config.stage == "student" else 0)
+    return o.lr * o.lr_gamma ** (joint // o.lr_decay_steps if o.lr_decay_steps else 0)
+
+
+def _load_role(path: str, teacher: bool) -> KDSRStudent | KDSRTeacher:
+    model = load_model(path)
+    if isinstance(model, KDSRTeacher) != teacher:
+        raise KDSRError(f"{path}: expected a {'teacher' if teacher else 'student'} checkpoint")
+    return model
+
+
+def _build_networks(config: TrainConfig, device: torch.device):
+    """(trained model, frozen teacher or None) for the stage, initialised as the official code does."""
+    torch.manual_seed(config.seed)
+    if config.stage == "teacher":
+        m = config.model
+        overrides = {k: v for k, v in dataclasses.asdict(m).items() if k != "preset" and v is not None}
+        return create_model(m.preset, teacher=True, scale=config.data.scale, **overrides).to(device), None
+    teacher = _load_role(config.distill.teacher, teacher=True).to(device).eval().requires_grad_(False)
+    if config.stage == "gan":
+        return _load_role(config.distill.init, teacher=False).to(device).train(), teacher
+    # Student: G copied from the init checkpoint (default: the teacher), a fresh encoder (official stage 4).
+    student = build_model(dataclasses.replace(teacher.config, teacher=False))
+    source = load_model(config.distill.init) if config.distill.init else teacher
+    student.G.load_state_dict(source.G.state_dict())
+    return student.to(device), teacher
+
+
+def _degrade(config: TrainConfig, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    scale = config.data.scale
+    if config.degradation.kind == "realworld":
+        try:
+            rw = realworld.RealWorldConfig(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in config.degradation.realworld.items()}
+            )
+        except TypeError as e:
+            raise KDSRError(f"config: degradation.realworld: {e}") from None
+        return realworld.degrade(hr, rw, scale, generator)
+    c = config.degradation.classic
+    sampling = classic.ClassicSampling(
+        c.mode, c.sig_min, c.sig_max, c.lambda_min, c.lambda_max, c.noise_max, c.per_image
+    )
+    return classic.random_degrade(hr, sampling, scale, generator)
+
+
+def _save_weights(model: nn.Module, path: Path, config: TrainConfig, step: int, extra: dict | None = None) -> None:
+    metadata = {
+        "training_stage": config.stage,
+        "training_step": str(step),
+        "training_config": json.dumps(config_to_dict(config)),
+        **(extra or {}),
+    }
+    save_model(model, path, metadata=metadata)
+
+
+def _validate(config: TrainConfig, model: nn.Module, device: torch.device) -> dict:
+    from kdsr.evaluation import run_benchmark
+
+    model.eval()
+    teacher = isinstance(model, KDSRTeacher)
+
+    def sr_fn(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        lr = lr.to(device)
+        return (model(lr, hr.to(device)) if teacher else model(lr)).float().cpu()
+
+    with torch.no_grad():
+        report = run_benchmark(sr_fn, [Path(config.val.data)], config.val.protocol, config.data.scale)
+    model.train()
+    result = next(iter(report["results"].values()))
+    return {"val_psnr": result["psnr"], "val_ssim": result["ssim"]}
+
+
+def _write_state(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None) -> dict:
+    """Run (or resume) a training stage into ``run_dir``; returns the last logged values.
+
+    ``stop_after`` ends the run early after that many steps, leaving a checkpoint as an interruption would.
+    """
+    run_dir = Path(run_dir)
+    ddp = _init_distributed(config.device)
+    device = _device(config.device, ddp)
+    dtype = PRECISIONS[config.precision]
+    disc = perceptual = None
+    if config.stage == "gan":  # first, so that a missing weights file fails before any heavy work
+        vgg = load_vgg19(config.gan.vgg_weights, tuple(config.gan.perceptual_layers)).to(device)
+        perceptual = PerceptualLoss(vgg, config.gan.perceptual_layers)
+    model, teacher = _build_networks(config, device)
+    model.train()
+    ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
+    if config.stage == "gan":
+        torch.manual_seed(config.seed + 1)
+        disc = UNetDiscriminatorSN(features=config.gan.d_features).to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.optim.lr, betas=tuple(config.optim.betas))
+    optimizer_d = (
+        torch.optim.Adam(disc.parameters(), lr=config.gan.d_lr, betas=tuple(config.gan.d_betas)) if disc else None
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+
+    start, best = 0, -math.inf
+    if resume:
+        state_path = run_dir / STATE_FILE
+        if not state_path.is_file():
+            raise KDSRError(f"{run_dir}: nothing to resume (no {STATE_FILE})")
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        if ema:
+            ema.model.load_state_dict(state["ema"])
+        if disc:
+            disc.load_state_dict(state["disc"])
+            optimizer_d.load_state_dict(state["optimizer_d"])
+        start, best = state["step"], state["best"]
+    elif ddp.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / "config.json", (json.dumps(config_to_dict(config), indent=2) + "\n").encode())
+
+    warmup = config.stage == "student" and config.distill.warmup_steps > 0
+    trained = model
+    if ddp.world > 1:
+        model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=warmup)
+        if disc:
+            disc = nn.parallel.DistributedDataParallel(disc)
+
+    images = load_rgb_folder(config.data.train)
+    scale = config.data.scale
+    dataset = HRPatches(images, config.data.patch_size * scale, config.seed)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=StepBatchSampler(config.data.batch_size, start, ddp.rank, ddp.world),
+        num_workers=config.data.workers,
+    )
+    writer = None
+    if config.tensorboard and ddp.main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise KDSRError("tensorboard is not installed: pip install tensorboard") from None
+        writer = SummaryWriter(str(run_dir / "tb"))
+
+    from tqdm import tqdm
+
+    end = config.optim.steps if stop_after is None else min(config.optim.steps, start + stop_after)
+    bar = tqdm(total=end, initial=start, desc=config.stage, unit="step", disable=not (ddp.main and sys.stderr.isatty()))
+    log_path = run_dir / LOG_FILE
+    sums: dict[str, float] = {}
+    count, bad, last = 0, 0, {}
+    t0 = time.perf_counter()
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def save_checkpoint(step: int) -> None:
+        if not ddp.main:
+            return
+        weights = ema.model if ema else trained
+        _save_weights(weights, run_dir / "last.safetensors", config, step)
+        state = {"step": step, "best": best, "model": trained.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scaler": scaler.state_dict()}
+        if ema:
+            state["ema"] = ema.model.state_dict()
+        if disc:
+            state["disc"] = _unwrap(disc).state_dict()
+            state["optimizer_d"] = optimizer_d.state_dict()
+        _write_state(run_dir / STATE_FILE, state)
+
+    for step, hr in zip(range(start, end), loader, strict=False):
+        lr_value = learning_rate(config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_value
+        hr = hr.to(device, non_blocking=True)
+        generator = torch.Generator(device).manual_seed(step_seed(config.seed, step, ddp.rank))
+        with torch.no_grad():
+            lr = _degrade(config, hr, generator)
+        losses: dict[str, torch.Tensor] = {}
+        with autocast:
+            if config.stage == "teacher":
+                sr = model(lr, hr)
+                losses["l1"] = F.l1_loss(sr.float(), hr)
+            else:
+                with torch.no_grad():
+                    target = teacher.encode(lr, hr).d_prime
+                sr, idr = model(lr, return_idr=True)
+                kd = kd_loss(idr.d_prime, target, config.distill.loss, config.distill.temperature)
+                losses["kd"] = config.distill.weight * kd
+                if not (warmup and step < config.distill.warmup_steps):
+                    losses["l1"] = F.l1_loss(sr.float(), hr)
+                if disc is not None:
+                    losses["perceptual"] = config.gan.perceptual_weight * perceptual(sr.float(), hr)
+                    disc.requires_grad_(False)
+                    losses["gan"] = config.gan.gan_weight * gan_loss(disc(sr), real=True)
+        loss = sum(losses.values())
+        finite = torch.isfinite(loss.detach()).float()
+        if ddp.world > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        optimizer.zero_grad(set_to_none=True)
+        if finite.item() < 1:
+            bad += 1
+            if bad > config.optim.max_bad_steps:
+                raise KDSRError(
+                    f"training diverged: {bad} consecutive non-finite losses at step {step}; "
+                    "lower optim.lr or set optim.grad_clip"
+                )
+            continue
+        bad = 0
+        scaler.scale(loss).backward()
+        if config.optim.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if disc is not None:
+            disc.requires_grad_(True)
+            optimizer_d.zero_grad(set_to_none=True)
+            with autocast:
+                d_real = gan_loss(disc(hr), real=True)
+                d_fake = gan_loss(disc(sr.detach()), real=False)
+            (d_real + d_fake).backward()
+            optimizer_d.step()
+            losses["d_real"], losses["d_fake"] = d_real, d_fake
+        if ema:
+            ema.update(trained)
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0.0) + value.item()
+        sums["loss"] = sums.get("loss", 0.0) + loss.item()
+        count += 1
+        done = step + 1
+        bar.update()
+        if ddp.main and (done % config.log_every == 0 or done == end):
+            elapsed = time.perf_counter() - t0
+            last = {"step": done, "lr": lr_value, **{k: v / count for k, v in sums.items()},
+                    "steps_per_s": (done - start) / elapsed, "elapsed_s": elapsed}
+            if ddp.world > 1:
+                last["world_size"] = ddp.world
+            _append_log(log_path, last)
+            if writer:
+                for k, v in last.items():
+                    writer.add_scalar(f"train/{k}", v, done)
+            bar.set_postfix(loss=f"{last['loss']:.4f}")
+            sums, count = {}, 0
+        if config.val.data and done % config.val.every == 0:
+            if ddp.main:
+                metrics = _validate(config, ema.model if ema else trained, device)
+                _append_log(log_path, {"step": done, **metrics})
+                if writer:
+                    for k, v in metrics.items():
+                        writer.add_scalar(f"val/{k}", v, done)
+                if metrics["val_psnr"] > best:
+                    best = metrics["val_psnr"]
+                    _save_weights(ema.model if ema else trained, run_dir / "best.safetensors", config, done,
+                                  {"val_psnr": f"{best:.4f}"})
+            if ddp.world > 1:
+                dist.barrier()
+        if done % config.checkpoint_every == 0 or done == end:
+            save_checkpoint(done)
+    bar.close()
+    if writer:
+        writer.close()
+    if ddp.world > 1:
+        dist.barrier()
+    return last
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def _append_log(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")

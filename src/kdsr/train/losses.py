@@ -1,0 +1,78 @@
+"""Training losses: knowledge distillation on D', VGG19 perceptual loss, vanilla GAN loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdsr.errors import KDSRError
+from kdsr.models.vgg import VGG19Features
+
+VGG19_HOWTO = (
+    "download torchvision's ImageNet VGG19 weights (vgg19-dcbb9e9d.pth, e.g. torchvision.models.vgg19(weights="
+    "'IMAGENET1K_V1') on a machine with torchvision, then torch.save(model.state_dict(), PATH)) and set gan.vgg_weights"
+)
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl", temperature: float = 0.15) -> torch.Tensor:
+    """Distillation loss between the student's and the (detached) teacher's D' (B, 4C).
+
+    ``kl`` is the official KL(softmax(D'_T / tau) || softmax(D'_S / tau)), summed over features and averaged over the
+    batch, without a tau^2 factor; ``l1``/``l2`` are the paper's Table 5 alternatives (means over elements).
+    """
+    teacher = teacher.detach()
+    if kind == "kl":
+        log_p_student = F.log_softmax(student.float() / temperature, dim=1)
+        p_teacher = F.softmax(teacher.float() / temperature, dim=1)
+        return F.kl_div(log_p_student, p_teacher, reduction="batchmean")
+    if kind == "l1":
+        return F.l1_loss(student, teacher)
+    if kind == "l2":
+        return F.mse_loss(student, teacher)
+    raise ValueError(f"unknown KD loss {kind!r}")
+
+
+def load_vgg19(path: str | Path, layers: tuple[str, ...]) -> VGG19Features:
+    """VGG19 features with weights from a torchvision state dict file (.pth or .safetensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise KDSRError(f"VGG19 weights not found at '{path}': {VGG19_HOWTO}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise KDSRError(f"{path}: cannot read VGG19 weights ({type(e).__name__})") from None
+    vgg = VGG19Features(layers)
+    wanted = vgg.state_dict()
+    missing = [k for k in wanted if k not in state]
+    if missing:
+        raise KDSRError(f"{path}: not VGG19 weights (missing {missing[0]}): {VGG19_HOWTO}")
+    vgg.load_state_dict({k: state[k] for k in wanted})
+    return vgg.eval()
+
+
+class PerceptualLoss(nn.Module):
+    """Weighted L1 between VGG19 features (before ReLU) of output and target."""
+
+    def __init__(self, vgg: VGG19Features, weights: dict[str, float]) -> None:
+        super().__init__()
+        self.vgg, self.weights = vgg, weights
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        out_features = self.vgg(output)
+        with torch.no_grad():
+            target_features = self.vgg(target.detach())
+        return sum(w * F.l1_loss(out_features[k], target_features[k]) for k, w in self.weights.items())
+
+
+def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """Vanilla GAN loss: BCE with logits against an all-ones (real) or all-zeros map."""
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float())

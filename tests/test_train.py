@@ -1,0 +1,210 @@
+"""Training: losses fall, KD pulls D' to the teacher's, exact resume, DDP on gloo, GAN step, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdsr import load_model
+from kdsr.errors import KDSRError
+from kdsr.image_io import write_image
+from kdsr.train import load_config, train
+from kdsr.train.losses import kd_loss
+from tests.conftest import REPO, synthetic_image
+
+TINY = ["model.n_feats=8", "model.n_blocks=2", "model.n_resblocks=1", "data.patch_size=8", "data.batch_size=4",
+        "device=cpu", "log_every=1", "checkpoint_every=1000"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hr")
+    for i in range(4):
+        write_image(folder / f"{i}.png", synthetic_image(40, 48, seed=i))
+    return folder
+
+
+def _config(data_dir, *overrides):
+    return load_config(None, [f"data.train=[{data_dir}]", *TINY, *overrides])
+
+
+def _log(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def _smoothed(values, n=5):
+    return sum(values[:n]) / n, sum(values[-n:]) / n
+
+
+@pytest.fixture(scope="module")
+def teacher_run(data_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("teacher")
+    train(_config(data_dir, "stage=teacher", "optim.steps=40", "optim.lr=2e-3"), run_dir)
+    return run_dir
+
+
+def test_teacher_loss_falls(teacher_run):
+    l1 = [r["l1"] for r in _log(teacher_run) if "l1" in r]
+    first, last = _smoothed(l1)
+    assert len(l1) == 40 and last < 0.8 * first
+    teacher = load_model(teacher_run / "last.safetensors")
+    assert teacher.config.teacher and teacher.config.n_feats == 8
+
+
+def test_student_kd_falls_and_idr_approaches_teacher(data_dir, teacher_run, tmp_path):
+    teacher = load_model(teacher_run / "last.safetensors")
+    config = _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}",
+                     "optim.steps=40", "optim.lr=2e-3")
+    torch.manual_seed(0)
+    lr = torch.rand(4, 3, 8, 8)
+    hr = F.interpolate(lr, scale_factor=4, mode="bicubic").clamp(0, 1)
+
+    def distance(student):
+        with torch.no_grad():
+            return kd_loss(student.encode(lr).d_prime, teacher.encode(lr, hr).d_prime).item()
+
+    train(config, tmp_path, stop_after=1)
+    before = distance(load_model(tmp_path / "last.safetensors"))
+    train(config, tmp_path, resume=True)
+    student = load_model(tmp_path / "last.safetensors")
+    kd = [r["kd"] for r in _log(tmp_path) if "kd" in r]
+    first, last = _smoothed(kd)
+    assert last < 0.7 * first
+    assert distance(student) < before
+    # Official stage-2 init: the student's G starts as the teacher's G, its encoder from scratch.
+    initial = _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}")
+    from kdsr.train.loop import _build_networks
+
+    fresh, _ = _build_networks(initial, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.G.state_dict().values(), teacher.G.state_dict().values(),
+                                                 strict=True))
+
+
+def test_resume_equals_uninterrupted(data_dir, tmp_path):
+    overrides = ("stage=teacher", "optim.steps=6", "checkpoint_every=3", "optim.lr_decay_steps=4")
+    train(_config(data_dir, *overrides), tmp_path / "full")
+    train(_config(data_dir, *overrides), tmp_path / "cut", stop_after=3)
+    assert json.loads((tmp_path / "cut" / "log.jsonl").read_text().splitlines()[-1])["step"] == 3
+    train(_config(data_dir, *overrides), tmp_path / "cut", resume=True)
+    full, cut = _log(tmp_path / "full"), _log(tmp_path / "cut")
+    assert [r["loss"] for r in full] == [r["loss"] for r in cut]
+    a, b = load_model(tmp_path / "full" / "last.safetensors"), load_model(tmp_path / "cut" / "last.safetensors")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_warmup_trains_only_the_encoder(data_dir, teacher_run, tmp_path):
+    config = _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}",
+                     "optim.steps=2", "distill.warmup_steps=2", "distill.loss=l2")
+    train(config, tmp_path)
+    teacher, student = load_model(teacher_run / "last.safetensors"), load_model(tmp_path / "last.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(student.G.state_dict().values(), teacher.G.state_dict().values(),
+                                                 strict=True))
+    assert all("l1" not in r for r in _log(tmp_path))
+
+
+def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_path):
+    from kdsr.data import HRPatches
+    from kdsr.data.patches import load_rgb_folder
+    from kdsr.train.loop import _build_networks, _degrade, step_seed
+
+    cfg = tmp_path / "ddp.yaml"
+    cfg.write_text(f"stage: teacher\ndata: {{train: [{data_dir}]}}\noptim: {{steps: 1, lr: 1.0e-3}}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
+    result = subprocess.run([*torchrun, "-m", "kdsr", "train", str(cfg), *TINY, "-o", str(tmp_path / "run")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _log(tmp_path / "run")[0]["world_size"] == 2
+    ddp_model = load_model(tmp_path / "run" / "last.safetensors")
+
+    # The same first step by hand in one process: each rank's batch and degradation, gradients averaged.
+    config = load_config(cfg, TINY)
+    model, _ = _build_networks(config, torch.device("cpu"))
+    dataset = HRPatches(load_rgb_folder(config.data.train), 32, config.seed)
+    grads = []
+    for rank in (0, 1):
+        hr = torch.stack([dataset[rank * 4 + j] for j in range(4)])
+        lr = _degrade(config, hr, torch.Generator().manual_seed(step_seed(config.seed, 0, rank)))
+        model.zero_grad()
+        F.l1_loss(model(lr, hr), hr).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999))
+    for p, g0, g1 in zip(model.parameters(), *grads, strict=True):
+        p.grad = (g0 + g1) / 2
+    optimizer.step()
+    for a, b in zip(model.state_dict().values(), ddp_model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_gan_step_with_random_vgg_weights(data_dir, teacher_run, tmp_path):
+    from kdsr.models.vgg import VGG19Features
+
+    student_dir = tmp_path / "student"
+    train(_config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}", "optim.steps=1"),
+          student_dir)
+    torch.manual_seed(0)
+    torch.save(VGG19Features().state_dict(), tmp_path / "vgg19.pth")
+    config = _config(data_dir, "stage=gan", f"distill.teacher={teacher_run / 'last.safetensors'}",
+                     f"distill.init={student_dir / 'last.safetensors'}", f"gan.vgg_weights={tmp_path / 'vgg19.pth'}",
+                     "gan.d_features=8", "optim.steps=2", "ema_decay=0.999")
+    train(config, tmp_path / "gan")
+    record = _log(tmp_path / "gan")[-1]
+    assert {"l1", "kd", "perceptual", "gan", "d_real", "d_fake"} <= set(record)
+    assert all(torch.isfinite(torch.tensor(v)) for v in record.values())
+    state = torch.load(tmp_path / "gan" / "state.pt", weights_only=True)
+    assert {"ema", "disc", "optimizer_d"} <= set(state)
+
+
+def test_missing_vgg_weights_say_how_to_get_them(data_dir, teacher_run, tmp_path):
+    config = _config(data_dir, "stage=gan", f"distill.teacher={teacher_run / 'last.safetensors'}",
+                     f"distill.init={teacher_run / 'last.safetensors'}", f"gan.vgg_weights={tmp_path / 'nope.pth'}")
+    with pytest.raises(KDSRError, match="vgg19-dcbb9e9d.pth"):
+        train(config, tmp_path / "gan")
+
+
+def test_divergence_guard(data_dir, tmp_path):
+    config = _config(data_dir, "stage=teacher", "optim.steps=30", "optim.lr=1e30", "optim.max_bad_steps=2")
+    with pytest.raises(KDSRError, match="diverged"):
+        train(config, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optim.stepz=3"], "unknown key"),
+        (["optim.steps=many"], "must be int"),
+        (["stage=pupil"], "stage must be"),
+        (["stage=student"], "distill.teacher"),
+        (["distill.loss=cosine"], "distill.loss"),
+        (["optim"], "expected key.sub=value"),
+    ],
+)
+def test_config_errors(data_dir, overrides, message):
+    with pytest.raises(KDSRError, match=message):
+        _config(data_dir, *overrides)
+
+
+def test_shipped_configs_parse():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        config = load_config(path)
+        assert config.data.train
+
+
+def test_cli_train_and_plot(data_dir, tmp_path):
+    from kdsr.cli import main
+
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"data: {{train: [{data_dir}]}}\noptim: {{steps: 3}}\nval: {{data: {data_dir}, every: 3}}\n")
+    assert main(["train", str(cfg), *TINY, "-o", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "best.safetensors").is_file()
+    if shutil.which("true") and pytest.importorskip("matplotlib"):
+        assert main(["plot", str(tmp_path / "run")]) == 0
+        assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["train", str(cfg), "--resume", str(tmp_path / "missing")]) == 1
