@@ -145,3 +145,31 @@ def test_python_dash_m_on_the_shipped_sample(tmp_path):
     assert result.returncode == 0, result.stderr
     out = read_image(tmp_path / "sample_out.png")
     assert out.shape[:2] == tuple(4 * v for v in read_image(ASSETS / "sample.png").shape[:2])
+
+
+def test_onnx_export_parity_and_backend(tmp_path, model_file):
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from kdsr import load_model
+    from kdsr.export import OnnxStudent
+
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", "-n", model_file, "-o", str(onnx_path)]) == 0
+    model, runner = load_model(model_file), OnnxStudent(onnx_path)
+    for shape in [(1, 3, 1, 1), (1, 3, 17, 29), (2, 3, 40, 24)]:
+        lr = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
+        with torch.inference_mode():
+            assert (runner(lr) - model(lr)).abs().max().item() <= 1e-4
+    write_image(tmp_path / "a.png", synthetic_image(9, 11))
+    args = ["upscale", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-n", str(onnx_path), "-q"]
+    assert main([*args, "--backend", "onnx", "-t", "0"]) == 0
+    via_onnx = read_image(tmp_path / "o" / "a_out.png").astype(int)
+    assert main(["upscale", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "t"), "-n", model_file, "-t", "0"]) == 0
+    assert np.abs(via_onnx - read_image(tmp_path / "t" / "a_out.png").astype(int)).max() <= 1
+    assert main([*args, "--backend", "onnx", "-t", "64"]) == 1
+
+
+def test_onnx_export_of_a_real_preset(tmp_path):
+    pytest.importorskip("onnxruntime")
+    assert main(["export", "-n", "kdsr-s", "-o", str(tmp_path / "s.onnx"), "--check"]) == 0

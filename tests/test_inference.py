@@ -128,3 +128,22 @@ def test_bf16_on_cpu_is_close_to_fp32():
     fp32 = Upscaler(model, device="cpu", precision="fp32").upscale(image).astype(int)
     bf16 = Upscaler(tiny_model(), device="cpu", precision="bf16").upscale(image).astype(int)
     assert np.abs(fp32 - bf16).mean() < 3
+
+
+def test_idr_view_uses_the_centre_crop():
+    from kdsr.inference.upscaler import centre_view
+
+    lr = torch.rand(1, 3, 30, 50)
+    assert centre_view(lr, 0) is lr and centre_view(lr, 64) is lr
+    torch.testing.assert_close(centre_view(lr, 10), lr[:, :, 10:20, 20:30])
+    model = tiny_model()
+    image = synthetic_image(30, 50)
+    viewed = Upscaler(model, device="cpu", idr_view=10).upscale(image)
+    crop_idr = model.encode(torch.from_numpy(image[10:20, 20:30].transpose(2, 0, 1) / 255.0).float()[None]).d
+    expected = Upscaler(model, device="cpu").model.super_resolve(
+        torch.from_numpy(image.transpose(2, 0, 1) / 255.0).float()[None], crop_idr
+    )
+    from kdsr.image_io import from_float
+
+    expected = from_float(expected.clamp(0, 1)[0].permute(1, 2, 0).detach().numpy(), np.uint8)
+    assert np.abs(viewed.astype(int) - expected.astype(int)).max() <= 1

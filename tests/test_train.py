@@ -19,8 +19,16 @@ from kdsr.train import load_config, train
 from kdsr.train.losses import kd_loss
 from tests.conftest import REPO, synthetic_image
 
-TINY = ["model.n_feats=8", "model.n_blocks=2", "model.n_resblocks=1", "data.patch_size=8", "data.batch_size=4",
-        "device=cpu", "log_every=1", "checkpoint_every=1000"]
+TINY = [
+    "model.n_feats=8",
+    "model.n_blocks=2",
+    "model.n_resblocks=1",
+    "data.patch_size=8",
+    "data.batch_size=4",
+    "device=cpu",
+    "log_every=1",
+    "checkpoint_every=1000",
+]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +68,13 @@ def test_teacher_loss_falls(teacher_run):
 
 def test_student_kd_falls_and_idr_approaches_teacher(data_dir, teacher_run, tmp_path):
     teacher = load_model(teacher_run / "last.safetensors")
-    config = _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}",
-                     "optim.steps=40", "optim.lr=2e-3")
+    config = _config(
+        data_dir,
+        "stage=student",
+        f"distill.teacher={teacher_run / 'last.safetensors'}",
+        "optim.steps=40",
+        "optim.lr=2e-3",
+    )
     torch.manual_seed(0)
     lr = torch.rand(4, 3, 8, 8)
     hr = F.interpolate(lr, scale_factor=4, mode="bicubic").clamp(0, 1)
@@ -83,8 +96,9 @@ def test_student_kd_falls_and_idr_approaches_teacher(data_dir, teacher_run, tmp_
     from kdsr.train.loop import _build_networks
 
     fresh, _ = _build_networks(initial, torch.device("cpu"))
-    assert all(torch.equal(a, b) for a, b in zip(fresh.G.state_dict().values(), teacher.G.state_dict().values(),
-                                                 strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(fresh.G.state_dict().values(), teacher.G.state_dict().values(), strict=True)
+    )
 
 
 def test_resume_equals_uninterrupted(data_dir, tmp_path):
@@ -100,12 +114,19 @@ def test_resume_equals_uninterrupted(data_dir, tmp_path):
 
 
 def test_warmup_trains_only_the_encoder(data_dir, teacher_run, tmp_path):
-    config = _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}",
-                     "optim.steps=2", "distill.warmup_steps=2", "distill.loss=l2")
+    config = _config(
+        data_dir,
+        "stage=student",
+        f"distill.teacher={teacher_run / 'last.safetensors'}",
+        "optim.steps=2",
+        "distill.warmup_steps=2",
+        "distill.loss=l2",
+    )
     train(config, tmp_path)
     teacher, student = load_model(teacher_run / "last.safetensors"), load_model(tmp_path / "last.safetensors")
-    assert all(torch.equal(a, b) for a, b in zip(student.G.state_dict().values(), teacher.G.state_dict().values(),
-                                                 strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(student.G.state_dict().values(), teacher.G.state_dict().values(), strict=True)
+    )
     assert all("l1" not in r for r in _log(tmp_path))
 
 
@@ -118,8 +139,13 @@ def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_pa
     cfg.write_text(f"stage: teacher\ndata: {{train: [{data_dir}]}}\noptim: {{steps: 1, lr: 1.0e-3}}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
-    result = subprocess.run([*torchrun, "-m", "kdsr", "train", str(cfg), *TINY, "-o", str(tmp_path / "run")],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [*torchrun, "-m", "kdsr", "train", str(cfg), *TINY, "-o", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert _log(tmp_path / "run")[0]["world_size"] == 2
     ddp_model = load_model(tmp_path / "run" / "last.safetensors")
@@ -147,13 +173,22 @@ def test_gan_step_with_random_vgg_weights(data_dir, teacher_run, tmp_path):
     from kdsr.models.vgg import VGG19Features
 
     student_dir = tmp_path / "student"
-    train(_config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}", "optim.steps=1"),
-          student_dir)
+    train(
+        _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}", "optim.steps=1"),
+        student_dir,
+    )
     torch.manual_seed(0)
     torch.save(VGG19Features().state_dict(), tmp_path / "vgg19.pth")
-    config = _config(data_dir, "stage=gan", f"distill.teacher={teacher_run / 'last.safetensors'}",
-                     f"distill.init={student_dir / 'last.safetensors'}", f"gan.vgg_weights={tmp_path / 'vgg19.pth'}",
-                     "gan.d_features=8", "optim.steps=2", "ema_decay=0.999")
+    config = _config(
+        data_dir,
+        "stage=gan",
+        f"distill.teacher={teacher_run / 'last.safetensors'}",
+        f"distill.init={student_dir / 'last.safetensors'}",
+        f"gan.vgg_weights={tmp_path / 'vgg19.pth'}",
+        "gan.d_features=8",
+        "optim.steps=2",
+        "ema_decay=0.999",
+    )
     train(config, tmp_path / "gan")
     record = _log(tmp_path / "gan")[-1]
     assert {"l1", "kd", "perceptual", "gan", "d_real", "d_fake"} <= set(record)
@@ -163,8 +198,13 @@ def test_gan_step_with_random_vgg_weights(data_dir, teacher_run, tmp_path):
 
 
 def test_missing_vgg_weights_say_how_to_get_them(data_dir, teacher_run, tmp_path):
-    config = _config(data_dir, "stage=gan", f"distill.teacher={teacher_run / 'last.safetensors'}",
-                     f"distill.init={teacher_run / 'last.safetensors'}", f"gan.vgg_weights={tmp_path / 'nope.pth'}")
+    config = _config(
+        data_dir,
+        "stage=gan",
+        f"distill.teacher={teacher_run / 'last.safetensors'}",
+        f"distill.init={teacher_run / 'last.safetensors'}",
+        f"gan.vgg_weights={tmp_path / 'nope.pth'}",
+    )
     with pytest.raises(KDSRError, match="vgg19-dcbb9e9d.pth"):
         train(config, tmp_path / "gan")
 

@@ -7,8 +7,11 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a teacher, student or GAN stage",
-                       description="Train from a YAML config; extra key.sub=value arguments override it.")
+    p = sub.add_parser(
+        "train",
+        help="train a teacher, student or GAN stage",
+        description="Train from a YAML config; extra key.sub=value arguments override it.",
+    )
     p.add_argument("config", help="YAML config (see configs/)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.steps=2000")
     p.add_argument("-o", "--run-dir", help="output folder (default: runs/<config name>)")

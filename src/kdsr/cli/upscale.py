@@ -44,6 +44,13 @@ def add_parser(sub) -> None:
         default=8,
         help="pixels shared and blended between adjacent tiles",
     )
+    p.add_argument(
+        "--idr-view",
+        dest="idr_view",
+        type=int,
+        default=0,
+        help="estimate the IDR from the centre NxN LR crop only (0: whole image, the default)",
+    )
     p.add_argument("--suffix", default="out", help="suffix of output file names (default: out)")
     p.add_argument("--ext", default="auto", choices=["auto", "png", "jpg", "webp"], help="output format")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
@@ -59,6 +66,12 @@ def add_parser(sub) -> None:
         choices=ALPHA_UPSAMPLERS,
         help="how the alpha channel is upscaled",
     )
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="onnx: run a `kdsr export` file with onnxruntime (CPU, whole images)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
@@ -72,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         tile_pad=args.tile_pad,
         tile_overlap=args.tile_overlap,
         alpha_upsampler=args.alpha_upsampler,
+        backend=args.backend,
+        idr_view=args.idr_view,
     )
     result = upscale_files(
         args.input,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 
 import cv2
@@ -60,6 +61,15 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+def centre_view(lr: torch.Tensor, size: int) -> torch.Tensor:
+    """The centre ``size`` x ``size`` crop of (B, C, H, W) (each side capped at the image's); all of it for 0."""
+    height, width = lr.shape[-2:]
+    if size <= 0 or (height <= size and width <= size):
+        return lr
+    top, left = max((height - size) // 2, 0), max((width - size) // 2, 0)
+    return lr[:, :, top : top + size, left : left + size]
+
+
 def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Replace the colour of fully transparent pixels by that of nearby visible ones.
 
@@ -87,6 +97,8 @@ class Upscaler:
 
     ``tile`` is the LR tile size in pixels (0: whole image; ``None``: 512 on CUDA, 256 elsewhere), ``tile_pad`` the
     context each tile sees beyond its borders, ``tile_overlap`` the blended band between adjacent tiles.
+    ``idr_view`` > 0 estimates the IDR from the centre ``idr_view`` x ``idr_view`` crop only (cheaper on large images;
+    0, the default, uses the whole image).
     """
 
     def __init__(
@@ -99,32 +111,55 @@ class Upscaler:
         tile_pad: int = 24,
         tile_overlap: int = 8,
         alpha_upsampler: str = "kdsr",
+        backend: str = "torch",
+        idr_view: int = 0,
     ) -> None:
+        if backend not in ("torch", "onnx"):
+            raise KDSRError(f"unknown backend '{backend}' (use torch or onnx)")
+        self.onnx = None
+        if backend == "onnx":
+            if isinstance(model, nn.Module) or not str(model or "").endswith(".onnx"):
+                raise KDSRError("the onnx backend needs a .onnx file from `kdsr export` as the model")
+            if tile:
+                raise KDSRError("the onnx backend runs whole images (its graph estimates the IDR per input); use -t 0")
+            tile, device, precision = 0, "cpu", "fp32"
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
-        if (tile is not None and tile < 0) or tile_pad < 0 or tile_overlap < 0:
-            raise KDSRError("tile, tile pad and tile overlap must be >= 0")
+        if (tile is not None and tile < 0) or tile_pad < 0 or tile_overlap < 0 or idr_view < 0:
+            raise KDSRError("tile, tile pad, tile overlap and IDR view must be >= 0")
         if alpha_upsampler not in ALPHA_UPSAMPLERS:
             raise KDSRError(f"unknown alpha upsampler '{alpha_upsampler}' (use {' or '.join(ALPHA_UPSAMPLERS)})")
-        loaded = model if isinstance(model, nn.Module) else load_model(model or default_model_name())
-        if not isinstance(loaded, KDSRStudent):
-            raise KDSRError("a teacher model needs the HR image; upscaling needs a student model")
-        self.model = loaded.to(self.device, self.dtype).eval()
+        if backend == "onnx":
+            from kdsr.export.onnx import OnnxStudent
+
+            self.onnx = OnnxStudent(model)
+            self.model = None
+        else:
+            # A caller's module is copied: converting dtype and memory format in place would change their model.
+            loaded = copy.deepcopy(model) if isinstance(model, nn.Module) else load_model(model or default_model_name())
+            if not isinstance(loaded, KDSRStudent):
+                raise KDSRError("a teacher model needs the HR image; upscaling needs a student model")
+            # channels_last: oneDNN (CPU) and cuDNN (GPU) run these convolutions markedly faster in NHWC.
+            self.model = loaded.to(self.device, self.dtype).to(memory_format=torch.channels_last).eval()
         self.tile = (512 if self.device.type == "cuda" else 256) if tile is None else tile
         self.tile_pad = tile_pad
         self.tile_overlap = tile_overlap
         self.alpha_upsampler = alpha_upsampler
+        self.idr_view = idr_view
 
     @property
     def scale(self) -> int:
-        return self.model.scale
+        return self.onnx.scale if self.onnx else self.model.scale
 
     @torch.inference_mode()
     def upscale_tensor(self, lr: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float32 in [0, 1] on ``lr``'s device."""
+        if self.onnx:
+            return self.onnx(lr).clamp_(0, 1)
+        lr = lr.contiguous(memory_format=torch.channels_last)
         _, _, height, width = lr.shape
         with _tile_bar(count_tiles(height, width, self.tile, self.tile_overlap), progress) as bar:
-            idr = estimate_idr(self.model, lr, self.tile, self.device, self.dtype)
+            idr = estimate_idr(self.model, centre_view(lr, self.idr_view), self.tile, self.device, self.dtype)
             sr = tiled_super_resolve(
                 self.model,
                 lr,

@@ -62,6 +62,8 @@ class IDRDynamicConv(nn.Module):
 
     def forward(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
+        if b == 1:  # plain depthwise conv: no reshape, so a channels_last input stays channels_last (no copy)
+            return F.conv2d(x, self.kernels(d), padding=1, groups=c)
         out = F.conv2d(x.reshape(1, b * c, h, w), self.kernels(d), padding=1, groups=b * c)
         return out.reshape(b, c, h, w)
 

@@ -53,7 +53,11 @@ def _init_distributed(device_name: str) -> Dist:
     if world == 1:
         return Dist()
     if not dist.is_initialized():
-        backend = "nccl" if device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available()) else "gloo"
+        backend = (
+            "nccl"
+            if device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+            else "gloo"
+        )
         dist.init_process_group(backend)
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
@@ -254,8 +258,13 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
             return
         weights = ema.model if ema else trained
         _save_weights(weights, run_dir / "last.safetensors", config, step)
-        state = {"step": step, "best": best, "model": trained.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scaler": scaler.state_dict()}
+        state = {
+            "step": step,
+            "best": best,
+            "model": trained.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+        }
         if ema:
             state["ema"] = ema.model.state_dict()
         if disc:
@@ -327,8 +336,13 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
         bar.update()
         if ddp.main and (done % config.log_every == 0 or done == end):
             elapsed = time.perf_counter() - t0
-            last = {"step": done, "lr": lr_value, **{k: v / count for k, v in sums.items()},
-                    "steps_per_s": (done - start) / elapsed, "elapsed_s": elapsed}
+            last = {
+                "step": done,
+                "lr": lr_value,
+                **{k: v / count for k, v in sums.items()},
+                "steps_per_s": (done - start) / elapsed,
+                "elapsed_s": elapsed,
+            }
             if ddp.world > 1:
                 last["world_size"] = ddp.world
             _append_log(log_path, last)
@@ -346,8 +360,13 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
                         writer.add_scalar(f"val/{k}", v, done)
                 if metrics["val_psnr"] > best:
                     best = metrics["val_psnr"]
-                    _save_weights(ema.model if ema else trained, run_dir / "best.safetensors", config, done,
-                                  {"val_psnr": f"{best:.4f}"})
+                    _save_weights(
+                        ema.model if ema else trained,
+                        run_dir / "best.safetensors",
+                        config,
+                        done,
+                        {"val_psnr": f"{best:.4f}"},
+                    )
             if ddp.world > 1:
                 dist.barrier()
         if done % config.checkpoint_every == 0 or done == end:

@@ -1,0 +1,277 @@
+"""Inference speed of kdsr against a reference implementation of the official forward pass (not a test).
+
+    python benchmarks/speed.py [--model kdsr-m] [--runs 5] [--weights CKPT] [--skip-large]
+
+The reference is written here from the spec, the way the official code computes: MeanShift as frozen 1x1 convs,
+the dynamic depthwise conv as one grouped conv over B*C groups on a reshaped (1, B*C, H, W) tensor, NCHW tensors,
+the encoder on the whole image, and for the large size the official ``forward_chop`` (recursive quadrants, shave
+10, min_size 160000, one IDR per quadrant). Both get the same weights (random, or ``--weights``). Printed: median
+latencies (after one warm-up), ratios reference/ours, output agreement, bf16 quality on Set14 LRs, onnxruntime
+latency, and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----- reference implementation of the official forward pass (spec section 1) -----
+class RefMeanShift(nn.Conv2d):
+    def __init__(self, sign: int) -> None:
+        super().__init__(3, 3, 1)
+        self.weight.data = torch.eye(3).view(3, 3, 1, 1)
+        self.bias.data = sign * torch.tensor((0.4488, 0.4371, 0.4040))
+        self.requires_grad_(False)
+
+
+class RefDDC(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.kernel = nn.Sequential(
+            nn.Linear(c, c, bias=False), nn.LeakyReLU(0.1, True), nn.Linear(c, 9 * c, bias=False)
+        )
+
+    def forward(self, x, d):
+        b, c, h, w = x.size()
+        kernel = self.kernel(d).view(-1, 1, 3, 3)
+        out = F.conv2d(x.view(1, -1, h, w), kernel, groups=b * c, padding=1)
+        return out.view(b, -1, h, w)
+
+
+class RefBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.da_conv1 = RefDDC(c)
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.relu = nn.LeakyReLU(0.1, True)
+
+    def forward(self, x, d):
+        return self.conv1(self.relu(self.da_conv1(x, d))) + x
+
+
+class RefDAG(nn.Module):
+    def __init__(self, c: int, n: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*[RefBlock(c) for _ in range(n)])
+
+    def forward(self, x, d):
+        for block in self.body:
+            x = block(x, d)
+        return x
+
+
+class RefG(nn.Module):
+    def __init__(self, c: int, n: int) -> None:
+        super().__init__()
+        self.sub_mean, self.add_mean = RefMeanShift(-1), RefMeanShift(1)
+        self.head = nn.Sequential(nn.Conv2d(3, c, 3, padding=1))
+        self.body = nn.Sequential(RefDAG(c, n), nn.Conv2d(c, c, 3, padding=1))
+        up = nn.Sequential(
+            nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2)
+        )
+        self.tail = nn.Sequential(up, nn.Conv2d(c, 3, 3, padding=1))
+
+    def forward(self, x, d):
+        x = self.head(self.sub_mean(x))
+        res = self.body[1](self.body[0](x, d)) + x
+        return self.add_mean(self.tail(res))
+
+
+class RefResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1, True), nn.Conv2d(c, c, 3, padding=1))
+
+    def forward(self, x):
+        return self.body(x) + x
+
+
+class RefIDE(nn.Module):
+    def __init__(self, c: int, r: int) -> None:
+        super().__init__()
+        layers = [nn.Conv2d(3, c, 3, padding=1), nn.LeakyReLU(0.1, True)] + [RefResBlock(c) for _ in range(r)]
+        layers += [
+            nn.Conv2d(c, 2 * c, 3, padding=1),
+            nn.LeakyReLU(0.1, True),
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1),
+            nn.LeakyReLU(0.1, True),
+            nn.Conv2d(2 * c, 4 * c, 3, padding=1),
+            nn.LeakyReLU(0.1, True),
+            nn.AdaptiveAvgPool2d(1),
+        ]
+        self.E = nn.Sequential(*layers)
+        self.mlp = nn.Sequential(
+            nn.Linear(4 * c, 4 * c), nn.LeakyReLU(0.1, True), nn.Linear(4 * c, 4 * c), nn.LeakyReLU(0.1, True)
+        )
+        self.compress = nn.Sequential(nn.Linear(4 * c, c), nn.LeakyReLU(0.1, True))
+
+    def forward(self, x):
+        fea = self.mlp(self.E(x).squeeze(-1).squeeze(-1))
+        return self.compress(fea), [fea]
+
+
+class RefStudent(nn.Module):
+    def __init__(self, c: int, n: int, r: int) -> None:
+        super().__init__()
+        self.G, self.E_st = RefG(c, n), RefIDE(c, r)
+
+    def forward(self, x):
+        d, _ = self.E_st(x)
+        return self.G(x, d)
+
+
+def ref_forward_chop(model: nn.Module, x: torch.Tensor, shave: int = 10, min_size: int = 160000) -> torch.Tensor:
+    """The official ``Model.forward_chop``: 4 overlapping quadrants, recursively, each a full forward pass."""
+    scale = 4
+    b, c, h, w = x.size()
+    h_half, w_half = h // 2, w // 2
+    h_size, w_size = h_half + shave, w_half + shave
+    parts = [
+        x[:, :, 0:h_size, 0:w_size],
+        x[:, :, 0:h_size, (w - w_size) : w],
+        x[:, :, (h - h_size) : h, 0:w_size],
+        x[:, :, (h - h_size) : h, (w - w_size) : w],
+    ]
+    if w_size * h_size < min_size:
+        outs = [model(p) for p in parts]
+    else:
+        outs = [ref_forward_chop(model, p, shave, min_size) for p in parts]
+    h, w, h_half, w_half, h_size, w_size = (scale * v for v in (h, w, h_half, w_half, h_size, w_size))
+    out = x.new(b, c, h, w)
+    out[:, :, 0:h_half, 0:w_half] = outs[0][:, :, 0:h_half, 0:w_half]
+    out[:, :, 0:h_half, w_half:w] = outs[1][:, :, 0:h_half, (w_size - w + w_half) : w_size]
+    out[:, :, h_half:h, 0:w_half] = outs[2][:, :, (h_size - h + h_half) : h_size, 0:w_half]
+    out[:, :, h_half:h, w_half:w] = outs[3][:, :, (h_size - h + h_half) : h_size, (w_size - w + w_half) : w_size]
+    return out
+
+
+# ----- measurement helpers -----
+def median_ms(fn, runs: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = ((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean().item()
+    return float("inf") if mse == 0 else -10 * np.log10(mse)
+
+
+def set14_lrs(limit: int) -> list[torch.Tensor]:
+    """Gaussian8-style LRs (sigma 2.6) of Set14 from ../shared, if present."""
+    from kdsr.degradations.classic import degrade
+    from kdsr.degradations.kernels import isotropic_gaussian
+    from kdsr.evaluation.protocols import image_files, load_hr
+
+    folder = REPO.parent / "shared" / "data" / "Set14"
+    if not folder.is_dir():
+        return []
+    lrs = []
+    for path in image_files(folder)[:limit]:
+        hr = torch.from_numpy(load_hr(path, 4).transpose(2, 0, 1).copy()).float()[None] / 255
+        lrs.append(degrade(hr, isotropic_gaussian(2.6)[0], 4))
+    return lrs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="kdsr-m", help="preset (random weights) unless --weights is given")
+    parser.add_argument("--weights", help="a student checkpoint to use instead of random weights")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--skip-large", action="store_true", help="skip the 720x1280 measurements")
+    parser.add_argument("--tile", type=int, default=512, help="our LR tile size at 720x1280")
+    args = parser.parse_args()
+
+    from kdsr import create_model, load_model
+    from kdsr.export import OnnxStudent, export_onnx
+    from kdsr.inference import Upscaler
+
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    model = load_model(args.weights) if args.weights else create_model(args.model).eval()
+    c = model.config
+    reference = RefStudent(c.n_feats, c.n_blocks, c.n_resblocks).eval()
+    reference.load_state_dict(model.state_dict())
+    print(
+        f"model {args.weights or args.model} (C={c.n_feats} N={c.n_blocks} R={c.n_resblocks}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, runs {args.runs} (median)"
+    )
+    ours32 = Upscaler(model, device="cpu", precision="fp32", tile=0)
+    ours16 = Upscaler(model, device="cpu", precision="bf16", tile=0)
+
+    lr = torch.rand(1, 3, 180, 320, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref_out = reference(lr)
+        diff = (ours32.upscale_tensor(lr) - ref_out.clamp(0, 1)).abs().max().item()
+        t_ref = median_ms(lambda: reference(lr), args.runs)
+        t_32 = median_ms(lambda: ours32.upscale_tensor(lr), args.runs)
+        t_16 = median_ms(lambda: ours16.upscale_tensor(lr), args.runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(model, Path(tmp) / "m.onnx")
+        runner = OnnxStudent(Path(tmp) / "m.onnx")
+        onnx_diff = (runner(lr) - ref_out).abs().max().item()
+        t_onnx = median_ms(lambda: runner(lr), args.runs)
+    print("\nLR 180x320 (x4 -> 720x1280), whole image")
+    print(f"  reference fp32      {t_ref:9.1f} ms")
+    print(f"  kdsr fp32           {t_32:9.1f} ms   ratio {t_ref / t_32:.2f}x   max|diff| vs reference {diff:.1e}")
+    print(f"  kdsr bf16           {t_16:9.1f} ms   ratio {t_ref / t_16:.2f}x (vs reference fp32)")
+    print(
+        f"  onnxruntime fp32    {t_onnx:9.1f} ms   ratio {t_ref / t_onnx:.2f}x   max|diff| vs reference {onnx_diff:.1e}"
+    )
+
+    lrs = set14_lrs(14)
+    if lrs:
+        with torch.inference_mode():
+            values = [psnr(ours16.upscale_tensor(x), ours32.upscale_tensor(x)) for x in lrs]
+        print(
+            f"  bf16 vs fp32 output on {len(lrs)} Set14 LRs (sigma 2.6): PSNR min {min(values):.1f} dB, "
+            f"mean {np.mean(values):.1f} dB"
+        )
+    else:
+        print("  (../shared/data/Set14 not found: bf16 quality check skipped)")
+
+    if not args.skip_large:
+        big = torch.rand(1, 3, 720, 1280, generator=torch.Generator().manual_seed(1))
+        tiled32 = Upscaler(model, device="cpu", precision="fp32", tile=args.tile, tile_pad=24, tile_overlap=8)
+        tiled16 = Upscaler(model, device="cpu", precision="bf16", tile=args.tile, tile_pad=24, tile_overlap=8)
+        with torch.inference_mode():
+            ref_big = ref_forward_chop(reference, big)
+            agreement = psnr(tiled32.upscale_tensor(big), ref_big)
+            t_ref_big = median_ms(lambda: ref_forward_chop(reference, big), args.runs)
+            t_32_big = median_ms(lambda: tiled32.upscale_tensor(big), args.runs)
+            t_16_big = median_ms(lambda: tiled16.upscale_tensor(big), args.runs)
+        print(
+            f"\nLR 720x1280 (x4 -> 2880x5120), tiled: reference = official forward_chop; kdsr = tile {args.tile}, "
+            "pad 24, overlap 8, one IDR per image"
+        )
+        print(f"  reference fp32      {t_ref_big:9.1f} ms")
+        print(
+            f"  kdsr fp32           {t_32_big:9.1f} ms   ratio {t_ref_big / t_32_big:.2f}x   "
+            f"PSNR vs reference {agreement:.1f} dB (IDR per image vs per quadrant)"
+        )
+        print(f"  kdsr bf16           {t_16_big:9.1f} ms   ratio {t_ref_big / t_16_big:.2f}x (vs reference fp32)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(f"\npeak RSS {peak:.2f} GB")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""``kdsr export``: a student model to ONNX (dynamic height and width)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a student model to ONNX",
+        description="Export a student to ONNX: input lr (1,3,h,w), output sr (1,3,s*h,s*w).",
+    )
+    p.add_argument("-n", "--model", required=True, help="bundled model, preset or checkpoint")
+    p.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--check", action="store_true", help="compare with PyTorch under onnxruntime after export")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from kdsr.checkpoint import load_model
+    from kdsr.export import OnnxStudent, export_onnx
+
+    model = load_model(args.model)
+    export_onnx(model, args.output, args.opset)
+    print(args.output)
+    if args.check:
+        lr = torch.rand(1, 3, 37, 53, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            expected = model(lr)
+        diff = (OnnxStudent(args.output)(lr) - expected).abs().max().item()
+        print(f"max abs difference to PyTorch at 37x53: {diff:.2e}")
+    return 0
