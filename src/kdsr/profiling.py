@@ -48,8 +48,9 @@ def measure_latency(
     warmup: int = 1,
 ) -> list[float]:
     """Wall-clock milliseconds of ``runs`` forward passes after ``warmup`` untimed ones."""
-    model = model.to(device, dtype).eval()
-    inputs = _inputs(model, height, width, device, dtype)
+    # channels_last, as the upscaler runs it (faster with oneDNN and cuDNN)
+    model = model.to(device, dtype).to(memory_format=torch.channels_last).eval()
+    inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in _inputs(model, height, width, device, dtype))
     times = []
     with torch.inference_mode():
         for i in range(warmup + runs):
