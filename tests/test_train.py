@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -138,7 +139,10 @@ def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_pa
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(f"stage: teacher\ndata: {{train: [{data_dir}]}}\noptim: {{steps: 1, lr: 1.0e-3}}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
     result = subprocess.run(
         [*torchrun, "-m", "kdsr", "train", str(cfg), *TINY, "-o", str(tmp_path / "run")],
         capture_output=True,
@@ -248,3 +252,14 @@ def test_cli_train_and_plot(data_dir, tmp_path):
         assert main(["plot", str(tmp_path / "run")]) == 0
         assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["train", str(cfg), "--resume", str(tmp_path / "missing")]) == 1
+
+
+def test_degradation_settings_are_typed(data_dir):
+    config = _config(data_dir, "degradation.kind=realworld", "degradation.realworld.noise_range=[1, 10]",
+                     "degradation.classic.per_image=true")
+    assert config.degradation.realworld.noise_range == (1.0, 10.0) and config.degradation.classic.per_image
+    for bad, message in [("degradation.realworld.noise_rang=[1, 2]", "unknown key"),
+                         ("degradation.realworld.sinc_prob=2.0", "sinc_prob"),
+                         ("degradation.classic.mode=blurry", "mode")]:
+        with pytest.raises(KDSRError, match=message):
+            _config(data_dir, bad)

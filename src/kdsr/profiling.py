@@ -18,11 +18,7 @@ from kdsr.models import KDSRStudent, KDSRTeacher
 
 
 def _inputs(model: KDSRStudent | KDSRTeacher, height: int, width: int, device, dtype) -> tuple[torch.Tensor, ...]:
-    lr = (
-        torch.rand(1, 3, height, width, device=device, dtype=dtype)
-        if device != "meta"
-        else torch.empty(1, 3, height, width, device="meta", dtype=dtype)
-    )
+    lr = torch.rand(1, 3, height, width, device=device, dtype=dtype)
     if isinstance(model, KDSRTeacher):
         s = model.scale
         return lr, torch.zeros(1, 3, height * s, width * s, device=device, dtype=dtype)

@@ -11,6 +11,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from kdsr.degradations.classic import ClassicSampling
+from kdsr.degradations.realworld import RealWorldConfig
 from kdsr.errors import KDSRError
 
 STAGES = ("teacher", "student", "gan")
@@ -34,21 +36,10 @@ class DataSection:
 
 
 @dataclasses.dataclass
-class ClassicSection:
-    mode: str = "iso"
-    sig_min: float = 0.2
-    sig_max: float = 4.0
-    lambda_min: float = 0.2
-    lambda_max: float = 4.0
-    noise_max: float = 0.0
-    per_image: bool = False
-
-
-@dataclasses.dataclass
 class DegradationSection:
     kind: str = "classic"  # classic | realworld
-    classic: ClassicSection = dataclasses.field(default_factory=ClassicSection)
-    realworld: dict[str, Any] = dataclasses.field(default_factory=dict)  # RealWorldConfig overrides
+    classic: ClassicSampling = dataclasses.field(default_factory=ClassicSampling)
+    realworld: RealWorldConfig = dataclasses.field(default_factory=RealWorldConfig)
 
 
 @dataclasses.dataclass
@@ -118,7 +109,6 @@ class TrainConfig:
             (self.stage in STAGES, f"stage must be one of {STAGES}"),
             (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
             (self.degradation.kind in ("classic", "realworld"), "degradation.kind must be classic or realworld"),
-            (self.degradation.classic.mode in ("iso", "aniso"), "degradation.classic.mode must be iso or aniso"),
             (self.distill.loss in ("kl", "l1", "l2"), "distill.loss must be kl, l1 or l2"),
             (bool(self.data.train), "data.train must list at least one folder"),
             (self.optim.steps > 0 and self.data.batch_size > 0 and self.data.patch_size > 0, "sizes must be > 0"),
@@ -161,6 +151,13 @@ def _coerce(hint, value, where: str):
         if not isinstance(value, list):
             raise KDSRError(f"config: {where} must be a list")
         return [_coerce(args[0], v, where) for v in value]
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise KDSRError(f"config: {where} must be a list")
+        item_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(item_types) != len(value):
+            raise KDSRError(f"config: {where} must have {len(item_types)} values")
+        return tuple(_coerce(t, v, where) for t, v in zip(item_types, value, strict=True))
     if origin is dict:
         if not isinstance(value, dict):
             raise KDSRError(f"config: {where} must be a mapping")
@@ -204,7 +201,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         if not sep or not key:
             raise KDSRError(f"bad override '{item}': expected key.sub=value")
         _set_dotted(tree, key, yaml.safe_load(raw))
-    config = _build(TrainConfig, tree, "")
+    try:
+        config = _build(TrainConfig, tree, "")
+    except ValueError as e:  # raised by the degradation dataclasses' own checks
+        raise KDSRError(f"config: {e}") from None
     config.validate()
     return config
 

@@ -127,20 +127,10 @@ def _build_networks(config: TrainConfig, device: torch.device):
 
 
 def _degrade(config: TrainConfig, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    scale = config.data.scale
-    if config.degradation.kind == "realworld":
-        try:
-            rw = realworld.RealWorldConfig(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in config.degradation.realworld.items()}
-            )
-        except TypeError as e:
-            raise KDSRError(f"config: degradation.realworld: {e}") from None
-        return realworld.degrade(hr, rw, scale, generator)
-    c = config.degradation.classic
-    sampling = classic.ClassicSampling(
-        c.mode, c.sig_min, c.sig_max, c.lambda_min, c.lambda_max, c.noise_max, c.per_image
-    )
-    return classic.random_degrade(hr, sampling, scale, generator)
+    d = config.degradation
+    if d.kind == "realworld":
+        return realworld.degrade(hr, d.realworld, config.data.scale, generator)
+    return classic.random_degrade(hr, d.classic, config.data.scale, generator)
 
 
 def _save_weights(model: nn.Module, path: Path, config: TrainConfig, step: int, extra: dict | None = None) -> None:
