@@ -160,14 +160,15 @@ def ref_forward_chop(model: nn.Module, x: torch.Tensor, shave: int = 10, min_siz
 
 
 # ----- measurement helpers -----
-def median_ms(fn, runs: int) -> float:
-    fn()  # warm-up
+def timed(fn, runs: int):
+    """(median milliseconds over ``runs`` calls after one warm-up, the warm-up's output)."""
+    output = fn()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return statistics.median(times), output
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -197,6 +198,7 @@ def main() -> None:
     parser.add_argument("--weights", help="a student checkpoint to use instead of random weights")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--skip-large", action="store_true", help="skip the 720x1280 measurements")
+    parser.add_argument("--only-large", action="store_true", help="only the 720x1280 measurements")
     parser.add_argument("--tile", type=int, default=512, help="our LR tile size at 720x1280")
     args = parser.parse_args()
 
@@ -217,47 +219,47 @@ def main() -> None:
     ours32 = Upscaler(model, device="cpu", precision="fp32", tile=0)
     ours16 = Upscaler(model, device="cpu", precision="bf16", tile=0)
 
-    lr = torch.rand(1, 3, 180, 320, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        ref_out = reference(lr)
-        diff = (ours32.upscale_tensor(lr) - ref_out.clamp(0, 1)).abs().max().item()
-        t_ref = median_ms(lambda: reference(lr), args.runs)
-        t_32 = median_ms(lambda: ours32.upscale_tensor(lr), args.runs)
-        t_16 = median_ms(lambda: ours16.upscale_tensor(lr), args.runs)
-    with tempfile.TemporaryDirectory() as tmp:
-        export_onnx(model, Path(tmp) / "m.onnx")
-        runner = OnnxStudent(Path(tmp) / "m.onnx")
-        onnx_diff = (runner(lr) - ref_out).abs().max().item()
-        t_onnx = median_ms(lambda: runner(lr), args.runs)
-    print("\nLR 180x320 (x4 -> 720x1280), whole image")
-    print(f"  reference fp32      {t_ref:9.1f} ms")
-    print(f"  kdsr fp32           {t_32:9.1f} ms   ratio {t_ref / t_32:.2f}x   max|diff| vs reference {diff:.1e}")
-    print(f"  kdsr bf16           {t_16:9.1f} ms   ratio {t_ref / t_16:.2f}x (vs reference fp32)")
-    print(
-        f"  onnxruntime fp32    {t_onnx:9.1f} ms   ratio {t_ref / t_onnx:.2f}x   max|diff| vs reference {onnx_diff:.1e}"
-    )
-
-    lrs = set14_lrs(14)
-    if lrs:
+    if not args.only_large:
+        lr = torch.rand(1, 3, 180, 320, generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
-            values = [psnr(ours16.upscale_tensor(x), ours32.upscale_tensor(x)) for x in lrs]
+            t_ref, ref_out = timed(lambda: reference(lr), args.runs)
+            t_32, out_32 = timed(lambda: ours32.upscale_tensor(lr), args.runs)
+            t_16, _ = timed(lambda: ours16.upscale_tensor(lr), args.runs)
+            diff = (out_32 - ref_out.clamp(0, 1)).abs().max().item()
+        with tempfile.TemporaryDirectory() as tmp:
+            export_onnx(model, Path(tmp) / "m.onnx")
+            runner = OnnxStudent(Path(tmp) / "m.onnx")
+            t_onnx, onnx_out = timed(lambda: runner(lr), args.runs)
+            onnx_diff = (onnx_out - ref_out).abs().max().item()
+        print("\nLR 180x320 (x4 -> 720x1280), whole image")
+        print(f"  reference fp32      {t_ref:9.1f} ms")
+        print(f"  kdsr fp32           {t_32:9.1f} ms   ratio {t_ref / t_32:.2f}x   max|diff| vs reference {diff:.1e}")
+        print(f"  kdsr bf16           {t_16:9.1f} ms   ratio {t_ref / t_16:.2f}x (vs reference fp32)")
         print(
-            f"  bf16 vs fp32 output on {len(lrs)} Set14 LRs (sigma 2.6): PSNR min {min(values):.1f} dB, "
-            f"mean {np.mean(values):.1f} dB"
+            f"  onnxruntime fp32    {t_onnx:9.1f} ms   ratio {t_ref / t_onnx:.2f}x   "
+            f"max|diff| vs reference {onnx_diff:.1e}"
         )
-    else:
-        print("  (../shared/data/Set14 not found: bf16 quality check skipped)")
+
+        lrs = set14_lrs(14)
+        if lrs:
+            with torch.inference_mode():
+                values = [psnr(ours16.upscale_tensor(x), ours32.upscale_tensor(x)) for x in lrs]
+            print(
+                f"  bf16 vs fp32 output on {len(lrs)} Set14 LRs (sigma 2.6): PSNR min {min(values):.1f} dB, "
+                f"mean {np.mean(values):.1f} dB"
+            )
+        else:
+            print("  (../shared/data/Set14 not found: bf16 quality check skipped)")
 
     if not args.skip_large:
         big = torch.rand(1, 3, 720, 1280, generator=torch.Generator().manual_seed(1))
         tiled32 = Upscaler(model, device="cpu", precision="fp32", tile=args.tile, tile_pad=24, tile_overlap=8)
         tiled16 = Upscaler(model, device="cpu", precision="bf16", tile=args.tile, tile_pad=24, tile_overlap=8)
         with torch.inference_mode():
-            ref_big = ref_forward_chop(reference, big)
-            agreement = psnr(tiled32.upscale_tensor(big), ref_big)
-            t_ref_big = median_ms(lambda: ref_forward_chop(reference, big), args.runs)
-            t_32_big = median_ms(lambda: tiled32.upscale_tensor(big), args.runs)
-            t_16_big = median_ms(lambda: tiled16.upscale_tensor(big), args.runs)
+            t_ref_big, ref_big = timed(lambda: ref_forward_chop(reference, big), args.runs)
+            t_32_big, ours_big = timed(lambda: tiled32.upscale_tensor(big), args.runs)
+            t_16_big, _ = timed(lambda: tiled16.upscale_tensor(big), args.runs)
+            agreement = psnr(ours_big, ref_big)
         print(
             f"\nLR 720x1280 (x4 -> 2880x5120), tiled: reference = official forward_chop; kdsr = tile {args.tile}, "
             "pad 24, overlap 8, one IDR per image"

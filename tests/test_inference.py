@@ -8,23 +8,27 @@ import torch
 
 from kdsr.errors import ImageError, KDSRError
 from kdsr.inference import Upscaler, estimate_idr, tiled_super_resolve
-from kdsr.inference.tiling import tile_starts, tiles
+from kdsr.inference.tiling import axis_tiles, tiles
 from kdsr.inference.upscaler import fill_transparent
 from tests.conftest import synthetic_image, tiny_model
 
 
-@pytest.mark.parametrize("length, tile, overlap", [(10, 4, 1), (100, 32, 8), (7, 7, 2), (5, 8, 2), (33, 16, 0)])
-def test_tiles_cover_with_overlap(length, tile, overlap):
-    starts = tile_starts(length, tile, overlap)
+@pytest.mark.parametrize(
+    "length, tile, overlap",
+    [(10, 4, 1), (100, 32, 8), (7, 7, 2), (5, 8, 2), (33, 16, 0), (720, 512, 8), (1280, 512, 8)],
+)
+def test_tiles_cover_with_overlap_and_little_waste(length, tile, overlap):
+    spans = axis_tiles(length, tile, overlap)
     covered = np.zeros(length, int)
-    for s in starts:
-        covered[s : min(s + tile, length)] += 1
-    assert covered.min() >= 1 and starts[0] == 0
-    for a, b in zip(starts[:-1], starts[1:], strict=True):
-        assert a + tile - b >= overlap
-    assert len(list(tiles(length, length + 3, tile, overlap))) == len(starts) * len(
-        tile_starts(length + 3, tile, overlap)
-    )
+    for start, end in spans:
+        assert end - start <= tile and 0 <= start < end <= length
+        covered[start:end] += 1
+    assert covered.min() >= 1 and spans[0][0] == 0 and spans[-1][1] == length
+    for (_, end), (start, _) in zip(spans[:-1], spans[1:], strict=True):
+        assert end - start >= min(overlap, tile - 1)
+    assert covered.sum() - length <= len(spans) * (overlap + 1)  # nothing repeated beyond the overlaps
+    count = len(list(tiles(length, length + 3, tile, overlap)))
+    assert count == len(spans) * len(axis_tiles(length + 3, tile, overlap))
 
 
 def test_tiled_encoder_equals_whole_image_encoder():

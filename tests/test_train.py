@@ -255,11 +255,17 @@ def test_cli_train_and_plot(data_dir, tmp_path):
 
 
 def test_degradation_settings_are_typed(data_dir):
-    config = _config(data_dir, "degradation.kind=realworld", "degradation.realworld.noise_range=[1, 10]",
-                     "degradation.classic.per_image=true")
+    config = _config(
+        data_dir,
+        "degradation.kind=realworld",
+        "degradation.realworld.noise_range=[1, 10]",
+        "degradation.classic.per_image=true",
+    )
     assert config.degradation.realworld.noise_range == (1.0, 10.0) and config.degradation.classic.per_image
-    for bad, message in [("degradation.realworld.noise_rang=[1, 2]", "unknown key"),
-                         ("degradation.realworld.sinc_prob=2.0", "sinc_prob"),
-                         ("degradation.classic.mode=blurry", "mode")]:
+    for bad, message in [
+        ("degradation.realworld.noise_rang=[1, 2]", "unknown key"),
+        ("degradation.realworld.sinc_prob=2.0", "sinc_prob"),
+        ("degradation.classic.mode=blurry", "mode"),
+    ]:
         with pytest.raises(KDSRError, match=message):
             _config(data_dir, bad)

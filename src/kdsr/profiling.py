@@ -46,7 +46,8 @@ def measure_latency(
     """Wall-clock milliseconds of ``runs`` forward passes after ``warmup`` untimed ones."""
     # channels_last, as the upscaler runs it (faster with oneDNN and cuDNN)
     model = model.to(device, dtype).to(memory_format=torch.channels_last).eval()
-    inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in _inputs(model, height, width, device, dtype))
+    inputs = _inputs(model, height, width, device, dtype)
+    inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)
     times = []
     with torch.inference_mode():
         for i in range(warmup + runs):

@@ -11,6 +11,7 @@ linear ramps, so no seams show. Peak memory depends on the tile size, not on the
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -18,26 +19,27 @@ import torch
 from kdsr.models import IDR, KDSRStudent
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with at least ``overlap`` shared pixels."""
+def axis_tiles(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """(start, end) of tiles covering ``[0, length)``: as few as tiles of at most ``tile`` pixels sharing at least
+    ``overlap`` pixels allow, all of one size and evenly spread, so that little work is repeated."""
     if tile <= 0 or tile >= length:
-        return [0]
-    stride = max(tile - overlap, 1)
-    starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
-    return starts
+        return [(0, length)]
+    overlap = min(overlap, tile - 1)
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = math.ceil((length + (count - 1) * overlap) / count)
+    starts = [round(i * (length - size) / (count - 1)) for i in range(count)]
+    return [(start, start + size) for start in starts]
 
 
 def tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
     """(y0, y1, x0, x1) of every tile, row by row."""
-    size = tile if tile > 0 else max(height, width)
-    for y0 in tile_starts(height, tile, overlap):
-        for x0 in tile_starts(width, tile, overlap):
-            yield y0, min(y0 + size, height), x0, min(x0 + size, width)
+    for y0, y1 in axis_tiles(height, tile, overlap):
+        for x0, x1 in axis_tiles(width, tile, overlap):
+            yield y0, y1, x0, x1
 
 
 def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
-    return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+    return len(axis_tiles(height, tile, overlap)) * len(axis_tiles(width, tile, overlap))
 
 
 @torch.no_grad()
