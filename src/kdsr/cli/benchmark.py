@@ -33,6 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--convention", default="official", choices=CONVENTIONS, help="PSNR/SSIM convention")
     p.add_argument("--scale", type=int, default=4, help="scale (must match the model; for bicubic)")
     p.add_argument("--json", dest="json_path", help="write every number to this JSON file")
+    p.add_argument(
+        "--lpips", metavar="WEIGHTS", help="also LPIPS (VGG, v0.1) with weights saved from the lpips package"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["auto", *PRECISIONS])
     p.add_argument("-t", "--tile", type=int, default=0, help="LR tile size (default 0: whole image, as the paper)")
@@ -43,17 +46,21 @@ def add_parser(sub) -> None:
 def markdown_table(report: dict) -> str:
     """Rows: model; columns: dataset (gaussian8, paired) or dataset x kernel x noise (aniso)."""
     results = report["results"]
+
+    def cell(values: dict) -> str:
+        text = f"{values['psnr']:.2f} / {values['ssim']:.4f}"
+        return text + (f" / {values['lpips']:.4f}" if "lpips" in values else "")
+
     if report["protocol"] == "aniso":
         columns = [(d, s) for d, r in results.items() for s in r["settings"]]
         header = [f"{d} {s}" for d, s in columns]
-        cells = [
-            f"{results[d]['settings'][s]['psnr']:.2f} / {results[d]['settings'][s]['ssim']:.4f}" for d, s in columns
-        ]
+        cells = [cell(results[d]["settings"][s]) for d, s in columns]
     else:
         header = list(results)
-        cells = [f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in results.values()]
+        cells = [cell(r) for r in results.values()]
+    metrics = "PSNR / SSIM" + (" / LPIPS" if any("lpips" in r for r in results.values()) else "")
     lines = [
-        f"PSNR / SSIM, protocol {report['protocol']}, convention {report['convention']} "
+        f"{metrics}, protocol {report['protocol']}, convention {report['convention']} "
         f"(Y channel, {report['scale']}-pixel border crop)",
         "",
         "| model | " + " | ".join(header) + " |",
@@ -90,9 +97,18 @@ def run(args: argparse.Namespace) -> int:
             def sr_fn(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
                 return upscaler.upscale_tensor(lr)
 
-    outcome = run_benchmark(
-        sr_fn, args.data, args.protocol, scale, args.convention, progress=not args.quiet and sys.stderr.isatty()
-    )
+    lpips_model = None
+    if args.lpips:
+        from kdsr.metrics.lpips import load_lpips
+
+        lpips_model = load_lpips(args.lpips)
+    lpips_model = None
+    if args.lpips:
+        from kdsr.metrics.lpips import load_lpips
+
+        lpips_model = load_lpips(args.lpips)
+    progress = not args.quiet and sys.stderr.isatty()
+    outcome = run_benchmark(sr_fn, args.data, args.protocol, scale, args.convention, progress, lpips_model)
     report = {
         "model": args.model,
         "protocol": args.protocol,

@@ -21,6 +21,7 @@ from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
 from kdsr.errors import KDSRError
 from kdsr.image_io import IMAGE_EXTENSIONS, read_image, to_uint8
 from kdsr.metrics import psnr, ssim
+from kdsr.metrics.lpips import lpips_distance
 
 PROTOCOLS = ("gaussian8", "aniso", "paired")
 GAUSSIAN8_SIGMAS = (1.8, 2.0, 2.2, 2.4, 2.6, 2.8, 3.0, 3.2)
@@ -106,6 +107,10 @@ def _paired_files(folder: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def _means(records: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(np.mean([r[key] for r in records])) for key in records[0]}
+
+
 def _cases(folder: Path, protocol: str, scale: int) -> tuple[int, Iterator[tuple[str, torch.Tensor, np.ndarray]]]:
     """Number of cases and an iterator over (setting name, LR tensor, HR uint8 image) of one dataset folder."""
     if protocol == "paired":
@@ -138,11 +143,13 @@ def run_benchmark(
     scale: int = 4,
     convention: str = "official",
     progress: bool = False,
+    lpips_model=None,
 ) -> dict:
     """Evaluate ``sr_fn`` on every dataset folder.
 
     Returns ``{"results": {DATASET: {"psnr", "ssim", "settings": {name: {"psnr", "ssim"}}}}, "wall_time_s": t}``;
-    means are over all (image, setting) pairs of a dataset.
+    means are over all (image, setting) pairs of a dataset. With ``lpips_model`` (:func:`kdsr.metrics.lpips.load_lpips`)
+    every level also has "lpips" (full image, no crop).
     """
     from tqdm import tqdm
 
@@ -154,22 +161,19 @@ def run_benchmark(
         if not folder.is_dir():
             raise KDSRError(f"{folder}: not a folder")
         total, cases = _cases(folder, protocol, scale)
-        per_setting: dict[str, list[tuple[float, float]]] = {}
+        per_setting: dict[str, list[dict[str, float]]] = {}
         for name, lr, hr_image in tqdm(cases, total=total, desc=folder.name, unit="img", disable=not progress):
             with torch.inference_mode():
                 sr = _to_array(sr_fn(lr, _to_tensor(hr_image)))
             h, w = min(sr.shape[0], hr_image.shape[0]), min(sr.shape[1], hr_image.shape[1])
             sr, ref = sr[:h, :w], hr_image[:h, :w]
-            per_setting.setdefault(name, []).append(
-                (psnr(sr, ref, scale, convention), ssim(sr, ref, scale, convention))
-            )
+            values = {"psnr": psnr(sr, ref, scale, convention), "ssim": ssim(sr, ref, scale, convention)}
+            if lpips_model is not None:
+                values["lpips"] = lpips_distance(lpips_model, sr, ref)
+            per_setting.setdefault(name, []).append(values)
         every = [v for values in per_setting.values() for v in values]
         results[folder.name] = {
-            "psnr": float(np.mean([p for p, _ in every])),
-            "ssim": float(np.mean([q for _, q in every])),
-            "settings": {
-                name: {"psnr": float(np.mean([p for p, _ in v])), "ssim": float(np.mean([q for _, q in v]))}
-                for name, v in per_setting.items()
-            },
+            **_means(every),
+            "settings": {name: _means(values) for name, values in per_setting.items()},
         }
     return {"results": results, "wall_time_s": time.perf_counter() - start}
