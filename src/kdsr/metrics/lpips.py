@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from kdsr.errors import KDSRError
+from kdsr.models.vgg import VGG16_CFG, vgg_layers
 
 LPIPS_HOWTO = (
     "save the LPIPS VGG weights once on a machine with the `lpips` package: "
@@ -21,20 +22,7 @@ LPIPS_HOWTO = (
 )
 # VGG16 ``features`` indices of each slice (ending after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3).
 _SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
-_VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 _CHANNELS = (64, 128, 256, 512, 512)
-
-
-def _vgg16_features() -> list[nn.Module]:
-    layers: list[nn.Module] = []
-    in_channels = 3
-    for item in _VGG16:
-        if item == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(in_channels, item, 3, padding=1), nn.ReLU(inplace=False)]
-            in_channels = item
-    return layers
 
 
 class _Linear(nn.Module):
@@ -46,7 +34,7 @@ class _Linear(nn.Module):
 class _Slices(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        layers = _vgg16_features()
+        layers = vgg_layers(VGG16_CFG)
         for k, (start, end) in enumerate(_SLICES, 1):
             block = nn.Sequential()
             for i in range(start, end):
