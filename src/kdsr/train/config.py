@@ -20,6 +20,8 @@ STAGES = ("teacher", "student", "gan")
 
 @dataclasses.dataclass
 class ModelSection:
+    """Architecture of the teacher stage; the student and gan stages take theirs from the teacher checkpoint."""
+
     preset: str = "kdsr-s"
     n_feats: int | None = None
     n_blocks: int | None = None
