@@ -58,7 +58,9 @@ class OptimSection:
 @dataclasses.dataclass
 class DistillSection:
     teacher: str = ""  # teacher checkpoint (student and gan stages)
-    init: str = ""  # student/gan stage: checkpoint whose G (student) or whole net (gan) initialises the model
+    # checkpoint that initialises the trained network: teacher stage, the whole teacher; student stage, its G (default:
+    # the teacher's G, as the official code); gan stage, the whole student
+    init: str = ""
     loss: str = "kl"  # kl | l1 | l2 on D'
     temperature: float = 0.15
     weight: float = 1.0

@@ -113,6 +113,8 @@ def _build_networks(config: TrainConfig, device: torch.device):
     """(trained model, frozen teacher or None) for the stage, initialised as the official code does."""
     torch.manual_seed(config.seed)
     if config.stage == "teacher":
+        if config.distill.init:  # continue from a trained teacher's weights (a fresh optimiser)
+            return _load_role(config.distill.init, teacher=True).to(device), None
         m = config.model
         overrides = {k: v for k, v in dataclasses.asdict(m).items() if k != "preset" and v is not None}
         return create_model(m.preset, teacher=True, scale=config.data.scale, **overrides).to(device), None
