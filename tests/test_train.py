@@ -277,5 +277,6 @@ def test_teacher_stage_can_start_from_trained_weights(data_dir, teacher_run, tmp
     config = _config(data_dir, "stage=teacher", f"distill.init={teacher_run / 'last.safetensors'}")
     model, _ = _build_networks(config, torch.device("cpu"))
     trained = load_model(teacher_run / "last.safetensors")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values(),
-                                                 strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values(), strict=True)
+    )
