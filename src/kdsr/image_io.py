@@ -102,6 +102,12 @@ def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -
     atomic_write_bytes(path, encoded.tobytes())
 
 
+def read_rgb8(path: str | os.PathLike) -> np.ndarray:
+    """An image as 8-bit RGB (H, W, 3): grey replicated, alpha dropped, 16-bit reduced (for data and metrics)."""
+    image = to_uint8(read_image(path))
+    return np.ascontiguousarray(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3])
+
+
 def to_float(image: np.ndarray) -> np.ndarray:
     """uint8/uint16 -> float32 in [0, 1]."""
     return image.astype(np.float32) / float(np.iinfo(image.dtype).max)

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from kdsr.errors import KDSRError
-from kdsr.image_io import IMAGE_EXTENSIONS, read_image, to_uint8
+from kdsr.image_io import IMAGE_EXTENSIONS, read_rgb8
 
 
 def load_rgb_folder(folders: list[str | Path]) -> list[np.ndarray]:
@@ -24,9 +24,7 @@ def load_rgb_folder(folders: list[str | Path]) -> list[np.ndarray]:
         if not folder.is_dir():
             raise KDSRError(f"{folder}: training data folder not found")
         for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
-            image = to_uint8(read_image(path))
-            image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
-            images.append(np.ascontiguousarray(image))
+            images.append(read_rgb8(path))
     if not images:
         raise KDSRError(f"no training images in {', '.join(map(str, folders))}")
     return images

@@ -19,7 +19,7 @@ import torch
 from kdsr.degradations.classic import degrade, quantize
 from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
 from kdsr.errors import KDSRError
-from kdsr.image_io import IMAGE_EXTENSIONS, read_image, to_uint8
+from kdsr.image_io import IMAGE_EXTENSIONS, read_rgb8
 from kdsr.metrics import psnr, ssim
 from kdsr.metrics.lpips import lpips_distance
 
@@ -47,10 +47,7 @@ SRFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def load_hr(path: Path, scale: int) -> np.ndarray:
     """8-bit RGB (grey replicated, alpha dropped), cropped to a multiple of ``scale``."""
-    image = to_uint8(read_image(path))
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    image = image[:, :, :3]
+    image = read_rgb8(path)
     h, w = image.shape[0] - image.shape[0] % scale, image.shape[1] - image.shape[1] % scale
     if h == 0 or w == 0:
         raise KDSRError(f"{path}: smaller than the scale {scale}")
@@ -118,9 +115,7 @@ def _cases(folder: Path, protocol: str, scale: int) -> tuple[int, Iterator[tuple
 
         def paired() -> Iterator[tuple[str, torch.Tensor, np.ndarray]]:
             for lr_path, hr_path in pairs:
-                lr = to_uint8(read_image(lr_path))[:, :, :3]
-                lr = np.repeat(lr, 3, axis=2) if lr.shape[2] == 1 else lr
-                yield "paired", _to_tensor(lr), load_hr(hr_path, scale)
+                yield "paired", _to_tensor(read_rgb8(lr_path)), load_hr(hr_path, scale)
 
         return len(pairs), paired()
     files, settings = image_files(folder), _settings(protocol)
