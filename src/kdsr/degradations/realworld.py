@@ -87,10 +87,21 @@ class _Draw:
         return torch.multinomial(weights, n, replacement=True, generator=self.generator)
 
 
+def _kernel_size(draw: _Draw) -> int:
+    """An odd kernel size in 7..21, uniformly."""
+    return int(draw.choice([1] * 8).item()) * 2 + 7
+
+
+def _beta(draw: _Draw, beta_range) -> torch.Tensor:
+    """Shape parameter: with p 0.5 from [low, 1), else from [1, high) (so [1, 2] gives beta = 1 half the time)."""
+    low, high = beta_range
+    return (draw.uniform(low, 1) if draw.coin(0.5) else draw.uniform(1, high)).double().cpu()
+
+
 def random_kernel(draw: _Draw, sigma_range, betag_range, betap_range, sinc_prob: float, probs) -> torch.Tensor:
     """One first- or second-degradation kernel: a random odd size in 7..21, sinc with ``sinc_prob``, else a mixed
     Gaussian-family kernel; zero-padded to 21x21."""
-    size = int(draw.choice([1] * 8).item()) * 2 + 7
+    size = _kernel_size(draw)
     if draw.coin(sinc_prob):
         cutoff = draw.uniform(math.pi / 3, math.pi) if size < 13 else draw.uniform(math.pi / 5, math.pi)
         return sinc(cutoff, size, pad_to=KERNEL_SIZE)[0]
@@ -102,13 +113,9 @@ def random_kernel(draw: _Draw, sigma_range, betag_range, betap_range, sinc_prob:
         sigma_y, theta = draw.uniform(*sigma_range), draw.uniform(-math.pi, math.pi)
     sigma_x, sigma_y, theta = (v.double().cpu() for v in (sigma_x, sigma_y, theta))
     if kind.startswith("generalized"):
-        lo, hi = betag_range
-        beta = draw.uniform(lo, 1) if draw.coin(0.5) else draw.uniform(1, hi)
-        kernel = generalized_gaussian(sigma_x, sigma_y, theta, beta.double().cpu(), size)
+        kernel = generalized_gaussian(sigma_x, sigma_y, theta, _beta(draw, betag_range), size)
     elif kind.startswith("plateau"):
-        lo, hi = betap_range
-        beta = draw.uniform(lo, 1) if draw.coin(0.5) else draw.uniform(1, hi)
-        kernel = plateau(sigma_x, sigma_y, theta, beta.double().cpu(), size)
+        kernel = plateau(sigma_x, sigma_y, theta, _beta(draw, betap_range), size)
     else:
         kernel = anisotropic_gaussian(sigma_x, sigma_y, theta, size)
     pad = (KERNEL_SIZE - size) // 2
@@ -136,7 +143,7 @@ def sample_kernels(batch: int, config: RealWorldConfig, generator: torch.Generat
             )
         )
         if draw.coin(config.final_sinc_prob):
-            size = int(draw.choice([1] * 8).item()) * 2 + 7
+            size = _kernel_size(draw)
             k3.append(sinc(draw.uniform(math.pi / 3, math.pi), size, pad_to=KERNEL_SIZE)[0])
         else:
             pulse = torch.zeros(KERNEL_SIZE, KERNEL_SIZE)
@@ -145,15 +152,16 @@ def sample_kernels(batch: int, config: RealWorldConfig, generator: torch.Generat
     return torch.stack(k1), torch.stack(k2), torch.stack(k3)
 
 
-def _random_resize(x: torch.Tensor, draw: _Draw, probs, factor_range) -> torch.Tensor:
+def _resize_draw(draw: _Draw, probs, factor_range) -> tuple[float, str]:
+    """A batch-level resize: (factor, mode) for kind up / down / keep drawn with ``probs``."""
     kind = int(draw.choice(probs).item())
-    factor = (
-        draw.uniform(1, factor_range[1]).item()
-        if kind == 0
-        else (draw.uniform(factor_range[0], 1).item() if kind == 1 else 1.0)
-    )
-    mode = RESIZE_MODES[int(draw.choice([1, 1, 1]).item())]
-    return F.interpolate(x, scale_factor=factor, mode=mode)
+    if kind == 0:
+        factor = draw.uniform(1, factor_range[1]).item()
+    elif kind == 1:
+        factor = draw.uniform(factor_range[0], 1).item()
+    else:
+        factor = 1.0
+    return factor, RESIZE_MODES[int(draw.choice([1, 1, 1]).item())]
 
 
 def add_gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, generator=None) -> torch.Tensor:
@@ -205,20 +213,15 @@ def degrade(
     k1, k2, k3 = kernels if kernels is not None else sample_kernels(b, config, generator)
     k1, k2, k3 = (k.to(hr) for k in (k1, k2, k3))
     out = blur(hr, k1)
-    out = _random_resize(out, draw, config.resize_prob, config.resize_range)
+    factor, mode = _resize_draw(draw, config.resize_prob, config.resize_range)
+    out = F.interpolate(out, scale_factor=factor, mode=mode)
     out = _random_noise(
         out, draw, config.gaussian_noise_prob, config.noise_range, config.poisson_scale_range, config.gray_noise_prob
     )
     out = jpeg(out.clamp(0, 1), draw.uniform(*config.jpeg_range, b))
     if draw.coin(config.second_blur_prob):
         out = blur(out, k2)
-    kind = int(draw.choice(config.resize_prob2).item())
-    factor = (
-        draw.uniform(1, config.resize_range2[1]).item()
-        if kind == 0
-        else (draw.uniform(config.resize_range2[0], 1).item() if kind == 1 else 1.0)
-    )
-    mode = RESIZE_MODES[int(draw.choice([1, 1, 1]).item())]
+    factor, mode = _resize_draw(draw, config.resize_prob2, config.resize_range2)  # relative to the LR size
     out = F.interpolate(out, size=(max(int(h / scale * factor), 1), max(int(w / scale * factor), 1)), mode=mode)
     out = _random_noise(
         out,
