@@ -27,6 +27,7 @@ from kdsr.data import HRPatches, StepBatchSampler
 from kdsr.data.patches import load_rgb_folder
 from kdsr.degradations import classic, realworld
 from kdsr.errors import KDSRError
+from kdsr.inference.upscaler import PRECISIONS, resolve_device
 from kdsr.models import KDSRStudent, KDSRTeacher, build_model, create_model
 from kdsr.models.discriminator import UNetDiscriminatorSN
 from kdsr.train.config import TrainConfig, config_to_dict
@@ -34,7 +35,6 @@ from kdsr.train.losses import PerceptualLoss, gan_loss, kd_loss, load_vgg19
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.jsonl"
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclasses.dataclass
@@ -63,8 +63,6 @@ def _init_distributed(device_name: str) -> Dist:
 
 
 def _device(name: str, ddp: Dist) -> torch.device:
-    from kdsr.inference.upscaler import resolve_device
-
     device = resolve_device(name)
     if device.type == "cuda" and ddp.world > 1:
         device = torch.device("cuda", ddp.local_rank)
