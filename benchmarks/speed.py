@@ -199,7 +199,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--skip-large", action="store_true", help="skip the 720x1280 measurements")
     parser.add_argument("--only-large", action="store_true", help="only the 720x1280 measurements")
-    parser.add_argument("--tile", type=int, default=512, help="our LR tile size at 720x1280")
+    parser.add_argument("--tile", type=int, default=256, help="our LR tile size at 720x1280 (the CPU default)")
+    parser.add_argument("--tile-pad", type=int, default=24, help="context pixels around each tile (the default)")
+    parser.add_argument(
+        "--idr-view", type=int, default=256, help="LR pixels per side the IDR is estimated from (the default; 0: all)"
+    )
     args = parser.parse_args()
 
     from kdsr import create_model, load_model
@@ -216,8 +220,9 @@ def main() -> None:
         f"model {args.weights or args.model} (C={c.n_feats} N={c.n_blocks} R={c.n_resblocks}), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, runs {args.runs} (median)"
     )
-    ours32 = Upscaler(model, device="cpu", precision="fp32", tile=0)
-    ours16 = Upscaler(model, device="cpu", precision="bf16", tile=0)
+    # whole image and whole-image IDR, as the reference: the outputs must agree to float rounding
+    ours32 = Upscaler(model, device="cpu", precision="fp32", tile=0, idr_view=0)
+    ours16 = Upscaler(model, device="cpu", precision="bf16", tile=0, idr_view=0)
 
     if not args.only_large:
         lr = torch.rand(1, 3, 180, 320, generator=torch.Generator().manual_seed(0))
@@ -253,8 +258,9 @@ def main() -> None:
 
     if not args.skip_large:
         big = torch.rand(1, 3, 720, 1280, generator=torch.Generator().manual_seed(1))
-        tiled32 = Upscaler(model, device="cpu", precision="fp32", tile=args.tile, tile_pad=24, tile_overlap=8)
-        tiled16 = Upscaler(model, device="cpu", precision="bf16", tile=args.tile, tile_pad=24, tile_overlap=8)
+        settings = dict(tile=args.tile, tile_pad=args.tile_pad, tile_overlap=8, idr_view=args.idr_view)
+        tiled32 = Upscaler(model, device="cpu", precision="fp32", **settings)
+        tiled16 = Upscaler(model, device="cpu", precision="bf16", **settings)
         with torch.inference_mode():
             t_ref_big, ref_big = timed(lambda: ref_forward_chop(reference, big), args.runs)
             t_32_big, ours_big = timed(lambda: tiled32.upscale_tensor(big), args.runs)
@@ -262,7 +268,7 @@ def main() -> None:
             agreement = psnr(ours_big, ref_big)
         print(
             f"\nLR 720x1280 (x4 -> 2880x5120), tiled: reference = official forward_chop; kdsr = tile {args.tile}, "
-            "pad 24, overlap 8, one IDR per image"
+            f"pad {args.tile_pad}, overlap 8, one IDR per image from a {args.idr_view} view (0: whole image)"
         )
         print(f"  reference fp32      {t_ref_big:9.1f} ms")
         print(

@@ -8,7 +8,7 @@ import torch
 
 from kdsr.errors import ImageError, KDSRError
 from kdsr.inference import Upscaler, estimate_idr, tiled_super_resolve
-from kdsr.inference.tiling import axis_tiles, tiles
+from kdsr.inference.tiling import axis_tiles, tiles, view_regions
 from kdsr.inference.upscaler import fill_transparent
 from tests.conftest import synthetic_image, tiny_model
 
@@ -134,20 +134,40 @@ def test_bf16_on_cpu_is_close_to_fp32():
     assert np.abs(fp32 - bf16).mean() < 3
 
 
-def test_idr_view_uses_the_centre_crop():
-    from kdsr.inference.upscaler import centre_view
+def test_view_regions_bound_the_encoder_input():
+    assert view_regions(30, 50, 0) == [(0, 30, 0, 50)]
+    assert view_regions(30, 50, 64) == [(0, 30, 0, 50)]
+    assert view_regions(30, 500, 64) == [(0, 30, 109, 141), (0, 30, 359, 391)]
+    regions = view_regions(1000, 3000, 256)
+    assert len(regions) == 4
+    assert sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in regions) <= 256 * 256
+    for y0, y1, x0, x1 in regions:
+        assert 0 <= y0 < y1 <= 1000 and 0 <= x0 < x1 <= 3000
 
-    lr = torch.rand(1, 3, 30, 50)
-    assert centre_view(lr, 0) is lr and centre_view(lr, 64) is lr
-    torch.testing.assert_close(centre_view(lr, 10), lr[:, :, 10:20, 20:30])
+
+@pytest.mark.parametrize("tile", [0, 7])
+def test_view_idr_pools_the_whole_image_features_over_the_regions(tile):
+    """The view's regions see real context, so their pooled features are the whole image's features there."""
+    model = tiny_model(n_resblocks=2)
+    lr = torch.rand(1, 3, 40, 60, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        features = model.encoder.feature_map(lr)
+        regions = view_regions(40, 60, 20)
+        pooled = sum(features[:, :, y0:y1, x0:x1].sum((2, 3)) for y0, y1, x0, x1 in regions)
+        expected = model.encoder.from_pooled(pooled / sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in regions))
+    viewed = estimate_idr(model, lr, tile, view=20)
+    torch.testing.assert_close(viewed.d, expected.d, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(viewed.d, model.encode(lr).d)
+
+
+def test_upscaler_idr_view_changes_only_the_idr():
     model = tiny_model()
     image = synthetic_image(30, 50)
-    viewed = Upscaler(model, device="cpu", idr_view=10).upscale(image)
-    crop_idr = model.encode(torch.from_numpy(image[10:20, 20:30].transpose(2, 0, 1) / 255.0).float()[None]).d
-    expected = Upscaler(model, device="cpu").model.super_resolve(
-        torch.from_numpy(image.transpose(2, 0, 1) / 255.0).float()[None], crop_idr
-    )
+    lr = torch.from_numpy(image.transpose(2, 0, 1) / 255.0).float()[None]
+    viewed = Upscaler(model, device="cpu", tile=0, idr_view=20).upscale(image)
+    with torch.no_grad():
+        expected = model.super_resolve(lr, estimate_idr(model, lr, view=20).d)
     from kdsr.image_io import from_float
 
-    expected = from_float(expected.clamp(0, 1)[0].permute(1, 2, 0).detach().numpy(), np.uint8)
+    expected = from_float(expected.clamp(0, 1)[0].permute(1, 2, 0).numpy(), np.uint8)
     assert np.abs(viewed.astype(int) - expected.astype(int)).max() <= 1

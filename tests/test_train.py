@@ -235,6 +235,11 @@ def test_config_errors(data_dir, overrides, message):
         _config(data_dir, *overrides)
 
 
+def test_empty_override_clears_a_string_option(data_dir):
+    config = _config(data_dir, "val.data=../shared/data/Set5", "val.data=")
+    assert config.val.data == ""
+
+
 def test_shipped_configs_parse():
     for path in sorted((REPO / "configs").glob("*.yaml")):
         config = load_config(path)

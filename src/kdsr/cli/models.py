@@ -5,19 +5,27 @@ from __future__ import annotations
 import argparse
 
 from kdsr.checkpoint import bundled_models, read_metadata
+from kdsr.errors import KDSRError
 from kdsr.models import PRESETS
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("models", help="list presets and bundled models")
+    p = sub.add_parser("models", help="list presets and bundled models; with a name, print that model's card")
+    p.add_argument("name", nargs="?", help="a bundled model whose model card to print")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    bundled = bundled_models()
+    if args.name:
+        if args.name not in bundled:
+            known = ", ".join(bundled) or "none in this version"
+            raise KDSRError(f"'{args.name}' is not a bundled model (bundled: {known})")
+        print(read_metadata(bundled[args.name]).get("model_card", "(this model has no card)").rstrip())
+        return 0
     for name, preset in PRESETS.items():
         c = preset.config
         print(f"{name:<14} preset  C={c.n_feats} N={c.n_blocks} R={c.n_resblocks}  {preset.description} (untrained)")
-    bundled = bundled_models()
     for name, path in bundled.items():
         summary = read_metadata(path).get("summary", "trained model")
         print(f"{name:<14} bundled {summary}")

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from kdsr.inference.files import upscale_files
-from kdsr.inference.upscaler import ALPHA_UPSAMPLERS, PRECISIONS, Upscaler, default_model_name
+from kdsr.inference.upscaler import ALPHA_UPSAMPLERS, DEFAULT_IDR_VIEW, PRECISIONS, Upscaler, default_model_name
 
 
 def add_parser(sub) -> None:
@@ -48,8 +48,9 @@ def add_parser(sub) -> None:
         "--idr-view",
         dest="idr_view",
         type=int,
-        default=0,
-        help="estimate the IDR from the centre NxN LR crop only (0: whole image, the default)",
+        default=DEFAULT_IDR_VIEW,
+        help=f"estimate the IDR from at most NxN LR pixels, four regions spread over larger images (0: whole image; "
+        f"default {DEFAULT_IDR_VIEW})",
     )
     p.add_argument("--suffix", default="out", help="suffix of output file names (default: out)")
     p.add_argument("--ext", default="auto", choices=["auto", "png", "jpg", "webp"], help="output format")

@@ -3,7 +3,7 @@
 The IDR is a property of the whole image. :func:`estimate_idr` computes it exactly as the untiled encoder does, but
 in tiles: every conv of the encoder is 3x3, so a tile extended by the encoder's receptive radius yields exact
 pre-pool features in its interior, and the global average pool is the sum of the tile interiors divided by the pixel
-count. :func:`tiled_super_resolve` then runs the generator tile by tile with that one IDR: each tile gets
+count. On large images a bounded view (four regions spread over the image) caps the encoder's cost. :func:`tiled_super_resolve` then runs the generator tile by tile with that one IDR: each tile gets
 ``tile_pad`` pixels of context (cropped away) and adjacent tiles overlap by ``overlap`` pixels that are blended with
 linear ramps, so no seams show. Peak memory depends on the tile size, not on the image size.
 """
@@ -42,6 +42,25 @@ def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
     return len(axis_tiles(height, tile, overlap)) * len(axis_tiles(width, tile, overlap))
 
 
+def view_regions(height: int, width: int, view: int) -> list[tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) regions whose encoder features are averaged into the IDR.
+
+    ``view`` <= 0, or an image within ``view`` x ``view``: the whole image. Otherwise each axis longer than ``view``
+    is sampled by two spans of ``view // 2`` pixels centred at 1/4 and 3/4 of it, so at most four regions spread over
+    the image cover at most ``view`` x ``view`` pixels: the encoder's cost stops growing with the image.
+    """
+    if view <= 0 or (height <= view and width <= view):
+        return [(0, height, 0, width)]
+
+    def spans(length: int) -> list[tuple[int, int]]:
+        if length <= view:
+            return [(0, length)]
+        half = max(view // 2, 1)
+        return [(start, start + half) for start in (round(c * length - half / 2) for c in (0.25, 0.75))]
+
+    return [(y0, y1, x0, x1) for y0, y1 in spans(height) for x0, x1 in spans(width)]
+
+
 @torch.no_grad()
 def estimate_idr(
     model: KDSRStudent,
@@ -49,28 +68,34 @@ def estimate_idr(
     tile: int = 0,
     device: torch.device | None = None,
     dtype: torch.dtype | None = None,
+    view: int = 0,
 ) -> IDR:
-    """The student's IDR of the whole image ``lr`` (B, 3, H, W), computed in tiles of ``tile`` pixels (0: at once)
-    on ``device`` in ``dtype`` (default: those of ``lr``).
+    """The student's IDR of ``lr`` (B, 3, H, W), computed in tiles of ``tile`` pixels (0: at once) on ``device`` in
+    ``dtype`` (default: those of ``lr``), from the features of :func:`view_regions` (``view`` 0: the whole image).
 
-    Equal to ``model.encode(lr)`` up to float summation order.
+    Every region is computed with the encoder's receptive radius of real context around it, so the pooled features
+    are exactly the whole-image features averaged over the regions: with ``view`` 0 the result equals
+    ``model.encode(lr)`` up to float summation order.
     """
     encoder = model.encoder
     device, dtype = device or lr.device, dtype or lr.dtype
     _, _, height, width = lr.shape
-    if tile <= 0 or (height <= tile and width <= tile):
+    regions = view_regions(height, width, view)
+    if len(regions) == 1 and (tile <= 0 or (height <= tile and width <= tile)):
         return encoder(lr.to(device, dtype))
     halo = encoder.receptive_radius
-    total = None
-    for y0, x0 in itertools.product(range(0, height, tile), range(0, width, tile)):  # a partition: no overlap
-        y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
-        cy0, cx0 = max(y0 - halo, 0), max(x0 - halo, 0)
-        crop = lr[:, :, cy0 : min(y1 + halo, height), cx0 : min(x1 + halo, width)].to(device, dtype)
-        features = encoder.feature_map(crop)[:, :, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
-        part = features.float().sum(dim=(2, 3))
-        total = part if total is None else total + part
-    pooled = (total / (height * width)).to(dtype)
-    return encoder.from_pooled(pooled)
+    total, count = None, 0
+    for ry0, ry1, rx0, rx1 in regions:
+        step_y, step_x = (tile, tile) if tile > 0 else (ry1 - ry0, rx1 - rx0)
+        for y0, x0 in itertools.product(range(ry0, ry1, step_y), range(rx0, rx1, step_x)):  # a partition
+            y1, x1 = min(y0 + step_y, ry1), min(x0 + step_x, rx1)
+            cy0, cx0 = max(y0 - halo, 0), max(x0 - halo, 0)
+            crop = lr[:, :, cy0 : min(y1 + halo, height), cx0 : min(x1 + halo, width)].to(device, dtype)
+            features = encoder.feature_map(crop)[:, :, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
+            part = features.float().sum(dim=(2, 3))
+            total = part if total is None else total + part
+            count += (y1 - y0) * (x1 - x0)
+    return encoder.from_pooled((total / count).to(dtype))
 
 
 def _ramp(length: int, fade: int, fade_start: bool, fade_end: bool) -> torch.Tensor:

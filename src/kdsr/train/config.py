@@ -204,7 +204,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise KDSRError(f"bad override '{item}': expected key.sub=value")
-        _set_dotted(tree, key, yaml.safe_load(raw))
+        _set_dotted(tree, key, yaml.safe_load(raw) if raw else "")  # "key=" clears a string option
     try:
         config = _build(TrainConfig, tree, "")
     except ValueError as e:  # raised by the degradation dataclasses' own checks

@@ -1,0 +1,40 @@
+"""Ship a trained student inside the package: src/kdsr/weights/NAME.safetensors with its model card embedded.
+
+    python scripts/bundle_model.py runs/real-student/last.safetensors kdsr-real-x4 \
+        --card docs/models/kdsr-real-x4.md --summary "kdsr-s student, real-world degradations (default model)"
+
+The card (markdown) is stored under the ``model_card`` metadata key and printed by ``kdsr models NAME``; the
+summary is the one line ``kdsr models`` lists. Weights are stored in float32, as trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="trained student checkpoint (our safetensors format)")
+    parser.add_argument("name", help="bundled name, e.g. kdsr-iso-x4")
+    parser.add_argument("--card", required=True, help="model card markdown file")
+    parser.add_argument("--summary", required=True, help="one line for `kdsr models`")
+    args = parser.parse_args()
+
+    from kdsr.checkpoint import load_model, save_model
+    from kdsr.models import KDSRStudent
+
+    model = load_model(args.checkpoint)
+    if not isinstance(model, KDSRStudent):
+        raise SystemExit(f"{args.checkpoint}: a teacher cannot be bundled (upscaling needs the LR-only student)")
+    target = REPO / "src" / "kdsr" / "weights" / f"{args.name}.safetensors"
+    target.parent.mkdir(exist_ok=True)
+    card = Path(args.card).read_text()
+    save_model(model, target, metadata={"summary": args.summary, "model_card": card, "source": args.checkpoint})
+    print(f"{target.relative_to(REPO)}: {target.stat().st_size / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
