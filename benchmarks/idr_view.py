@@ -4,7 +4,7 @@
 
 For every image of the folder and every Gaussian8 sigma, the LR is made as in the paper's protocol; the SR output is
 computed with the IDR of the whole LR and with the IDR from its bounded view (``kdsr.inference.tiling.view_regions``:
-at most VIEW x VIEW pixels in up to four regions spread over the image). Printed: mean PSNR (official
+grid cells, one per row and column, at most VIEW x VIEW pixels in all). Printed: mean PSNR (official
 convention) of both against the HR, their difference, the relative change of D, and the PSNR between the two
 outputs. Images whose LR fits inside the view are identical by construction and counted as such.
 """
@@ -41,7 +41,7 @@ def main() -> None:
         hr = torch.from_numpy(hr_image.transpose(2, 0, 1).copy()).float()[None] / 255
         for sigma in GAUSSIAN8_SIGMAS:
             lr = degrade(hr, isotropic_gaussian(sigma)[0], model.scale)
-            larger += int(max(lr.shape[-2:]) > args.view)
+            larger += int(lr.shape[-2] * lr.shape[-1] > args.view * args.view)
             with torch.inference_mode():
                 d_full = model.encode(lr).d
                 d_view = estimate_idr(model, lr, view=args.view).d

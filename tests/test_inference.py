@@ -134,15 +134,21 @@ def test_bf16_on_cpu_is_close_to_fp32():
     assert np.abs(fp32 - bf16).mean() < 3
 
 
-def test_view_regions_bound_the_encoder_input():
+@pytest.mark.parametrize("height, width, view", [(30, 500, 64), (1000, 3000, 256), (720, 1280, 256), (97, 101, 40)])
+def test_view_regions_take_one_grid_cell_per_row_and_column(height, width, view):
+    regions = view_regions(height, width, view)
+    rows = sorted((y0, y1) for y0, y1, _, _ in regions)
+    cols = sorted((x0, x1) for _, _, x0, x1 in regions)
+    for spans, length in ((rows, height), (cols, width)):  # each axis partitioned exactly once
+        assert spans[0][0] == 0 and spans[-1][1] == length
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in regions) <= view * view
+    assert len(regions) > 1
+
+
+def test_small_images_and_view_zero_use_the_whole_image():
     assert view_regions(30, 50, 0) == [(0, 30, 0, 50)]
-    assert view_regions(30, 50, 64) == [(0, 30, 0, 50)]
-    assert view_regions(30, 500, 64) == [(0, 30, 109, 141), (0, 30, 359, 391)]
-    regions = view_regions(1000, 3000, 256)
-    assert len(regions) == 4
-    assert sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in regions) <= 256 * 256
-    for y0, y1, x0, x1 in regions:
-        assert 0 <= y0 < y1 <= 1000 and 0 <= x0 < x1 <= 3000
+    assert view_regions(60, 60, 60) == [(0, 60, 0, 60)]
 
 
 @pytest.mark.parametrize("tile", [0, 7])

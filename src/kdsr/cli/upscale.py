@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
         dest="idr_view",
         type=int,
         default=DEFAULT_IDR_VIEW,
-        help=f"estimate the IDR from at most NxN LR pixels, four regions spread over larger images (0: whole image; "
+        help=f"estimate the IDR from at most NxN LR pixels, grid cells spread over larger images (0: whole image; "
         f"default {DEFAULT_IDR_VIEW})",
     )
     p.add_argument("--suffix", default="out", help="suffix of output file names (default: out)")

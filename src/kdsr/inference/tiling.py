@@ -3,7 +3,8 @@
 The IDR is a property of the whole image. :func:`estimate_idr` computes it exactly as the untiled encoder does, but
 in tiles: every conv of the encoder is 3x3, so a tile extended by the encoder's receptive radius yields exact
 pre-pool features in its interior, and the global average pool is the sum of the tile interiors divided by the pixel
-count. On large images a bounded view (four regions spread over the image) caps the encoder's cost. :func:`tiled_super_resolve` then runs the generator tile by tile with that one IDR: each tile gets
+count. On large images a bounded view (grid cells, one per row and column) caps the encoder's cost.
+:func:`tiled_super_resolve` then runs the generator tile by tile with that one IDR: each tile gets
 ``tile_pad`` pixels of context (cropped away) and adjacent tiles overlap by ``overlap`` pixels that are blended with
 linear ramps, so no seams show. Peak memory depends on the tile size, not on the image size.
 """
@@ -45,20 +46,21 @@ def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
 def view_regions(height: int, width: int, view: int) -> list[tuple[int, int, int, int]]:
     """(y0, y1, x0, x1) regions whose encoder features are averaged into the IDR.
 
-    ``view`` <= 0, or an image within ``view`` x ``view``: the whole image. Otherwise each axis longer than ``view``
-    is sampled by two spans of ``view // 2`` pixels centred at 1/4 and 3/4 of it, so at most four regions spread over
-    the image cover at most ``view`` x ``view`` pixels: the encoder's cost stops growing with the image.
+    ``view`` <= 0, or an image of at most ``view`` x ``view`` pixels: the whole image. Otherwise the image is cut into
+    a G x G grid (G = ceil(H * W / view^2)) and one cell per grid row and per grid column is taken (a spread
+    permutation): at most about ``view``^2 pixels, and every image border is sampled in the same proportion as the
+    area, so the average matches the whole image's, whose border pixels (zero padding) the encoder sees differently.
     """
-    if view <= 0 or (height <= view and width <= view):
+    if view <= 0 or height * width <= view * view:
         return [(0, height, 0, width)]
-
-    def spans(length: int) -> list[tuple[int, int]]:
-        if length <= view:
-            return [(0, length)]
-        half = max(view // 2, 1)
-        return [(start, start + half) for start in (round(c * length - half / 2) for c in (0.25, 0.75))]
-
-    return [(y0, y1, x0, x1) for y0, y1 in spans(height) for x0, x1 in spans(width)]
+    grid = min(math.ceil(height * width / (view * view)), height, width)
+    rows = [round(i * height / grid) for i in range(grid + 1)]
+    cols = [round(i * width / grid) for i in range(grid + 1)]
+    step = max(round(0.618 * grid), 1)
+    while math.gcd(step, grid) != 1:
+        step += 1
+    picks = [(i, (step * i + grid // 2) % grid) for i in range(grid)]
+    return [(rows[i], rows[i + 1], cols[j], cols[j + 1]) for i, j in picks]
 
 
 @torch.no_grad()

@@ -92,8 +92,8 @@ class Upscaler:
 
     ``tile`` is the LR tile size in pixels (0: whole image; ``None``: 512 on CUDA, 256 elsewhere), ``tile_pad`` the
     context each tile sees beyond its borders, ``tile_overlap`` the blended band between adjacent tiles.
-    ``idr_view`` > 0 bounds the pixels the IDR is estimated from to ``idr_view`` x ``idr_view``, sampled in four
-    regions spread over larger images (see :func:`~kdsr.inference.tiling.view_regions`); 0 uses the whole image.
+    ``idr_view`` > 0 bounds the pixels the IDR is estimated from to ``idr_view`` x ``idr_view``, sampled as grid
+    cells spread over larger images (see :func:`~kdsr.inference.tiling.view_regions`); 0 uses the whole image.
     The default (256) leaves images up to 256x256 untouched and caps the encoder's cost on large ones.
     """
 

@@ -1,0 +1,90 @@
+"""The trained models shipped in the package: present, small, self-describing, real (better than bicubic)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import torch
+
+from kdsr.checkpoint import bundled_models, load_model, read_metadata
+from kdsr.cli import main
+from kdsr.degradations import classic, realworld
+from kdsr.degradations.kernels import isotropic_gaussian
+from kdsr.degradations.resize import imresize
+from kdsr.image_io import read_rgb8
+from kdsr.inference.upscaler import default_model_name
+from kdsr.metrics import psnr, ssim
+from kdsr.models import KDSRStudent
+from tests.conftest import ASSETS, REPO, shared_path
+
+BUNDLED = ("kdsr-iso-x4", "kdsr-real-x4")
+
+
+def test_bundled_models_are_present_small_and_described():
+    bundled = bundled_models()
+    assert set(BUNDLED) <= set(bundled)
+    assert sum(path.stat().st_size for path in bundled.values()) < 20e6
+    for name in BUNDLED:
+        assert isinstance(load_model(name), KDSRStudent)
+        metadata = read_metadata(bundled[name])
+        assert metadata["summary"] and name in metadata["model_card"]
+        assert (REPO / "docs" / "models" / f"{name}.md").read_text() == metadata["model_card"]
+
+
+def test_real_world_model_is_the_default():
+    assert default_model_name() == "kdsr-real-x4"
+
+
+def test_models_command_lists_bundled_and_prints_cards(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{name} " in out and "bundled" in out for name in BUNDLED)
+    assert main(["models", "kdsr-iso-x4"]) == 0
+    assert "# kdsr-iso-x4" in capsys.readouterr().out
+    assert main(["models", "kdsr-nope"]) == 1
+
+
+def _sample_hr() -> torch.Tensor:
+    image = read_rgb8(ASSETS / "sample.png")
+    h, w = image.shape[0] // 4 * 4, image.shape[1] // 4 * 4
+    return torch.from_numpy(image[:h, :w].transpose(2, 0, 1).copy()).float()[None] / 255
+
+
+def _to8(t: torch.Tensor) -> np.ndarray:
+    return (t.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def test_iso_model_beats_bicubic_on_the_sample():
+    hr = _sample_hr()
+    lr = classic.degrade(hr, isotropic_gaussian(2.0)[0], 4)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # a trained model: no UntrainedModelWarning
+        sr = load_model("kdsr-iso-x4")(lr)
+    assert psnr(_to8(sr), _to8(hr), 4) > psnr(_to8(imresize(lr, 4)), _to8(hr), 4) + 0.5
+
+
+def test_real_model_beats_bicubic_on_the_sample():
+    """Averaged over eight real-world degradations of the sample; SSIM, where this small model gains most."""
+    hr, model = _sample_hr(), load_model("kdsr-real-x4")
+    ours, bicubic = [], []
+    for seed in range(8):
+        lr = realworld.degrade(hr, scale=4, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            ours.append(ssim(_to8(model(lr)), _to8(hr), 4))
+        bicubic.append(ssim(_to8(imresize(lr, 4)), _to8(hr), 4))
+    assert np.mean(ours) > np.mean(bicubic) + 0.01
+
+
+def test_iso_model_reproduces_the_readme_set5_number(tmp_path):
+    """README / model card: `kdsr benchmark -n kdsr-iso-x4 --protocol gaussian8` on Set5."""
+    set5 = shared_path("data", "Set5")
+    out = tmp_path / "r.json"
+    assert (
+        main(["benchmark", "-n", "kdsr-iso-x4", "--data", str(set5), "--protocol", "gaussian8", "--json", str(out)])
+        == 0
+    )
+    result = json.loads(out.read_text())["results"]["Set5"]
+    card = read_metadata(bundled_models()["kdsr-iso-x4"])["model_card"]
+    assert f"{result['psnr']:.2f} / {result['ssim']:.4f}" in card
