@@ -199,10 +199,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--skip-large", action="store_true", help="skip the 720x1280 measurements")
     parser.add_argument("--only-large", action="store_true", help="only the 720x1280 measurements")
-    parser.add_argument("--tile", type=int, default=256, help="our LR tile size at 720x1280 (the CPU default)")
-    parser.add_argument("--tile-pad", type=int, default=24, help="context pixels around each tile (the default)")
+    parser.add_argument("--tile", type=int, help="our LR tile size at 720x1280 (default: the Upscaler's on CPU)")
+    parser.add_argument("--tile-pad", type=int, help="context pixels around each tile (default: the Upscaler's)")
     parser.add_argument(
-        "--idr-view", type=int, default=256, help="LR pixels per side the IDR is estimated from (the default; 0: all)"
+        "--idr-view", type=int, help="LR pixels per side the IDR is estimated from (default: the Upscaler's; 0: all)"
     )
     args = parser.parse_args()
 
@@ -258,7 +258,8 @@ def main() -> None:
 
     if not args.skip_large:
         big = torch.rand(1, 3, 720, 1280, generator=torch.Generator().manual_seed(1))
-        settings = dict(tile=args.tile, tile_pad=args.tile_pad, tile_overlap=8, idr_view=args.idr_view)
+        given = {"tile": args.tile, "tile_pad": args.tile_pad, "idr_view": args.idr_view}
+        settings = {k: v for k, v in given.items() if v is not None}
         tiled32 = Upscaler(model, device="cpu", precision="fp32", **settings)
         tiled16 = Upscaler(model, device="cpu", precision="bf16", **settings)
         with torch.inference_mode():
@@ -267,8 +268,9 @@ def main() -> None:
             t_16_big, _ = timed(lambda: tiled16.upscale_tensor(big), args.runs)
             agreement = psnr(ours_big, ref_big)
         print(
-            f"\nLR 720x1280 (x4 -> 2880x5120), tiled: reference = official forward_chop; kdsr = tile {args.tile}, "
-            f"pad {args.tile_pad}, overlap 8, one IDR per image from a {args.idr_view} view (0: whole image)"
+            f"\nLR 720x1280 (x4 -> 2880x5120), tiled: reference = official forward_chop; kdsr = tile {tiled32.tile}, "
+            f"pad {tiled32.tile_pad}, overlap {tiled32.tile_overlap}, one IDR per image from a {tiled32.idr_view} view "
+            "(0: whole image)"
         )
         print(f"  reference fp32      {t_ref_big:9.1f} ms")
         print(

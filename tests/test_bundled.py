@@ -13,7 +13,7 @@ from kdsr.cli import main
 from kdsr.degradations import classic, realworld
 from kdsr.degradations.kernels import isotropic_gaussian
 from kdsr.degradations.resize import imresize
-from kdsr.image_io import read_rgb8
+from kdsr.image_io import from_float, read_rgb8
 from kdsr.inference.upscaler import default_model_name
 from kdsr.metrics import psnr, ssim
 from kdsr.models import KDSRStudent
@@ -53,7 +53,7 @@ def _sample_hr() -> torch.Tensor:
 
 
 def _to8(t: torch.Tensor) -> np.ndarray:
-    return (t.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return from_float(t[0].permute(1, 2, 0).numpy(), np.uint8)
 
 
 def test_iso_model_beats_bicubic_on_the_sample():

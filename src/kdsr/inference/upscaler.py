@@ -61,7 +61,7 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
-#: LR pixels per side the IDR is estimated from by default; README "Fast inference" has the measurements behind it.
+#: LR pixels per side the IDR is estimated from by default; the README section "Speed" has the measurements behind it.
 DEFAULT_IDR_VIEW = 256
 
 
