@@ -31,6 +31,7 @@ def main() -> None:
     from kdsr.degradations.classic import degrade
     from kdsr.degradations.kernels import isotropic_gaussian
     from kdsr.evaluation.protocols import GAUSSIAN8_SIGMAS, image_files, load_hr
+    from kdsr.image_tensor import image_to_tensor, tensor_to_image
     from kdsr.inference import estimate_idr
     from kdsr.metrics import psnr
 
@@ -38,7 +39,7 @@ def main() -> None:
     full_psnr, view_psnr, d_change, agreement, larger = [], [], [], [], 0
     for path in image_files(Path(args.data)):
         hr_image = load_hr(path, model.scale)
-        hr = torch.from_numpy(hr_image.transpose(2, 0, 1).copy()).float()[None] / 255
+        hr = image_to_tensor(hr_image)
         for sigma in GAUSSIAN8_SIGMAS:
             lr = degrade(hr, isotropic_gaussian(sigma)[0], model.scale)
             larger += int(lr.shape[-2] * lr.shape[-1] > args.view * args.view)
@@ -46,7 +47,7 @@ def main() -> None:
                 d_full = model.encode(lr).d
                 d_view = estimate_idr(model, lr, view=args.view).d
                 outs = [model.super_resolve(lr, d).clamp(0, 1) for d in (d_full, d_view)]
-            arrays = [(o[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for o in outs]
+            arrays = [tensor_to_image(o) for o in outs]
             full_psnr.append(psnr(arrays[0], hr_image, model.scale))
             view_psnr.append(psnr(arrays[1], hr_image, model.scale))
             d_change.append(((d_view - d_full).norm() / d_full.norm().clamp_min(1e-12)).item())

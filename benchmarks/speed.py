@@ -181,13 +181,14 @@ def set14_lrs(limit: int) -> list[torch.Tensor]:
     from kdsr.degradations.classic import degrade
     from kdsr.degradations.kernels import isotropic_gaussian
     from kdsr.evaluation.protocols import image_files, load_hr
+    from kdsr.image_tensor import image_to_tensor
 
     folder = REPO.parent / "shared" / "data" / "Set14"
     if not folder.is_dir():
         return []
     lrs = []
     for path in image_files(folder)[:limit]:
-        hr = torch.from_numpy(load_hr(path, 4).transpose(2, 0, 1).copy()).float()[None] / 255
+        hr = image_to_tensor(load_hr(path, 4))
         lrs.append(degrade(hr, isotropic_gaussian(2.6)[0], 4))
     return lrs
 

@@ -36,7 +36,8 @@ def main() -> None:
 
     from kdsr.degradations import realworld
     from kdsr.degradations.resize import imresize
-    from kdsr.image_io import from_float, read_rgb8, write_image
+    from kdsr.image_io import read_rgb8, write_image
+    from kdsr.image_tensor import image_to_tensor, tensor_to_image
     from kdsr.inference import Upscaler
 
     upscaler = Upscaler(args.model, device="cpu", precision="fp32")
@@ -45,10 +46,10 @@ def main() -> None:
         image = read_rgb8(Path(args.data) / f"{name}.png")
         top, left = (image.shape[0] - CROP) // 2, (image.shape[1] - CROP) // 2
         hr = image[top : top + CROP, left : left + CROP]
-        hr_t = torch.from_numpy(hr.transpose(2, 0, 1).copy()).float()[None] / 255
+        hr_t = image_to_tensor(hr)
         lr_t = realworld.degrade(hr_t, scale=4, generator=torch.Generator().manual_seed(seed))
-        lr = from_float(lr_t[0].permute(1, 2, 0).numpy(), np.uint8)
-        bicubic = from_float(imresize(lr_t, 4)[0].permute(1, 2, 0).numpy(), np.uint8)
+        lr = tensor_to_image(lr_t)
+        bicubic = tensor_to_image(imresize(lr_t, 4))
         panels = [
             _label(cv2.resize(lr, (CROP, CROP), interpolation=cv2.INTER_NEAREST), f"{name}: LR (nearest x4)"),
             _label(bicubic, "bicubic x4"),

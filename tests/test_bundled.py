@@ -13,7 +13,8 @@ from kdsr.cli import main
 from kdsr.degradations import classic, realworld
 from kdsr.degradations.kernels import isotropic_gaussian
 from kdsr.degradations.resize import imresize
-from kdsr.image_io import from_float, read_rgb8
+from kdsr.image_io import read_rgb8
+from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.inference.upscaler import default_model_name
 from kdsr.metrics import psnr, ssim
 from kdsr.models import KDSRStudent
@@ -49,11 +50,7 @@ def test_models_command_lists_bundled_and_prints_cards(capsys):
 def _sample_hr() -> torch.Tensor:
     image = read_rgb8(ASSETS / "sample.png")
     h, w = image.shape[0] // 4 * 4, image.shape[1] // 4 * 4
-    return torch.from_numpy(image[:h, :w].transpose(2, 0, 1).copy()).float()[None] / 255
-
-
-def _to8(t: torch.Tensor) -> np.ndarray:
-    return from_float(t[0].permute(1, 2, 0).numpy(), np.uint8)
+    return image_to_tensor(image[:h, :w])
 
 
 def test_iso_model_beats_bicubic_on_the_sample():
@@ -62,7 +59,10 @@ def test_iso_model_beats_bicubic_on_the_sample():
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("error")  # a trained model: no UntrainedModelWarning
         sr = load_model("kdsr-iso-x4")(lr)
-    assert psnr(_to8(sr), _to8(hr), 4) > psnr(_to8(imresize(lr, 4)), _to8(hr), 4) + 0.5
+    assert (
+        psnr(tensor_to_image(sr), tensor_to_image(hr), 4)
+        > psnr(tensor_to_image(imresize(lr, 4)), tensor_to_image(hr), 4) + 0.5
+    )
 
 
 def test_real_model_beats_bicubic_on_the_sample():
@@ -72,8 +72,8 @@ def test_real_model_beats_bicubic_on_the_sample():
     for seed in range(8):
         lr = realworld.degrade(hr, scale=4, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
-            ours.append(ssim(_to8(model(lr)), _to8(hr), 4))
-        bicubic.append(ssim(_to8(imresize(lr, 4)), _to8(hr), 4))
+            ours.append(ssim(tensor_to_image(model(lr)), tensor_to_image(hr), 4))
+        bicubic.append(ssim(tensor_to_image(imresize(lr, 4)), tensor_to_image(hr), 4))
     assert np.mean(ours) > np.mean(bicubic) + 0.01
 
 

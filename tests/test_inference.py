@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kdsr.errors import ImageError, KDSRError
+from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.inference import Upscaler, estimate_idr, tiled_super_resolve
 from kdsr.inference.tiling import axis_tiles, tiles, view_regions
 from kdsr.inference.upscaler import fill_transparent
@@ -169,11 +170,9 @@ def test_view_idr_pools_the_whole_image_features_over_the_regions(tile):
 def test_upscaler_idr_view_changes_only_the_idr():
     model = tiny_model()
     image = synthetic_image(30, 50)
-    lr = torch.from_numpy(image.transpose(2, 0, 1) / 255.0).float()[None]
+    lr = image_to_tensor(image)
     viewed = Upscaler(model, device="cpu", tile=0, idr_view=20).upscale(image)
     with torch.no_grad():
         expected = model.super_resolve(lr, estimate_idr(model, lr, view=20).d)
-    from kdsr.image_io import from_float
-
-    expected = from_float(expected.clamp(0, 1)[0].permute(1, 2, 0).numpy(), np.uint8)
+    expected = tensor_to_image(expected)
     assert np.abs(viewed.astype(int) - expected.astype(int)).max() <= 1

@@ -285,3 +285,39 @@ def test_teacher_stage_can_start_from_trained_weights(data_dir, teacher_run, tmp
     assert all(
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values(), strict=True)
     )
+
+
+def test_student_init_from_a_student_continues_it_whole(data_dir, teacher_run, tmp_path):
+    teacher = f"distill.teacher={teacher_run / 'last.safetensors'}"
+    train(_config(data_dir, "stage=student", teacher, "optim.steps=3"), tmp_path / "first")
+    first = load_model(tmp_path / "first" / "last.safetensors")
+    config = _config(data_dir, "stage=student", teacher, f"distill.init={tmp_path / 'first' / 'last.safetensors'}")
+    from kdsr.train.loop import _build_networks
+
+    student, _ = _build_networks(config, torch.device("cpu"))
+    for key, value in first.state_dict().items():
+        assert torch.equal(student.state_dict()[key], value), key
+    # a teacher as init still gives a fresh student encoder and the teacher's G
+    fresh, frozen = _build_networks(_config(data_dir, "stage=student", teacher), torch.device("cpu"))
+    for key, value in frozen.G.state_dict().items():
+        assert torch.equal(fresh.G.state_dict()[key], value), key
+    assert not torch.equal(fresh.state_dict()["E_st.E.0.weight"], student.state_dict()["E_st.E.0.weight"])
+
+
+def test_student_init_with_another_architecture_is_refused(data_dir, teacher_run, tmp_path):
+    other = tmp_path / "other"
+    teacher = f"distill.teacher={teacher_run / 'last.safetensors'}"
+    train(_config(data_dir, "stage=teacher", "optim.steps=1", "model.n_feats=16"), tmp_path / "t16")
+    train(
+        _config(
+            data_dir,
+            "stage=student",
+            f"distill.teacher={tmp_path / 't16' / 'last.safetensors'}",
+            "optim.steps=1",
+            "model.n_feats=16",
+        ),
+        other,
+    )
+    config = _config(data_dir, "stage=student", teacher, f"distill.init={other / 'last.safetensors'}", "optim.steps=1")
+    with pytest.raises(KDSRError, match="architecture differs"):
+        train(config, tmp_path / "run")

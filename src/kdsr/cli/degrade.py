@@ -7,7 +7,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from kdsr.atomic import atomic_write_bytes
@@ -16,6 +15,7 @@ from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
 from kdsr.errors import KDSRError
 from kdsr.evaluation.protocols import image_files, load_hr, noise_seed
 from kdsr.image_io import write_image
+from kdsr.image_tensor import image_to_tensor, tensor_to_image
 
 
 def add_parser(sub) -> None:
@@ -72,14 +72,14 @@ def run(args: argparse.Namespace) -> int:
     images = {}
     for path in image_files(source):
         hr_image = load_hr(path, args.scale)
-        hr = torch.from_numpy(hr_image.transpose(2, 0, 1).copy()).float()[None] / 255
+        hr = image_to_tensor(hr_image)
         seed = noise_seed(path.name, args.seed)
         generator = torch.Generator().manual_seed(seed)
         if args.realworld:
             lr = realworld.degrade(hr, scale=args.scale, generator=generator)
         else:
             lr = classic.degrade(hr, kernel, args.scale, args.noise, generator, args.border)
-        lr_image = (lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        lr_image = tensor_to_image(lr)
         write_image(lr_dir / f"{path.stem}.png", lr_image)
         if hr_dir is not None:
             write_image(hr_dir / f"{path.stem}.png", hr_image)

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdsr.degradations.classic import degrade, quantize
+from kdsr.degradations.classic import degrade
 from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
 from kdsr.errors import KDSRError
 from kdsr.image_io import IMAGE_EXTENSIONS, read_rgb8
+from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.metrics import psnr, ssim
 from kdsr.metrics.lpips import lpips_distance
 
@@ -59,14 +60,6 @@ def image_files(folder: Path) -> list[Path]:
     if not files:
         raise KDSRError(f"{folder}: no images")
     return files
-
-
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(image.transpose(2, 0, 1).copy()).float()[None] * (1 / 255)
-
-
-def _to_array(tensor: torch.Tensor) -> np.ndarray:
-    return (quantize(tensor.float().cpu())[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
 def noise_seed(image_name: str, *setting: object) -> int:
@@ -115,7 +108,7 @@ def _cases(folder: Path, protocol: str, scale: int) -> tuple[int, Iterator[tuple
 
         def paired() -> Iterator[tuple[str, torch.Tensor, np.ndarray]]:
             for lr_path, hr_path in pairs:
-                yield "paired", _to_tensor(read_rgb8(lr_path)), load_hr(hr_path, scale)
+                yield "paired", image_to_tensor(read_rgb8(lr_path)), load_hr(hr_path, scale)
 
         return len(pairs), paired()
     files, settings = image_files(folder), _settings(protocol)
@@ -123,7 +116,7 @@ def _cases(folder: Path, protocol: str, scale: int) -> tuple[int, Iterator[tuple
     def synthetic() -> Iterator[tuple[str, torch.Tensor, np.ndarray]]:
         for path in files:
             hr_image = load_hr(path, scale)
-            hr = _to_tensor(hr_image)
+            hr = image_to_tensor(hr_image)
             for name, kernel, noise in settings:
                 generator = torch.Generator().manual_seed(noise_seed(path.name, name))
                 yield name, degrade(hr, kernel, scale, noise, generator), hr_image
@@ -159,7 +152,7 @@ def run_benchmark(
         per_setting: dict[str, list[dict[str, float]]] = {}
         for name, lr, hr_image in tqdm(cases, total=total, desc=folder.name, unit="img", disable=not progress):
             with torch.inference_mode():
-                sr = _to_array(sr_fn(lr, _to_tensor(hr_image)))
+                sr = tensor_to_image(sr_fn(lr, image_to_tensor(hr_image)))
             h, w = min(sr.shape[0], hr_image.shape[0]), min(sr.shape[1], hr_image.shape[1])
             sr, ref = sr[:h, :w], hr_image[:h, :w]
             values = {"psnr": psnr(sr, ref, scale, convention), "ssim": ssim(sr, ref, scale, convention)}

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from kdsr.errors import KDSRError
+from kdsr.image_tensor import image_to_tensor
 from kdsr.models.vgg import VGG16_CFG, vgg_layers
 
 LPIPS_HOWTO = (
@@ -92,8 +93,4 @@ def load_lpips(path: str | Path) -> LPIPS:
 @torch.no_grad()
 def lpips_distance(model: LPIPS, sr: np.ndarray, hr: np.ndarray) -> float:
     """LPIPS between two (H, W, 3) uint8 RGB images (full image, no border crop, as KDSR-GAN's script)."""
-
-    def to_tensor(image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(image.transpose(2, 0, 1).copy()).float()[None] / 255
-
-    return float(model(to_tensor(sr), to_tensor(hr)).item())
+    return float(model(image_to_tensor(sr), image_to_tensor(hr)).item())

@@ -58,8 +58,9 @@ class OptimSection:
 @dataclasses.dataclass
 class DistillSection:
     teacher: str = ""  # teacher checkpoint (student and gan stages)
-    # checkpoint that initialises the trained network: teacher stage, the whole teacher; student stage, its G (default:
-    # the teacher's G, as the official code); gan stage, the whole student
+    # checkpoint that initialises the trained network: teacher stage, the whole teacher; student stage, a teacher's G
+    # (default: the distilling teacher's, as the official code) or a whole student to continue; gan stage, the whole
+    # student
     init: str = ""
     loss: str = "kl"  # kl | l1 | l2 on D'
     temperature: float = 0.15

@@ -119,10 +119,16 @@ def _build_networks(config: TrainConfig, device: torch.device):
     teacher = _load_role(config.distill.teacher, teacher=True).to(device).eval().requires_grad_(False)
     if config.stage == "gan":
         return _load_role(config.distill.init, teacher=False).to(device).train(), teacher
-    # Student: G copied from the init checkpoint (default: the teacher), a fresh encoder (official stage 4).
+    # Student: G copied from the init checkpoint (default: the teacher), a fresh encoder (official stage 4); an init
+    # that is itself a student is continued whole, encoder included (a longer run in several legs).
     student = build_model(dataclasses.replace(teacher.config, teacher=False))
     source = load_model(config.distill.init) if config.distill.init else teacher
-    student.G.load_state_dict(source.G.state_dict())
+    if isinstance(source, KDSRStudent):
+        if source.config != student.config:
+            raise KDSRError(f"{config.distill.init}: the student's architecture differs from the teacher's")
+        student.load_state_dict(source.state_dict())
+    else:
+        student.G.load_state_dict(source.G.state_dict())
     return student.to(device), teacher
 
 
