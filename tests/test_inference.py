@@ -111,6 +111,9 @@ def test_outscale():
     up = Upscaler(tiny_model(), device="cpu")
     assert up.upscale(synthetic_image(10, 8), outscale=2).shape == (20, 16, 3)
     assert up.upscale(synthetic_image(10, 8), outscale=6).shape == (60, 48, 3)
+    for bad in (0, -2, float("nan")):
+        with pytest.raises(ImageError, match="outscale must be > 0"):
+            up.upscale(synthetic_image(10, 8), outscale=bad)
 
 
 def test_bad_arguments():

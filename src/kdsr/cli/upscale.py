@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kdsr.errors import KDSRError
 from kdsr.inference.files import upscale_files
 from kdsr.inference.upscaler import ALPHA_UPSAMPLERS, DEFAULT_IDR_VIEW, PRECISIONS, Upscaler, default_model_name
 
@@ -78,6 +79,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.outscale is not None and not args.outscale > 0:
+        raise KDSRError(f"--outscale must be > 0, got {args.outscale}")
     upscaler = Upscaler(
         args.model,
         device=args.device,

@@ -181,8 +181,10 @@ class Upscaler:
         if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] not in (1, 3, 4):
             raise ImageError(f"expected an (H, W, 1|3|4) uint8 or uint16 array, got {image.shape} {image.dtype}")
         height, width, channels = image.shape
+        if outscale is not None and not outscale > 0:
+            raise ImageError(f"outscale must be > 0, got {outscale}")
         factor = outscale or self.scale
-        if factor <= 0 or height * width * max(factor, self.scale) ** 2 > MAX_OUTPUT_PIXELS:
+        if height * width * max(factor, self.scale) ** 2 > MAX_OUTPUT_PIXELS:
             raise ImageError(
                 f"output of {width}x{height} at x{factor} would be too large (limit {MAX_OUTPUT_PIXELS} pixels)"
             )
