@@ -17,6 +17,7 @@ from kdsr import load_model
 from kdsr.errors import KDSRError
 from kdsr.image_io import write_image
 from kdsr.train import load_config, train
+from kdsr.train.loop import _build_networks
 from kdsr.train.losses import kd_loss
 from tests.conftest import REPO, synthetic_image
 
@@ -292,8 +293,6 @@ def test_student_init_from_a_student_continues_it_whole(data_dir, teacher_run, t
     train(_config(data_dir, "stage=student", teacher, "optim.steps=3"), tmp_path / "first")
     first = load_model(tmp_path / "first" / "last.safetensors")
     config = _config(data_dir, "stage=student", teacher, f"distill.init={tmp_path / 'first' / 'last.safetensors'}")
-    from kdsr.train.loop import _build_networks
-
     student, _ = _build_networks(config, torch.device("cpu"))
     for key, value in first.state_dict().items():
         assert torch.equal(student.state_dict()[key], value), key
