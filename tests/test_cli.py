@@ -82,8 +82,8 @@ def test_upscale_ext_suffix_and_alpha_forces_png(tmp_path, model_file):
         (["-n", "no-such-model"], "unknown model 'no-such-model'"),
         (["--device", "cuda:0"], "CUDA was requested"),
         (["-t", "-5"], ">= 0"),
-        (["-s", "0"], "--outscale must be > 0"),
-        (["-s", "-2"], "--outscale must be > 0"),
+        (["-s", "0"], "outscale must be > 0"),
+        (["-s", "-2"], "outscale must be > 0"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, capsys, args, message):

@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kdsr.errors import KDSRError
 from kdsr.inference.files import upscale_files
-from kdsr.inference.upscaler import ALPHA_UPSAMPLERS, DEFAULT_IDR_VIEW, PRECISIONS, Upscaler, default_model_name
+from kdsr.inference.upscaler import (
+    ALPHA_UPSAMPLERS,
+    DEFAULT_IDR_VIEW,
+    PRECISIONS,
+    Upscaler,
+    check_outscale,
+    default_model_name,
+)
 
 
 def add_parser(sub) -> None:
@@ -79,8 +85,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.outscale is not None and not args.outscale > 0:
-        raise KDSRError(f"--outscale must be > 0, got {args.outscale}")
+    check_outscale(args.outscale)  # once up front, not once per file
     upscaler = Upscaler(
         args.model,
         device=args.device,

@@ -101,25 +101,29 @@ def _means(records: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(np.mean([r[key] for r in records])) for key in records[0]}
 
 
-def _cases(folder: Path, protocol: str, scale: int) -> tuple[int, Iterator[tuple[str, torch.Tensor, np.ndarray]]]:
-    """Number of cases and an iterator over (setting name, LR tensor, HR uint8 image) of one dataset folder."""
+Case = tuple[str, torch.Tensor, torch.Tensor, np.ndarray]
+
+
+def _cases(folder: Path, protocol: str, scale: int) -> tuple[int, Iterator[Case]]:
+    """Number of cases and an iterator over (setting name, LR tensor, HR tensor, HR uint8 image) of one folder."""
     if protocol == "paired":
         pairs = _paired_files(folder)
 
-        def paired() -> Iterator[tuple[str, torch.Tensor, np.ndarray]]:
+        def paired() -> Iterator[Case]:
             for lr_path, hr_path in pairs:
-                yield "paired", image_to_tensor(read_rgb8(lr_path)), load_hr(hr_path, scale)
+                hr_image = load_hr(hr_path, scale)
+                yield "paired", image_to_tensor(read_rgb8(lr_path)), image_to_tensor(hr_image), hr_image
 
         return len(pairs), paired()
     files, settings = image_files(folder), _settings(protocol)
 
-    def synthetic() -> Iterator[tuple[str, torch.Tensor, np.ndarray]]:
+    def synthetic() -> Iterator[Case]:
         for path in files:
             hr_image = load_hr(path, scale)
             hr = image_to_tensor(hr_image)
             for name, kernel, noise in settings:
                 generator = torch.Generator().manual_seed(noise_seed(path.name, name))
-                yield name, degrade(hr, kernel, scale, noise, generator), hr_image
+                yield name, degrade(hr, kernel, scale, noise, generator), hr, hr_image
 
     return len(files) * len(settings), synthetic()
 
@@ -150,9 +154,9 @@ def run_benchmark(
             raise KDSRError(f"{folder}: not a folder")
         total, cases = _cases(folder, protocol, scale)
         per_setting: dict[str, list[dict[str, float]]] = {}
-        for name, lr, hr_image in tqdm(cases, total=total, desc=folder.name, unit="img", disable=not progress):
+        for name, lr, hr, hr_image in tqdm(cases, total=total, desc=folder.name, unit="img", disable=not progress):
             with torch.inference_mode():
-                sr = tensor_to_image(sr_fn(lr, image_to_tensor(hr_image)))
+                sr = tensor_to_image(sr_fn(lr, hr))
             h, w = min(sr.shape[0], hr_image.shape[0]), min(sr.shape[1], hr_image.shape[1])
             sr, ref = sr[:h, :w], hr_image[:h, :w]
             values = {"psnr": psnr(sr, ref, scale, convention), "ssim": ssim(sr, ref, scale, convention)}

@@ -87,6 +87,12 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return filled
 
 
+def check_outscale(outscale: float | None) -> None:
+    """A final scale must be a positive number (None: the model's own)."""
+    if outscale is not None and not outscale > 0:
+        raise ImageError(f"outscale must be > 0, got {outscale}")
+
+
 class Upscaler:
     """A loaded student model plus inference settings; :meth:`upscale` maps a numpy image to its upscaled copy.
 
@@ -181,8 +187,7 @@ class Upscaler:
         if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] not in (1, 3, 4):
             raise ImageError(f"expected an (H, W, 1|3|4) uint8 or uint16 array, got {image.shape} {image.dtype}")
         height, width, channels = image.shape
-        if outscale is not None and not outscale > 0:
-            raise ImageError(f"outscale must be > 0, got {outscale}")
+        check_outscale(outscale)
         factor = outscale or self.scale
         if height * width * max(factor, self.scale) ** 2 > MAX_OUTPUT_PIXELS:
             raise ImageError(
