@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from kdsr.checkpoint import load_model, save_model
-    from kdsr.evaluation import run_benchmark
+    from kdsr.cli import main as kdsr_main
+    from kdsr.cli.plot import read_log
 
     began = time.perf_counter()
     out = Path(args.out)
@@ -93,15 +94,18 @@ def run(args: argparse.Namespace) -> None:
 
     # Probe: the first steps pay for start-up and kernel selection, so time the second half from the log.
     _timed_train(_config("teacher", args, PROBE_STEPS), work / "probe")
-    logged = [json.loads(line) for line in (work / "probe" / "log.jsonl").read_text().splitlines()]
+    logged = read_log(work / "probe")
     first, last = logged[0], logged[-1]
     seconds_per_step = (last["elapsed_s"] - first["elapsed_s"]) / (last["step"] - first["step"])
     remaining = args.budget - (time.perf_counter() - began)
     teacher_steps = max(int(remaining * TEACHER_SHARE / seconds_per_step), 1)
     # A student step also runs the frozen teacher encoder: about 10% dearer.
     student_steps = max(int(remaining * STUDENT_SHARE / (1.1 * seconds_per_step)), 1)
-    report["probe"] = {"seconds_per_step": seconds_per_step, "teacher_steps": teacher_steps}
-    report["probe"]["student_steps"] = student_steps
+    report["probe"] = {
+        "seconds_per_step": seconds_per_step,
+        "teacher_steps": teacher_steps,
+        "student_steps": student_steps,
+    }
     save_report()
     print(f"probe: {1 / seconds_per_step:.1f} steps/s -> teacher {teacher_steps}, student {student_steps} steps")
 
@@ -112,22 +116,15 @@ def run(args: argparse.Namespace) -> None:
     report["student_s"] = _timed_train(_config("student", args, student_steps, teacher=teacher_file), student_dir)
     save_report()
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    folders = [args.payload / n for n in args.eval]
     for role, run_dir in (("teacher", teacher_dir), ("student", student_dir)):
-        model = load_model(run_dir / "last.safetensors", device=device)
-        teacher = role == "teacher"
-
-        def sr_fn(lr, hr, model=model, teacher=teacher):
-            with torch.no_grad():
-                lr = lr.to(device)
-                return (model(lr, hr.to(device)) if teacher else model(lr)).float().cpu()
-
-        bench = run_benchmark(sr_fn, folders, "gaussian8", 4)
-        report[f"{role}_results"] = {name: {k: r[k] for k in ("psnr", "ssim")} for name, r in bench["results"].items()}
+        weights, results = run_dir / "last.safetensors", run_dir / "benchmark.json"
+        bench = ["benchmark", "-n", str(weights), "--protocol", "gaussian8", "--json", str(results), "-q"]
+        if kdsr_main([*bench, "--data", *(str(args.payload / n) for n in args.eval)]) != 0:
+            raise SystemExit(f"kdsr benchmark failed on the {role}")
+        measured = json.loads(results.read_text())["results"]
+        report[f"{role}_results"] = {name: {k: r[k] for k in ("psnr", "ssim")} for name, r in measured.items()}
         save_report()
-        print(role, json.dumps(report[f"{role}_results"]))
-        save_model(model.half(), out / f"lease-{role}.safetensors", metadata={"source": "scripts/gpu_lease.py"})
+        save_model(load_model(weights).half(), out / f"lease-{role}.safetensors", metadata={"source": str(weights)})
         shutil.copy(run_dir / "log.jsonl", out / f"lease-{role}.log.jsonl")
     report["total_s"] = time.perf_counter() - began
     save_report()
