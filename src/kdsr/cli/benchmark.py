@@ -102,11 +102,6 @@ def run(args: argparse.Namespace) -> int:
         from kdsr.metrics.lpips import load_lpips
 
         lpips_model = load_lpips(args.lpips)
-    lpips_model = None
-    if args.lpips:
-        from kdsr.metrics.lpips import load_lpips
-
-        lpips_model = load_lpips(args.lpips)
     progress = not args.quiet and sys.stderr.isatty()
     outcome = run_benchmark(sr_fn, args.data, args.protocol, scale, args.convention, progress, lpips_model)
     report = {
