@@ -5,8 +5,9 @@
 - :mod:`kdsr.degradations.classic`: the paper's Eq. 1 as the official code applies it.
 - :mod:`kdsr.degradations.jpeg`: batched (optionally differentiable) JPEG.
 - :mod:`kdsr.degradations.realworld`: the Real-ESRGAN second-order pipeline of KDSR-GAN.
+- :mod:`kdsr.degradations.mixture`: everyday inputs (clean, JPEG, blur + noise, camera-like) mixed with it.
 """
 
-from kdsr.degradations import classic, jpeg, kernels, realworld, resize
+from kdsr.degradations import classic, jpeg, kernels, mixture, realworld, resize
 
-__all__ = ["classic", "jpeg", "kernels", "realworld", "resize"]
+__all__ = ["classic", "jpeg", "kernels", "mixture", "realworld", "resize"]

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from kdsr.degradations.classic import ClassicSampling
+from kdsr.degradations.mixture import MixtureConfig
 from kdsr.degradations.realworld import RealWorldConfig
 from kdsr.errors import KDSRError
 
 STAGES = ("teacher", "student", "gan")
+DEGRADATIONS = ("classic", "realworld", "mixture")
 
 
 @dataclasses.dataclass
@@ -39,9 +41,10 @@ class DataSection:
 
 @dataclasses.dataclass
 class DegradationSection:
-    kind: str = "classic"  # classic | realworld
+    kind: str = "classic"  # classic | realworld | mixture
     classic: ClassicSampling = dataclasses.field(default_factory=ClassicSampling)
     realworld: RealWorldConfig = dataclasses.field(default_factory=RealWorldConfig)
+    mixture: MixtureConfig = dataclasses.field(default_factory=MixtureConfig)
 
 
 @dataclasses.dataclass
@@ -57,7 +60,7 @@ class OptimSection:
 
 @dataclasses.dataclass
 class DistillSection:
-    teacher: str = ""  # teacher checkpoint (student and gan stages)
+    teacher: str = ""  # teacher checkpoint (student and gan stages; a student with weight 0 may go without)
     # checkpoint that initialises the trained network: teacher stage, the whole teacher; student stage, a teacher's G
     # (default: the distilling teacher's, as the official code) or a whole student to continue; gan stage, the whole
     # student
@@ -113,11 +116,20 @@ class TrainConfig:
         checks = [
             (self.stage in STAGES, f"stage must be one of {STAGES}"),
             (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
-            (self.degradation.kind in ("classic", "realworld"), "degradation.kind must be classic or realworld"),
+            (
+                self.degradation.kind in DEGRADATIONS,
+                f"degradation.kind must be one of {', '.join(DEGRADATIONS)}",
+            ),
             (self.distill.loss in ("kl", "l1", "l2"), "distill.loss must be kl, l1 or l2"),
             (bool(self.data.train), "data.train must list at least one folder"),
             (self.optim.steps > 0 and self.data.batch_size > 0 and self.data.patch_size > 0, "sizes must be > 0"),
-            (self.stage == "teacher" or bool(self.distill.teacher), "student/gan stages need distill.teacher"),
+            (
+                self.stage == "teacher"
+                or bool(self.distill.teacher)
+                or (self.stage == "student" and self.distill.weight == 0 and bool(self.distill.init)),
+                "student/gan stages need distill.teacher (a student stage without it needs distill.weight=0 and "
+                "distill.init a student to continue)",
+            ),
             (self.stage != "gan" or bool(self.distill.init), "the gan stage needs distill.init (a trained student)"),
             (self.stage != "gan" or bool(self.gan.vgg_weights), "the gan stage needs gan.vgg_weights"),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
