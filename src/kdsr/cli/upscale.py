@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kdsr.inference.fidelity import BORDER_PAD
 from kdsr.inference.files import upscale_files
 from kdsr.inference.upscaler import (
     ALPHA_UPSAMPLERS,
@@ -59,6 +60,20 @@ def add_parser(sub) -> None:
         help=f"estimate the IDR from at most NxN LR pixels, grid cells spread over larger images (0: whole image; "
         f"default {DEFAULT_IDR_VIEW})",
     )
+    p.add_argument(
+        "--border-pad",
+        dest="border_pad",
+        type=int,
+        default=BORDER_PAD,
+        help=f"LR pixels of edge replication around the image before the network, so that borders are not smudged "
+        f"(default {BORDER_PAD}; 0: the network's own zero padding)",
+    )
+    p.add_argument(
+        "--no-color-fix",
+        dest="fix_color",
+        action="store_false",
+        help="do not keep the output's colours and low frequencies on the input's (the raw network output)",
+    )
     p.add_argument("--suffix", default="out", help="suffix of output file names (default: out)")
     p.add_argument("--ext", default="auto", choices=["auto", "png", "jpg", "webp"], help="output format")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
@@ -96,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         alpha_upsampler=args.alpha_upsampler,
         backend=args.backend,
         idr_view=args.idr_view,
+        border_pad=args.border_pad,
+        fix_color=args.fix_color,
     )
     result = upscale_files(
         args.input,

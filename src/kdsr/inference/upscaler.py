@@ -14,6 +14,7 @@ from torch import nn
 from kdsr.checkpoint import bundled_models, load_model
 from kdsr.errors import ImageError, KDSRError
 from kdsr.image_io import from_float, read_image, to_float
+from kdsr.inference.fidelity import BORDER_PAD, color_fix, keep_flat_alpha, pad_border
 from kdsr.inference.tiling import count_tiles, estimate_idr, tiled_super_resolve
 from kdsr.models import KDSRStudent
 
@@ -101,6 +102,9 @@ class Upscaler:
     ``idr_view`` > 0 bounds the pixels the IDR is estimated from to ``idr_view`` x ``idr_view``, sampled as grid
     cells spread over larger images (see :func:`~kdsr.inference.tiling.view_regions`); 0 uses the whole image.
     The default (256) leaves images up to 256x256 untouched and caps the encoder's cost on large ones.
+    ``border_pad`` LR pixels are mirrored around the image before the network and cropped after, and ``fix_color``
+    keeps the output's low frequencies on the input's (:mod:`kdsr.inference.fidelity`), so that borders are not
+    smudged and flat colours stay flat.
     """
 
     def __init__(
@@ -115,6 +119,8 @@ class Upscaler:
         alpha_upsampler: str = "kdsr",
         backend: str = "torch",
         idr_view: int = DEFAULT_IDR_VIEW,
+        border_pad: int = BORDER_PAD,
+        fix_color: bool = True,
     ) -> None:
         if backend not in ("torch", "onnx"):
             raise KDSRError(f"unknown backend '{backend}' (use torch or onnx)")
@@ -127,8 +133,8 @@ class Upscaler:
             tile, device, precision = 0, "cpu", "fp32"
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
-        if (tile is not None and tile < 0) or tile_pad < 0 or tile_overlap < 0 or idr_view < 0:
-            raise KDSRError("tile, tile pad, tile overlap and IDR view must be >= 0")
+        if (tile is not None and tile < 0) or min(tile_pad, tile_overlap, idr_view, border_pad) < 0:
+            raise KDSRError("tile, tile pad, tile overlap, IDR view and border pad must be >= 0")
         if alpha_upsampler not in ALPHA_UPSAMPLERS:
             raise KDSRError(f"unknown alpha upsampler '{alpha_upsampler}' (use {' or '.join(ALPHA_UPSAMPLERS)})")
         if backend == "onnx":
@@ -148,6 +154,8 @@ class Upscaler:
         self.tile_overlap = tile_overlap
         self.alpha_upsampler = alpha_upsampler
         self.idr_view = idr_view
+        self.border_pad = border_pad
+        self.fix_color = fix_color
 
     @property
     def scale(self) -> int:
@@ -156,23 +164,31 @@ class Upscaler:
     @torch.inference_mode()
     def upscale_tensor(self, lr: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float32 in [0, 1] on ``lr``'s device."""
+        pad, s = self.border_pad, self.scale
+        padded = pad_border(lr, pad)
         if self.onnx:
-            return self.onnx(lr).clamp_(0, 1)
-        lr = lr.contiguous(memory_format=torch.channels_last)
-        _, _, height, width = lr.shape
-        with _tile_bar(count_tiles(height, width, self.tile, self.tile_overlap), progress) as bar:
-            idr = estimate_idr(self.model, lr, self.tile, self.device, self.dtype, view=self.idr_view)
-            sr = tiled_super_resolve(
-                self.model,
-                lr,
-                idr.d,
-                self.tile,
-                self.tile_pad,
-                self.tile_overlap,
-                self.device,
-                self.dtype,
-                on_tile=bar.update if bar else None,
-            )
+            sr = self.onnx(padded)
+        else:
+            lr = lr.contiguous(memory_format=torch.channels_last)
+            padded = padded.contiguous(memory_format=torch.channels_last)
+            _, _, height, width = padded.shape
+            with _tile_bar(count_tiles(height, width, self.tile, self.tile_overlap), progress) as bar:
+                idr = estimate_idr(self.model, lr, self.tile, self.device, self.dtype, view=self.idr_view)
+                sr = tiled_super_resolve(
+                    self.model,
+                    padded,
+                    idr.d,
+                    self.tile,
+                    self.tile_pad,
+                    self.tile_overlap,
+                    self.device,
+                    self.dtype,
+                    on_tile=bar.update if bar else None,
+                )
+        if pad:
+            sr = sr[:, :, pad * s : sr.shape[2] - pad * s, pad * s : sr.shape[3] - pad * s]
+        if self.fix_color:
+            sr = color_fix(sr, lr.to(sr.device, torch.float32))
         return sr.clamp_(0, 1)
 
     def upscale(self, image: np.ndarray | str, outscale: float | None = None, progress: bool = False) -> np.ndarray:
@@ -203,6 +219,7 @@ class Upscaler:
             rgb_out = self._run_rgb(fill_transparent(rgb, alpha), progress)
             if self.alpha_upsampler == "kdsr":
                 alpha_out = self._run_rgb(np.repeat(alpha[:, :, None], 3, axis=2), progress).mean(axis=2)
+                alpha_out = keep_flat_alpha(alpha_out, alpha, self.scale)
             else:
                 size = (width * self.scale, height * self.scale)
                 alpha_out = cv2.resize(alpha, size, interpolation=cv2.INTER_CUBIC)
