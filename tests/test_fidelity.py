@@ -13,7 +13,7 @@ from kdsr.image_io import read_rgb8
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.inference import Upscaler
 from kdsr.inference.fidelity import color_fix, keep_flat_alpha, pad_border
-from tests.conftest import shared_path, synthetic_image, tiny_model
+from tests.conftest import shared_path, synthetic_image
 
 BUNDLED = sorted(bundled_models())
 COLOURS = [(0, 0, 0), (255, 255, 255), (0, 200, 0), (255, 0, 0), (0, 0, 255), (128, 128, 128), (250, 200, 20)]

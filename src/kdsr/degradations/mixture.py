@@ -123,9 +123,7 @@ def _case(name: str, hr: torch.Tensor, config: MixtureConfig, scale: int, genera
     return libjpeg(_gaussian_noise(lr, noise, gray, generator).clamp(0, 1), quality)
 
 
-def degrade(
-    hr: torch.Tensor, config: MixtureConfig = MixtureConfig(), scale: int = 4, generator=None
-) -> torch.Tensor:
+def degrade(hr: torch.Tensor, config: MixtureConfig = MixtureConfig(), scale: int = 4, generator=None) -> torch.Tensor:
     """(B, 3, H, W) HR in [0, 1] -> (B, 3, H//scale, W//scale) LR on the 8-bit grid, one random case per image."""
     device = generator.device if generator is not None else hr.device
     weights = torch.tensor(config.probs, dtype=torch.float64, device=device)

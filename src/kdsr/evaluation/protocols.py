@@ -20,9 +20,9 @@ import torch
 
 from kdsr.degradations import realworld
 from kdsr.degradations.classic import degrade
+from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
 from kdsr.degradations.mixture import libjpeg
 from kdsr.degradations.resize import imresize
-from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
 from kdsr.errors import KDSRError
 from kdsr.image_io import IMAGE_EXTENSIONS, read_rgb8
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
