@@ -7,6 +7,7 @@ OpenCV ignores it when asked to keep alpha and bit depth. Writes are atomic: a t
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -20,11 +21,37 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 #: Formats that keep an alpha channel / 16-bit samples when written.
 ALPHA_EXTENSIONS = (".png", ".webp", ".tif", ".tiff")
 HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
+#: Largest image (pixels, from the file header) that is decoded at all: a small file can declare a huge image
+#: (a "decompression bomb"); this refuses it before any memory is spent. 100 MP is larger than any camera photo.
+DEFAULT_MAX_PIXELS = 100_000_000
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as an (H, W, C) array, C in {1, 3, 4} (grey, RGB, RGBA), dtype uint8 or uint16."""
+def probe_image(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(width, height, frames) from the file header, without decoding the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = None  # the size is checked by the caller, against its own limit
+    try:
+        with Image.open(path) as im:
+            return im.width, im.height, getattr(im, "n_frames", 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)") from None
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image as an (H, W, C) array, C in {1, 3, 4} (grey, RGB, RGBA), dtype uint8 or uint16.
+
+    The size in the header is checked against ``max_pixels`` before decoding. Of an animated or multi-page file only
+    the first frame is read, with a warning.
+    """
     path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    width, height, frames = probe_image(path)
+    if width * height > max_pixels:
+        raise ImageError(f"{path}: {width}x{height} is over the limit of {max_pixels:,} pixels (--max-pixels)")
+    if frames > 1:
+        warnings.warn(f"{path}: has {frames} frames or pages; only the first is used", stacklevel=2)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -38,3 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kdsr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `kdsr models NAME | head`: the reader has gone, which is not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kdsr.image_io import DEFAULT_MAX_PIXELS
 from kdsr.inference.fidelity import BORDER_PAD
 from kdsr.inference.files import upscale_files
 from kdsr.inference.upscaler import (
@@ -74,6 +75,21 @@ def add_parser(sub) -> None:
         action="store_false",
         help="do not keep the output's colours and low frequencies on the input's (the raw network output)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
+    p.add_argument(
+        "--skip-existing",
+        dest="skip_existing",
+        action="store_true",
+        help="leave inputs whose output exists alone (to continue an interrupted folder run)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        dest="max_pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse input images larger than this, read from the file header before decoding "
+        f"(default {DEFAULT_MAX_PIXELS:,})",
+    )
     p.add_argument("--suffix", default="out", help="suffix of output file names (default: out)")
     p.add_argument("--ext", default="auto", choices=["auto", "png", "jpg", "webp"], help="output format")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
@@ -122,11 +138,16 @@ def run(args: argparse.Namespace) -> int:
         ext=args.ext,
         outscale=args.outscale,
         progress=None if not args.quiet else False,
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        max_pixels=args.max_pixels,
     )
     for path in result.written:
         print(path)
+    for _, message in result.skipped:
+        print(f"kdsr: skipped {message}", file=sys.stderr)
     if result.failed:
-        print(f"kdsr: error: {len(result.failed)} file(s) failed:", file=sys.stderr)
+        print(f"kdsr: error: {len(result.failed)} file(s) failed, {len(result.written)} written:", file=sys.stderr)
         for _, message in result.failed:
             print(f"  {message}", file=sys.stderr)
         return 1

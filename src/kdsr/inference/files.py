@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from kdsr.errors import ImageError, KDSRError
-from kdsr.image_io import ALPHA_EXTENSIONS, IMAGE_EXTENSIONS, read_image, write_image
+from kdsr.image_io import ALPHA_EXTENSIONS, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image, write_image
 from kdsr.inference.upscaler import Upscaler
 
 
@@ -17,6 +17,7 @@ from kdsr.inference.upscaler import Upscaler
 class BatchResult:
     written: list[Path] = dataclasses.field(default_factory=list)
     failed: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
+    skipped: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
 
 
 def collect_inputs(source: str | Path) -> list[Path]:
@@ -46,6 +47,89 @@ def output_path(source: Path, output: Path, single_file: bool, suffix: str, ext:
     return output / f"{name}{extension}"
 
 
+def _key(path: Path) -> str:
+    """A path as the file system may see it: resolved and case-folded (macOS and Windows ignore case)."""
+    return str(path.resolve()).casefold()
+
+
+def _shorten(items: list[str], limit: int = 4) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a run will do, decided before any work: (input, output) jobs and the inputs it leaves alone."""
+
+    jobs: list[tuple[Path, Path]]
+    skipped: list[tuple[Path, str]]
+
+
+def plan_outputs(
+    source: str | Path,
+    output: str | Path,
+    *,
+    suffix: str = "out",
+    ext: str = "auto",
+    overwrite: bool = False,
+    skip_existing: bool = False,
+) -> Plan:
+    """Name every output up front and refuse what would lose data: two inputs with one output name, an output that
+    is an input, or (without ``overwrite``/``skip_existing``) an output that exists. Files that are this run's own
+    outputs of an earlier run (``x_out.png`` beside ``x.png``) are not inputs."""
+    if overwrite and skip_existing:
+        raise KDSRError("--overwrite and --skip-existing exclude each other")
+    inputs = collect_inputs(source)
+    single = Path(source).is_file()
+    output = Path(output)
+    if single and output.suffix and output.suffix.lower() not in IMAGE_EXTENSIONS and not output.is_dir():
+        raise KDSRError(
+            f"{output}: '{output.suffix}' is not an image format ({', '.join(IMAGE_EXTENSIONS)}); "
+            "to write into a folder of that name, create it first"
+        )
+    if output.exists() and not output.is_dir() and not (single and output.suffix.lower() in IMAGE_EXTENSIONS):
+        raise KDSRError(f"{output}: exists and is not a folder")
+    targets = {path: output_path(path, output, single, suffix, ext, has_alpha=False) for path in inputs}
+    same = [p for p, t in targets.items() if _key(p) == _key(t)]
+    if same:
+        raise KDSRError(f"{same[0]}: output would overwrite the input; choose another -o or --suffix")
+    planned = {_key(t): path for path, t in targets.items()}
+    skipped = [(p, f"{p}: an output of {planned[_key(p)].name} (earlier run)") for p in inputs if _key(p) in planned]
+    jobs = [(p, t) for p, t in targets.items() if _key(p) not in planned]
+    groups: dict[str, list[Path]] = {}
+    for path, target in jobs:
+        groups.setdefault(_key(target), []).append(path)
+    collisions = [
+        f"{', '.join(p.name for p in group)} -> {targets[group[0]].name}" for group in groups.values() if len(group) > 1
+    ]
+    if collisions:
+        raise KDSRError(
+            f"inputs would share an output name ({_shorten(collisions)}); use --ext auto, another --suffix, "
+            "or rename them"
+        )
+    existing = [t for _, t in jobs if t.exists()]
+    if existing and skip_existing:
+        skipped += [(p, f"{p}: its output {t} exists (--skip-existing)") for p, t in jobs if t.exists()]
+        jobs = [(p, t) for p, t in jobs if not t.exists()]
+    elif existing and not overwrite:
+        raise KDSRError(
+            f"{len(existing)} output file(s) exist ({_shorten([str(t) for t in existing])}); "
+            "use --overwrite to replace them or --skip-existing to keep them"
+        )
+    return Plan(jobs, skipped)
+
+
+def remove_stale_temporaries(folder: Path, names: list[str]) -> None:
+    """Delete the hidden temp files (``.<name>.*.tmp``) that a killed run left for these output names."""
+    if not folder.is_dir():
+        return
+    wanted = set(names)
+    for tmp in folder.glob(".*.tmp"):
+        stem = tmp.name[1:].rsplit(".", 2)[0]
+        if stem in wanted and tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
 def upscale_files(
     source: str | Path,
     output: str | Path,
@@ -55,26 +139,39 @@ def upscale_files(
     ext: str = "auto",
     outscale: float | None = None,
     progress: bool | None = None,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> BatchResult:
-    """Upscale a file or every file of a folder; bad files are recorded in the result, the others still written."""
-    inputs = collect_inputs(source)
-    single = Path(source).is_file()
-    output = Path(output)
+    """Upscale a file or every file of a folder; bad files are recorded in the result, the others still written.
+
+    Inputs are never written and existing files are replaced only with ``overwrite`` (see :func:`plan_outputs`).
+    """
+    plan = plan_outputs(source, output, suffix=suffix, ext=ext, overwrite=overwrite, skip_existing=skip_existing)
     if progress is None:
         progress = sys.stderr.isatty()
-    result = BatchResult()
+    result = BatchResult(skipped=list(plan.skipped))
+    inputs = {_key(p) for p, _ in plan.jobs} | {_key(p) for p, _ in plan.skipped}
+    others = {_key(t) for _, t in plan.jobs}
+    for folder in {t.parent for _, t in plan.jobs}:
+        remove_stale_temporaries(folder, [t.name for _, t in plan.jobs])
     from tqdm import tqdm
 
-    for path in tqdm(inputs, desc="images", unit="img", disable=not progress or len(inputs) < 2):
+    for path, target in tqdm(plan.jobs, desc="images", unit="img", disable=not progress or len(plan.jobs) < 2):
         try:
-            image = read_image(path)
-            target = output_path(path, output, single, suffix, ext, image.shape[2] == 4)
-            if target.resolve() == path.resolve():
-                raise ImageError(f"{path}: output would overwrite the input; choose another -o or --suffix")
+            image = read_image(path, max_pixels=max_pixels)
+            if target.exists() and not overwrite:  # appeared while this run was working
+                raise ImageError(f"{target}: exists now; not replaced (use --overwrite)")
+            if image.shape[2] == 4 and target.suffix.lower() not in ALPHA_EXTENSIONS:  # alpha: PNG instead
+                target = target.with_suffix(".png")
+                if _key(target) in inputs or _key(target) in others or (target.exists() and not overwrite):
+                    raise ImageError(f"{path}: has alpha, so it would be written as {target}, which is taken")
             write_image(target, upscaler.upscale(image, outscale=outscale, progress=progress))
             result.written.append(target)
         except KDSRError as e:
             result.failed.append((path, str(e)))
         except (MemoryError, torch.OutOfMemoryError):
             result.failed.append((path, f"{path}: out of memory; use a smaller --tile"))
+        except OSError as e:  # read-only folder, disk full: the temp file is gone, nothing half-written remains
+            result.failed.append((path, f"{target}: cannot write ({e.strerror or e})"))
     return result

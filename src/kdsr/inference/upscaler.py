@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 from collections.abc import Iterator
 
 import cv2
@@ -191,12 +192,14 @@ class Upscaler:
             sr = color_fix(sr, lr.to(sr.device, torch.float32))
         return sr.clamp_(0, 1)
 
-    def upscale(self, image: np.ndarray | str, outscale: float | None = None, progress: bool = False) -> np.ndarray:
+    def upscale(
+        self, image: np.ndarray | str | os.PathLike, outscale: float | None = None, progress: bool = False
+    ) -> np.ndarray:
         """Upscale an (H, W, C) uint8/uint16 array (grey, RGB or RGBA) or an image file; same layout and dtype out.
 
         ``outscale`` resizes the model output to another final factor (Lanczos up, area down).
         """
-        if isinstance(image, str):
+        if isinstance(image, str | os.PathLike):
             image = read_image(image)
         if image.ndim == 2:
             image = image[:, :, None]
@@ -247,7 +250,7 @@ def _tile_bar(total: int, enabled: bool) -> Iterator[object | None]:
 
 
 def upscale(
-    image: np.ndarray | str,
+    image: np.ndarray | str | os.PathLike,
     model: str | nn.Module | None = None,
     *,
     outscale: float | None = None,

@@ -1,0 +1,149 @@
+"""Training throughput per stage, split into its parts (not a test).
+
+    python benchmarks/train_speed.py [--preset kdsr-s] [--batch 16] [--patch 48] [--steps 6] [--threads 2]
+
+For the teacher and the student stage, and for each way of running them (fp32 NCHW; bf16 autocast NCHW, the recipe
+before channels_last; bf16 autocast channels_last, what ``kdsr train`` does now), one training step is timed in its
+parts: data (a batch of HR crops from images in memory), degradation (classic, real-world, mixture), forward (the
+student stage includes the frozen teacher's encoder), backward and the optimiser step. Printed: median milliseconds
+per part, samples/s of the whole step with the mixture degradation, the achieved GFLOP/s (3x the forward FLOPs, the
+usual fwd+bwd estimate), and the speed-up of every way against fp32 NCHW measured in the same run. Uses T91 from
+../shared/data when present, else synthetic images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kdsr.data import HRPatches, StepBatchSampler
+from kdsr.data.patches import load_rgb_folder
+from kdsr.degradations import classic, mixture, realworld
+from kdsr.models import create_model
+from kdsr.profiling import count_flops
+from kdsr.train.losses import kd_loss
+
+REPO = Path(__file__).resolve().parents[1]
+WAYS = {
+    "fp32 NCHW": (torch.float32, False),
+    "bf16 NCHW (before)": (torch.bfloat16, False),
+    "bf16 channels_last (now)": (torch.bfloat16, True),
+}
+
+
+def _images() -> list[np.ndarray]:
+    folder = REPO.parent / "shared" / "data" / "T91"
+    if folder.is_dir():
+        return load_rgb_folder([folder])
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(8)]
+
+
+def _time(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return (time.perf_counter() - start) * 1000, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="kdsr-s")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--patch", type=int, default=48, help="LR patch size")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per way (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    scale = 4
+    loader = iter(
+        torch.utils.data.DataLoader(
+            HRPatches(_images(), args.patch * scale, seed=0), batch_sampler=StepBatchSampler(args.batch)
+        )
+    )
+    degradations = {
+        "classic": lambda hr, g: classic.random_degrade(hr, classic.ClassicSampling(), scale, g),
+        "realworld": lambda hr, g: realworld.degrade(hr, realworld.RealWorldConfig(), scale, g),
+        "mixture": lambda hr, g: mixture.degrade(hr, mixture.MixtureConfig(), scale, g),
+    }
+    print(
+        f"{args.preset}, batch {args.batch}, LR patch {args.patch}, {args.threads} threads, torch {torch.__version__}"
+    )
+    data_ms = []
+    degrade_ms = {name: [] for name in degradations}
+    for step in range(args.steps + 1):
+        ms, hr = _time(lambda: next(loader))
+        for name, fn in degradations.items():
+            generator = torch.Generator().manual_seed(step)
+            ms_d, _ = _time(lambda fn=fn, generator=generator: fn(hr, generator))
+            if step:
+                degrade_ms[name].append(ms_d)
+        if step:
+            data_ms.append(ms)
+    data = statistics.median(data_ms)
+    print(
+        f"data {data:.1f} ms/batch; degradation "
+        + ", ".join(f"{n} {statistics.median(v):.1f}" for n, v in degrade_ms.items())
+        + " ms/batch"
+    )
+    mix = statistics.median(degrade_ms["mixture"])
+
+    torch.manual_seed(0)
+    teacher = create_model(args.preset, teacher=True)
+    student = create_model(args.preset)
+    flops = {
+        "teacher": 3 * count_flops(teacher, args.patch, args.patch) * args.batch,
+        "student": 3 * count_flops(student, args.patch, args.patch) * args.batch,
+    }
+    hr = next(loader)
+    lr = degradations["mixture"](hr, torch.Generator().manual_seed(0))
+    print()
+    print(
+        "| stage | way | forward ms | backward ms | optimiser ms | step ms (+ data + mixture) | samples/s | GFLOP/s | speed-up |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for stage, model in (("teacher", teacher), ("student", student)):
+        baseline = None
+        for way, (dtype, channels_last) in WAYS.items():
+            memory_format = torch.channels_last if channels_last else torch.contiguous_format
+            net = model.to(memory_format=memory_format).train()
+            frozen = teacher.to(memory_format=memory_format).eval()
+            x, y = lr.contiguous(memory_format=memory_format), hr.contiguous(memory_format=memory_format)
+            optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+            parts = {"forward": [], "backward": [], "optimiser": []}
+            for step in range(args.steps + 1):
+                start = time.perf_counter()
+                with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+                    if stage == "teacher":
+                        loss = F.l1_loss(net(x, y).float(), hr)
+                    else:
+                        with torch.no_grad():
+                            target = frozen.encode(x, y).d_prime
+                        sr, idr = net(x, return_idr=True)
+                        loss = F.l1_loss(sr.float(), hr) + kd_loss(idr.d_prime.float(), target.float())
+                forward = time.perf_counter()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                backward = time.perf_counter()
+                optimizer.step()
+                end = time.perf_counter()
+                if step:
+                    parts["forward"].append((forward - start) * 1000)
+                    parts["backward"].append((backward - forward) * 1000)
+                    parts["optimiser"].append((end - backward) * 1000)
+            f, b, o = (statistics.median(v) for v in parts.values())
+            step_ms = f + b + o + data + mix
+            baseline = baseline or step_ms
+            print(
+                f"| {stage} | {way} | {f:.0f} | {b:.0f} | {o:.1f} | {step_ms:.0f} | {args.batch / step_ms * 1000:.1f} | "
+                f"{flops[stage] / (f + b) / 1e6:.0f} | {baseline / step_ms:.2f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()

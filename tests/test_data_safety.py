@@ -1,0 +1,163 @@
+"""Data safety (issue 13): inputs are never written, outputs never silently replaced or lost, hostile files refused
+early, and every failure is one line."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+
+from kdsr import save_model
+from kdsr.cli import main
+from kdsr.errors import ImageError
+from kdsr.image_io import read_image, write_image
+from tests.conftest import synthetic_image, tiny_model
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "tiny.safetensors"
+    save_model(tiny_model(), path)
+    return str(path)
+
+
+def _upscale(*args: str) -> int:
+    return main(["upscale", *args])
+
+
+def test_folder_into_itself_never_replaces_or_reprocesses(tmp_path, model_file, capsys):
+    d = tmp_path / "d"
+    write_image(d / "x.png", synthetic_image(6, 6))
+    write_image(d / "x_out.png", synthetic_image(5, 5, seed=3))  # an earlier result, or a file the user cares about
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    assert _upscale("-i", str(d), "-o", str(d), "-n", model_file) == 1
+    err = capsys.readouterr().err
+    assert "exist" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before  # nothing written, no x_out_out.png
+    assert _upscale("-i", str(d), "-o", str(d), "-n", model_file, "--skip-existing") == 0
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    assert _upscale("-i", str(d), "-o", str(d), "-n", model_file, "--overwrite") == 0
+    assert sorted(p.name for p in d.iterdir()) == ["x.png", "x_out.png"]
+    assert read_image(d / "x_out.png").shape == (24, 24, 3)
+    assert (d / "x.png").read_bytes() == before["x.png"]
+
+
+def test_skip_existing_continues_a_folder_run(tmp_path, model_file):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name in "abc":
+        write_image(src / f"{name}.png", synthetic_image(5, 5))
+    write_image(out / "a_out.png", synthetic_image(2, 2))
+    assert _upscale("-i", str(src), "-o", str(out), "-n", model_file, "--skip-existing") == 0
+    assert read_image(out / "a_out.png").shape == (2, 2, 3)  # kept
+    assert read_image(out / "b_out.png").shape == (20, 20, 3)
+
+
+@pytest.mark.parametrize("names", [("a.png", "a.jpg"), ("a.jpg", "a.JPG")])
+def test_two_inputs_one_output_name_is_refused_before_any_work(tmp_path, model_file, capsys, names):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in names:
+        write_image(src / "tmp.png", synthetic_image(4, 4))
+        (src / "tmp.png").rename(src / name)
+    if len(list(src.iterdir())) < 2:
+        pytest.skip("case-insensitive file system")
+    ext = ["--ext", "png"] if names[1] == "a.jpg" else []
+    assert _upscale("-i", str(src), "-o", str(out), "-n", model_file, *ext) == 1
+    err = capsys.readouterr().err
+    assert "share an output name" in err and all(n in err for n in names)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path, model_file):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_image(src / "a.png", synthetic_image(4, 4))
+    out.mkdir()
+    (out / ".a_out.png.abc123.tmp").write_bytes(b"half")
+    (out / ".unrelated.tmp").write_bytes(b"keep")
+    assert _upscale("-i", str(src), "-o", str(out), "-n", model_file) == 0
+    assert sorted(p.name for p in out.iterdir()) == [".unrelated.tmp", "a_out.png"]
+
+
+def test_output_with_an_unknown_extension_is_refused(tmp_path, model_file, capsys):
+    write_image(tmp_path / "a.png", synthetic_image(4, 4))
+    assert _upscale("-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "out.xyz"), "-n", model_file) == 1
+    assert "not an image format" in capsys.readouterr().err
+    assert not (tmp_path / "out.xyz").exists()
+
+
+def _png_with_size(width: int, height: int) -> bytes:
+    """A tiny valid PNG whose header declares ``width`` x ``height`` (the pixel data is a few bytes)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bombs_are_refused_from_the_header(tmp_path, model_file, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "bomb.png").write_bytes(_png_with_size(30000, 30000))
+    (src / "huge.png").write_bytes(_png_with_size(60000, 60000))
+    write_image(src / "ok.png", synthetic_image(4, 4))
+    with pytest.raises(ImageError, match="over the limit"):
+        read_image(src / "bomb.png")
+    assert _upscale("-i", str(src), "-o", str(tmp_path / "out"), "-n", model_file) == 1
+    err = capsys.readouterr().err
+    assert "2 file(s) failed" in err and "over the limit" in err and "Traceback" not in err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["ok_out.png"]
+    assert _upscale("-i", str(src / "ok.png"), "-o", str(tmp_path / "o2"), "-n", model_file, "--max-pixels", "10") == 1
+    assert "over the limit of 10 pixels" in capsys.readouterr().err
+
+
+def test_animated_images_warn_that_only_the_first_frame_is_used(tmp_path):
+    from PIL import Image
+
+    frames = [Image.fromarray(synthetic_image(8, 8, seed=s)) for s in range(3)]
+    frames[0].save(tmp_path / "anim.webp", save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match="only the first"):
+        assert read_image(tmp_path / "anim.webp").shape == (8, 8, 3)
+
+
+def test_blocked_output_folder_and_full_disk_are_one_line(tmp_path, model_file, capsys, monkeypatch):
+    write_image(tmp_path / "a.png", synthetic_image(4, 4))
+    write_image(tmp_path / "b.png", synthetic_image(4, 4))
+    (tmp_path / "file").write_bytes(b"x")
+    assert _upscale("-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "file" / "sub"), "-n", model_file) == 1
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Traceback" not in err
+
+    import kdsr.image_io
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kdsr.image_io, "atomic_write_bytes", full_disk)
+    src = tmp_path / "src"
+    src.mkdir()
+    (tmp_path / "a.png").rename(src / "a.png")
+    assert _upscale("-i", str(src), "-o", str(tmp_path / "out"), "-n", model_file) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "1 file(s) failed, 0 written" in err and "Traceback" not in err
+
+
+def test_models_into_a_closed_pipe_is_quiet():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        f"{sys.executable} -m kdsr models kdsr-iso-x4 | head -1", shell=True, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_python_api_accepts_paths(tmp_path):
+    import kdsr
+
+    write_image(tmp_path / "a.png", synthetic_image(4, 4))
+    assert kdsr.upscale(tmp_path / "a.png", tiny_model()).shape == (16, 16, 3)
+    assert kdsr.Upscaler(tiny_model(), device="cpu").upscale(tmp_path / "a.png").shape == (16, 16, 3)
