@@ -80,7 +80,7 @@ def main() -> None:
         ms, hr = _time(lambda: next(loader))
         for name, fn in degradations.items():
             generator = torch.Generator().manual_seed(step)
-            ms_d, _ = _time(lambda fn=fn, generator=generator: fn(hr, generator))
+            ms_d, _ = _time(lambda fn=fn, generator=generator, hr=hr: fn(hr, generator))
             if step:
                 degrade_ms[name].append(ms_d)
         if step:
@@ -103,9 +103,8 @@ def main() -> None:
     hr = next(loader)
     lr = degradations["mixture"](hr, torch.Generator().manual_seed(0))
     print()
-    print(
-        "| stage | way | forward ms | backward ms | optimiser ms | step ms (+ data + mixture) | samples/s | GFLOP/s | speed-up |"
-    )
+    columns = ["stage", "way", "forward ms", "backward ms", "optimiser ms", "step ms (+ data + mixture)"]
+    print("| " + " | ".join([*columns, "samples/s", "GFLOP/s", "speed-up"]) + " |")
     print("|---|---|---|---|---|---|---|---|---|")
     for stage, model in (("teacher", teacher), ("student", student)):
         baseline = None
@@ -139,8 +138,9 @@ def main() -> None:
             f, b, o = (statistics.median(v) for v in parts.values())
             step_ms = f + b + o + data + mix
             baseline = baseline or step_ms
+            rate = args.batch / step_ms * 1000
             print(
-                f"| {stage} | {way} | {f:.0f} | {b:.0f} | {o:.1f} | {step_ms:.0f} | {args.batch / step_ms * 1000:.1f} | "
+                f"| {stage} | {way} | {f:.0f} | {b:.0f} | {o:.1f} | {step_ms:.0f} | {rate:.1f} | "
                 f"{flops[stage] / (f + b) / 1e6:.0f} | {baseline / step_ms:.2f}x |"
             )
 
