@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> None:
 
     from kdsr.checkpoint import load_model, save_model
     from kdsr.cli import main as kdsr_main
-    from kdsr.cli.plot import read_log
+    from kdsr.train.runlog import read_log
 
     began = time.perf_counter()
     out = Path(args.out)

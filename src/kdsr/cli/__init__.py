@@ -29,7 +29,12 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user errors print one line and return a non-zero status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # `kdsr train CONFIG -o DIR key=value`: overrides may also come after the options
+        if args.command != "train" or any(item.startswith("-") or "=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     warnings.showwarning = _one_line_warning
     try:
         return args.run(args)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from kdsr.errors import KDSRError
+from kdsr.train.runlog import read_log
 
 
 def add_parser(sub) -> None:
@@ -14,20 +14,6 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", help="run folder with log.jsonl")
     p.add_argument("-o", "--output", help="PNG path (default: RUN_DIR/curves.png)")
     p.set_defaults(run=run)
-
-
-def read_log(run_dir: Path) -> list[dict]:
-    path = run_dir / "log.jsonl"
-    if not path.is_file():
-        raise KDSRError(f"{run_dir}: no log.jsonl")
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise KDSRError(f"{path}:{number}: not JSON") from None
-    return records
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+from kdsr.errors import KDSRError
 
 
 def add_parser(sub) -> None:
@@ -16,15 +19,27 @@ def add_parser(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.steps=2000")
     p.add_argument("-o", "--run-dir", help="output folder (default: runs/<config name>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument(
+        "--overwrite", action="store_true", help="start afresh in a run folder that holds an earlier run (replaced)"
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from kdsr.train import load_config, train
+    from kdsr.train.loop import TrainingInterrupted
 
     config = load_config(args.config, args.overrides)
+    if args.resume and args.overwrite:
+        raise KDSRError("--resume and --overwrite exclude each other")
+    if args.resume and args.run_dir and Path(args.run_dir) != Path(args.resume):
+        raise KDSRError("--resume names the run folder; -o must be the same folder or left out")
     run_dir = Path(args.resume or args.run_dir or Path("runs") / Path(args.config).stem)
-    last = train(config, run_dir, resume=args.resume is not None)
+    try:
+        last = train(config, run_dir, resume=args.resume is not None, overwrite=args.overwrite)
+    except TrainingInterrupted as e:
+        print(f"kdsr: {e}", file=sys.stderr)
+        return 130
     if last:
         print(f"{run_dir}: step {last['step']}, loss {last['loss']:.4f}")
     return 0

@@ -15,6 +15,7 @@ from kdsr.degradations.classic import ClassicSampling
 from kdsr.degradations.mixture import MixtureConfig
 from kdsr.degradations.realworld import RealWorldConfig
 from kdsr.errors import KDSRError
+from kdsr.models.registry import PRESETS
 
 STAGES = ("teacher", "student", "gan")
 DEGRADATIONS = ("classic", "realworld", "mixture")
@@ -133,6 +134,16 @@ class TrainConfig:
             (self.stage != "gan" or bool(self.distill.init), "the gan stage needs distill.init (a trained student)"),
             (self.stage != "gan" or bool(self.gan.vgg_weights), "the gan stage needs gan.vgg_weights"),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
+            (
+                min(self.log_every, self.checkpoint_every, self.val.every) > 0,
+                "log_every, checkpoint_every and val.every must be > 0",
+            ),
+            (self.data.workers >= 0 and self.data.scale in (2, 3, 4, 8), "data.workers >= 0, data.scale 2, 3, 4 or 8"),
+            (self.optim.lr > 0 and self.optim.lr_decay_steps >= 0, "optim.lr must be > 0, lr_decay_steps >= 0"),
+            (
+                self.model.preset in PRESETS,
+                f"model.preset must be one of {', '.join(PRESETS)}, got {self.model.preset!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -6,11 +6,15 @@ draws), so an interrupted run resumed from its last checkpoint continues exactly
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import hashlib
+import io
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,7 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from kdsr.atomic import atomic_path, atomic_write_bytes
+from kdsr.atomic import atomic_write_bytes
 from kdsr.checkpoint import load_model, save_model
 from kdsr.data import HRPatches, StepBatchSampler
 from kdsr.data.patches import load_rgb_folder
@@ -32,9 +36,25 @@ from kdsr.models import KDSRStudent, KDSRTeacher, build_model, create_model
 from kdsr.models.discriminator import UNetDiscriminatorSN
 from kdsr.train.config import TrainConfig, config_to_dict
 from kdsr.train.losses import PerceptualLoss, gan_loss, kd_loss, load_vgg19
+from kdsr.train.runlog import LOG_FILE, append_record, cut_log
 
 STATE_FILE = "state.pt"
-LOG_FILE = "log.jsonl"
+CONFIG_FILE = "config.json"
+#: Files a run writes; ``overwrite`` removes these (and nothing else) from a run folder.
+RUN_FILES = (STATE_FILE, STATE_FILE + ".sha256", CONFIG_FILE, LOG_FILE, "last.safetensors", "best.safetensors")
+#: Config keys that may differ on ``--resume``: how long and how visibly the run goes on, not what it computes.
+RESUMABLE_CHANGES = (
+    "optim.steps",
+    "optim.max_bad_steps",
+    "log_every",
+    "checkpoint_every",
+    "tensorboard",
+    "device",
+    "data.workers",
+    "val.data",
+    "val.protocol",
+    "val.every",
+)
 
 
 @dataclasses.dataclass
@@ -156,6 +176,7 @@ def _save_weights(model: nn.Module, path: Path, config: TrainConfig, step: int, 
 def _validate(config: TrainConfig, model: nn.Module, device: torch.device) -> dict:
     from kdsr.evaluation import run_benchmark
 
+    was_training = model.training
     model.eval()
     teacher = isinstance(model, KDSRTeacher)
 
@@ -165,7 +186,7 @@ def _validate(config: TrainConfig, model: nn.Module, device: torch.device) -> di
 
     with torch.no_grad():
         report = run_benchmark(sr_fn, [Path(config.val.data)], config.val.protocol, config.data.scale)
-    model.train()
+    model.train(was_training)
     result = next(iter(report["results"].values()))
     metrics = {"val_psnr": result["psnr"], "val_ssim": result["ssim"]}
     if "gain" in result:  # everyday protocol: mean and worst-case gain over bicubic
@@ -175,19 +196,130 @@ def _validate(config: TrainConfig, model: nn.Module, device: torch.device) -> di
 
 
 def _write_state(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """``state.pt`` and its SHA-256 beside it (``state.pt.sha256``), each written atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode() + b"\n")
 
 
-def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None) -> dict:
+def _read_state(path: Path, device: torch.device) -> dict:
+    """The resumable state of a run; a missing, truncated, altered or foreign file is a one-line error."""
+    if not path.is_file():
+        raise KDSRError(f"{path.parent}: nothing to resume (no {STATE_FILE})")
+    data = path.read_bytes()
+    digest_file = path.with_name(path.name + ".sha256")
+    if digest_file.is_file() and digest_file.read_text().strip() != hashlib.sha256(data).hexdigest():
+        raise KDSRError(f"{path}: checksum mismatch (the file was altered or damaged after it was written)")
+    try:
+        state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    except Exception:  # torch raises many types for a damaged file; all mean the same to the user
+        raise KDSRError(f"{path}: not a readable training state (truncated or corrupt)") from None
+    if not isinstance(state, dict) or not {"step", "model", "optimizer"} <= set(state):
+        raise KDSRError(f"{path}: not a kdsr training state")
+    return state
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key not in ("perceptual_layers",):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def check_resume_config(config: TrainConfig, run_dir: Path) -> None:
+    """Refuse to resume with a config that computes something else than the run's own (``config.json``)."""
+    path = run_dir / CONFIG_FILE
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise KDSRError(f"{path}: missing or unreadable; cannot check the config of the run") from None
+    old, new = _flatten(saved), _flatten(json.loads(json.dumps(config_to_dict(config))))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        details = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed[:6])
+        raise KDSRError(
+            f"{run_dir}: the config differs from the run's in {details}; on --resume only "
+            f"{', '.join(RESUMABLE_CHANGES)} may change (start a new run for the others)"
+        )
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """A fresh run needs an empty (or new) folder, or ``overwrite``, which removes the files of an earlier run only.
+    Hidden temp files that a killed run left behind are removed in every case."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise KDSRError(f"{run_dir}: exists and is not a folder")
+    if run_dir.is_dir():
+        for tmp in run_dir.glob(".*.tmp"):
+            if any(tmp.name.startswith(f".{name}.") for name in RUN_FILES):
+                tmp.unlink(missing_ok=True)
+    if resume or not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    if not overwrite:
+        raise KDSRError(
+            f"{run_dir}: not empty (an earlier run?); continue it with --resume {run_dir}, or replace it with --overwrite"
+        )
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """While training, SIGINT and SIGTERM only set a flag, so the loop can save a checkpoint before it exits."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: no handlers, as before
+        pass
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class TrainingInterrupted(KDSRError):
+    """SIGINT/SIGTERM stopped the run; its state was saved."""
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    stop_after: int | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Run (or resume) a training stage into ``run_dir``; returns the last logged values.
 
-    ``stop_after`` ends the run early after that many steps, leaving a checkpoint as an interruption would.
+    A fresh run refuses a non-empty ``run_dir`` unless ``overwrite``; ``resume`` refuses a config that differs from
+    the run's beyond :data:`RESUMABLE_CHANGES`. SIGINT/SIGTERM save a checkpoint at the current step, then raise
+    :class:`TrainingInterrupted`. ``stop_after`` ends the run early after that many steps, leaving a checkpoint as
+    an interruption would.
     """
     run_dir = Path(run_dir)
     ddp = _init_distributed(config.device)
     device = _device(config.device, ddp)
     dtype = PRECISIONS[config.precision]
+    state = None
+    if ddp.main:
+        prepare_run_dir(run_dir, resume, overwrite)
+    if resume:
+        check_resume_config(config, run_dir)
+        state = _read_state(run_dir / STATE_FILE, device)
+        if config.optim.steps < state["step"]:
+            raise KDSRError(
+                f"{run_dir}: optim.steps={config.optim.steps} is below the step the run reached ({state['step']})"
+            )
     disc = perceptual = None
     if config.stage == "gan":  # first, so that a missing weights file fails before any heavy work
         vgg = load_vgg19(config.gan.vgg_weights, tuple(config.gan.perceptual_layers)).to(device)
@@ -207,25 +339,29 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
         torch.optim.Adam(disc.parameters(), lr=config.gan.d_lr, betas=tuple(config.gan.d_betas)) if disc else None
     )
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    scaler_d = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16" and disc is not None)
 
     start, best = 0, -math.inf
-    if resume:
-        state_path = run_dir / STATE_FILE
-        if not state_path.is_file():
-            raise KDSRError(f"{run_dir}: nothing to resume (no {STATE_FILE})")
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        if ema:
-            ema.model.load_state_dict(state["ema"])
-        if disc:
-            disc.load_state_dict(state["disc"])
-            optimizer_d.load_state_dict(state["optimizer_d"])
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            if ema:
+                ema.model.load_state_dict(state["ema"])
+            if disc:
+                disc.load_state_dict(state["disc"])
+                optimizer_d.load_state_dict(state["optimizer_d"])
+                scaler_d.load_state_dict(state.get("scaler_d", scaler_d.state_dict()))
+        except (KeyError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise KDSRError(f"{run_dir / STATE_FILE}: does not fit this config's networks ({first})") from None
         start, best = state["step"], state["best"]
+        if ddp.main:
+            cut_log(run_dir, start)  # records written after the checkpoint are redone
     elif ddp.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / "config.json", (json.dumps(config_to_dict(config), indent=2) + "\n").encode())
+        atomic_write_bytes(run_dir / CONFIG_FILE, (json.dumps(config_to_dict(config), indent=2) + "\n").encode())
 
     warmup = config.stage == "student" and config.distill.warmup_steps > 0
     trained = model
@@ -277,109 +413,117 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
         if disc:
             state["disc"] = _unwrap(disc).state_dict()
             state["optimizer_d"] = optimizer_d.state_dict()
+            state["scaler_d"] = scaler_d.state_dict()
         _write_state(run_dir / STATE_FILE, state)
 
-    for step, hr in zip(range(start, end), loader, strict=False):
-        lr_value = learning_rate(config, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_value
-        hr = hr.to(device, non_blocking=True)
-        generator = torch.Generator(device).manual_seed(step_seed(config.seed, step, ddp.rank))
-        with torch.no_grad():
-            lr = _degrade(config, hr, generator).contiguous(memory_format=torch.channels_last)
-        hr = hr.contiguous(memory_format=torch.channels_last)
-        losses: dict[str, torch.Tensor] = {}
-        with autocast:
-            if config.stage == "teacher":
-                sr = model(lr, hr)
-                losses["l1"] = F.l1_loss(sr.float(), hr)
-            else:
-                sr, idr = model(lr, return_idr=True)
-                if teacher is not None:
-                    with torch.no_grad():
-                        target = teacher.encode(lr, hr).d_prime
-                    kd = kd_loss(idr.d_prime, target, config.distill.loss, config.distill.temperature)
-                    losses["kd"] = config.distill.weight * kd
-                if not (warmup and step < config.distill.warmup_steps):
-                    losses["l1"] = F.l1_loss(sr.float(), hr)
-                if disc is not None:
-                    losses["perceptual"] = config.gan.perceptual_weight * perceptual(sr.float(), hr)
-                    disc.requires_grad_(False)
-                    losses["gan"] = config.gan.gan_weight * gan_loss(disc(sr), real=True)
-        loss = sum(losses.values())
-        finite = torch.isfinite(loss.detach()).float()
-        if ddp.world > 1:
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        optimizer.zero_grad(set_to_none=True)
-        if finite.item() < 1:
-            bad += 1
-            if bad > config.optim.max_bad_steps:
-                raise KDSRError(
-                    f"training diverged: {bad} consecutive non-finite losses at step {step}; "
-                    "lower optim.lr or set optim.grad_clip"
-                )
-            continue
-        bad = 0
-        scaler.scale(loss).backward()
-        if config.optim.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        if disc is not None:
-            disc.requires_grad_(True)
-            optimizer_d.zero_grad(set_to_none=True)
+    with _stop_signals() as stop:
+        for step, hr in zip(range(start, end), loader, strict=False):
+            lr_value = learning_rate(config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_value
+            hr = hr.to(device, non_blocking=True)
+            generator = torch.Generator(device).manual_seed(step_seed(config.seed, step, ddp.rank))
+            with torch.no_grad():
+                lr = _degrade(config, hr, generator).contiguous(memory_format=torch.channels_last)
+            hr = hr.contiguous(memory_format=torch.channels_last)
+            losses: dict[str, torch.Tensor] = {}
             with autocast:
-                d_real = gan_loss(disc(hr), real=True)
-                d_fake = gan_loss(disc(sr.detach()), real=False)
-            (d_real + d_fake).backward()
-            optimizer_d.step()
-            losses["d_real"], losses["d_fake"] = d_real, d_fake
-        if ema:
-            ema.update(trained)
-        for name, value in losses.items():
-            sums[name] = sums.get(name, 0.0) + value.item()
-        sums["loss"] = sums.get("loss", 0.0) + loss.item()
-        count += 1
-        done = step + 1
-        bar.update()
-        if ddp.main and (done % config.log_every == 0 or done == end):
-            elapsed = time.perf_counter() - t0
-            last = {
-                "step": done,
-                "lr": lr_value,
-                **{k: v / count for k, v in sums.items()},
-                "steps_per_s": (done - start) / elapsed,
-                "elapsed_s": elapsed,
-            }
+                if config.stage == "teacher":
+                    sr = model(lr, hr)
+                    losses["l1"] = F.l1_loss(sr.float(), hr)
+                else:
+                    sr, idr = model(lr, return_idr=True)
+                    if teacher is not None:
+                        with torch.no_grad():
+                            target = teacher.encode(lr, hr).d_prime
+                        kd = kd_loss(idr.d_prime, target, config.distill.loss, config.distill.temperature)
+                        losses["kd"] = config.distill.weight * kd
+                    if not (warmup and step < config.distill.warmup_steps):
+                        losses["l1"] = F.l1_loss(sr.float(), hr)
+                    if disc is not None:
+                        losses["perceptual"] = config.gan.perceptual_weight * perceptual(sr.float(), hr)
+                        disc.requires_grad_(False)
+                        losses["gan"] = config.gan.gan_weight * gan_loss(disc(sr), real=True)
+            loss = sum(losses.values())
+            finite = torch.isfinite(loss.detach()).float()
             if ddp.world > 1:
-                last["world_size"] = ddp.world
-            _append_log(log_path, last)
-            if writer:
-                for k, v in last.items():
-                    writer.add_scalar(f"train/{k}", v, done)
-            bar.set_postfix(loss=f"{last['loss']:.4f}")
-            sums, count = {}, 0
-        if config.val.data and done % config.val.every == 0:
-            if ddp.main:
-                metrics = _validate(config, ema.model if ema else trained, device)
-                _append_log(log_path, {"step": done, **metrics})
-                if writer:
-                    for k, v in metrics.items():
-                        writer.add_scalar(f"val/{k}", v, done)
-                if metrics["val_psnr"] > best:
-                    best = metrics["val_psnr"]
-                    _save_weights(
-                        ema.model if ema else trained,
-                        run_dir / "best.safetensors",
-                        config,
-                        done,
-                        {"val_psnr": f"{best:.4f}"},
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            optimizer.zero_grad(set_to_none=True)
+            if finite.item() < 1:  # skipped, but the step still counts for logging and checkpoints below
+                bad += 1
+                if bad > config.optim.max_bad_steps:
+                    raise KDSRError(
+                        f"training diverged: {bad} consecutive non-finite losses at step {step}; "
+                        "lower optim.lr or set optim.grad_clip"
                     )
-            if ddp.world > 1:
-                dist.barrier()
-        if done % config.checkpoint_every == 0 or done == end:
-            save_checkpoint(done)
+            else:
+                bad = 0
+                scaler.scale(loss).backward()
+                if config.optim.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                if disc is not None:
+                    disc.requires_grad_(True)
+                    optimizer_d.zero_grad(set_to_none=True)
+                    with autocast:
+                        d_real = gan_loss(disc(hr), real=True)
+                        d_fake = gan_loss(disc(sr.detach()), real=False)
+                    scaler_d.scale(d_real + d_fake).backward()
+                    scaler_d.step(optimizer_d)
+                    scaler_d.update()
+                    losses["d_real"], losses["d_fake"] = d_real, d_fake
+                if ema:
+                    ema.update(trained)
+                for name, value in losses.items():
+                    sums[name] = sums.get(name, 0.0) + value.item()
+                sums["loss"] = sums.get("loss", 0.0) + loss.item()
+                count += 1
+            done = step + 1
+            bar.update()
+            if ddp.main and count and (done % config.log_every == 0 or done == end):
+                elapsed = time.perf_counter() - t0
+                last = {
+                    "step": done,
+                    "lr": lr_value,
+                    **{k: v / count for k, v in sums.items()},
+                    "steps_per_s": (done - start) / elapsed,
+                    "elapsed_s": elapsed,
+                }
+                if ddp.world > 1:
+                    last["world_size"] = ddp.world
+                append_record(log_path, last)
+                if writer:
+                    for k, v in last.items():
+                        writer.add_scalar(f"train/{k}", v, done)
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
+                sums, count = {}, 0
+            if config.val.data and done % config.val.every == 0:
+                if ddp.main:
+                    metrics = _validate(config, ema.model if ema else trained, device)
+                    append_record(log_path, {"step": done, **metrics})
+                    if writer:
+                        for k, v in metrics.items():
+                            writer.add_scalar(f"val/{k}", v, done)
+                    if metrics["val_psnr"] > best:
+                        best = metrics["val_psnr"]
+                        _save_weights(
+                            ema.model if ema else trained,
+                            run_dir / "best.safetensors",
+                            config,
+                            done,
+                            {"val_psnr": f"{best:.4f}"},
+                        )
+                if ddp.world > 1:
+                    dist.barrier()
+            if done % config.checkpoint_every == 0 or done == end or stop:
+                save_checkpoint(done)
+            if stop:
+                bar.close()
+                raise TrainingInterrupted(
+                    f"interrupted at step {done}; checkpoint saved, continue with --resume {run_dir}"
+                )
     bar.close()
     if writer:
         writer.close()
@@ -390,8 +534,3 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
 
 def _unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
-def _append_log(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
