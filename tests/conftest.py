@@ -49,3 +49,14 @@ def official_keys(preset: str, teacher: bool) -> dict[str, tuple[int, ...]]:
     suffix = {"kdsr-m": "M", "kdsr-l": "L"}[preset]
     data = json.loads(shared_path("spec", f"official-keys-{suffix}.json").read_text())
     return {k: tuple(shape) for k, shape in data["teacher" if teacher else "student"]["keys"]}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Four small synthetic HR images: a training set for tiny runs."""
+    from kdsr.image_io import write_image
+
+    folder = tmp_path_factory.mktemp("hr")
+    for i in range(4):
+        write_image(folder / f"{i}.png", synthetic_image(40, 48, seed=i))
+    return folder

@@ -15,11 +15,10 @@ import torch.nn.functional as F
 
 from kdsr import load_model
 from kdsr.errors import KDSRError
-from kdsr.image_io import write_image
 from kdsr.train import load_config, train
 from kdsr.train.loop import _build_networks
 from kdsr.train.losses import kd_loss
-from tests.conftest import REPO, synthetic_image
+from tests.conftest import REPO
 
 TINY = [
     "model.n_feats=8",
@@ -31,14 +30,6 @@ TINY = [
     "log_every=1",
     "checkpoint_every=1000",
 ]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hr")
-    for i in range(4):
-        write_image(folder / f"{i}.png", synthetic_image(40, 48, seed=i))
-    return folder
 
 
 def _config(data_dir, *overrides):

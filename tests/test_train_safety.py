@@ -17,7 +17,7 @@ from kdsr.errors import KDSRError
 from kdsr.train import load_config, train
 from kdsr.train.loop import STATE_FILE, TrainingInterrupted
 from kdsr.train.runlog import append_record, read_log
-from tests.test_train import TINY, _config, data_dir  # noqa: F401  (data_dir is a fixture)
+from tests.test_train import TINY, _config
 
 
 def _run(data_dir, run_dir, *overrides, **kwargs):

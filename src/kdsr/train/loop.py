@@ -261,7 +261,8 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         return
     if not overwrite:
         raise KDSRError(
-            f"{run_dir}: not empty (an earlier run?); continue it with --resume {run_dir}, or replace it with --overwrite"
+            f"{run_dir}: not empty (an earlier run?); continue it with --resume {run_dir}, "
+            "or replace it with --overwrite"
         )
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
