@@ -161,3 +161,69 @@ def test_python_api_accepts_paths(tmp_path):
     write_image(tmp_path / "a.png", synthetic_image(4, 4))
     assert kdsr.upscale(tmp_path / "a.png", tiny_model()).shape == (16, 16, 3)
     assert kdsr.Upscaler(tiny_model(), device="cpu").upscale(tmp_path / "a.png").shape == (16, 16, 3)
+
+
+def _retag(source, target, **changes):
+    """Copy a safetensors model with its kdsr_config metadata changed (the tensors untouched)."""
+    import json as _json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(source), framework="pt") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    config = _json.loads(metadata["kdsr_config"])
+    config.update(changes)
+    metadata["kdsr_config"] = _json.dumps(config)
+    save_file(tensors, str(target), metadata=metadata)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"n_blocks": 20000}, "n_blocks=20000 is beyond"),
+        ({"n_blocks": 100000}, "n_blocks=100000 is beyond"),
+        ({"n_feats": 100000}, "n_feats=100000 is beyond"),
+        ({"n_feats": True}, "n_feats must be a positive integer"),
+        ({"n_blocks": 3}, "does not match its tensors"),
+        ({"teacher": "yes"}, "teacher must be"),
+    ],
+)
+def test_tampered_checkpoint_configs_are_refused_at_once(tmp_path, model_file, capsys, changes, message):
+    import time
+
+    from kdsr.checkpoint import load_model
+    from kdsr.errors import CheckpointError
+
+    bad = tmp_path / "bad.safetensors"
+    _retag(model_file, bad, **changes)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=message):
+        load_model(bad)
+    assert time.perf_counter() - start < 2  # refused before building anything (was 11 s and 2.2 GB for 20000)
+
+
+def test_official_checkpoint_with_absurd_block_count_is_refused(tmp_path):
+    import torch
+
+    from kdsr.checkpoint import load_model
+    from kdsr.errors import CheckpointError
+
+    state = {f"G.{k}": v for k, v in tiny_model().G.state_dict().items()}
+    state.update({f"E_st.{k}": v for k, v in tiny_model().encoder.state_dict().items()})
+    for i in range(2, 2000):  # indices only, one tiny tensor each
+        state[f"G.body.0.body.{i}.conv1.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="n_blocks=2000 is beyond"):
+        load_model(tmp_path / "evil.pt")
+
+
+def test_non_checkpoint_file_says_what_it_is_not(tmp_path, capsys):
+    import pickle
+
+    (tmp_path / "obj.pt").write_bytes(pickle.dumps({"x": ImageError("a Python object")}))
+    write_image(tmp_path / "a.png", synthetic_image(4, 4))
+    assert _upscale("-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-n", str(tmp_path / "obj.pt")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "never unpickles" in err and "Weights only load failed" not in err

@@ -93,6 +93,8 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") ->
             known = ", ".join([*bundled, *PRESETS])
             raise CheckpointError(f"unknown model '{name}': not a bundled model, preset or file (known: {known})")
     config, state_dict = read_checkpoint(path)
+    with torch.device("meta"):  # check every key and shape before a single weight is allocated
+        check_state_dict(build_model(config).state_dict(), state_dict, source=str(path))
     model = build_model(config)
     load_state_dict_strict(model, state_dict, source=str(path))
     return model.to(device).eval()
@@ -108,11 +110,15 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, torc
     if path.suffix == ".safetensors" or magic[8:9] == b"{":
         return _read_safetensors(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own pickle-protocol warnings are noise to the user
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or unsafe pickles
-        raise CheckpointError(
-            f"{path}: cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})"
-        ) from None
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            what = "it holds Python objects besides tensors, which kdsr never unpickles (that could run code)"
+        else:
+            what = "neither a safetensors file nor a PyTorch checkpoint, or damaged"
+        raise CheckpointError(f"{path}: cannot read checkpoint: {what}") from None
     state_dict = canonicalize_state_dict(obj, path)
     return infer_config(state_dict, path), state_dict
 
@@ -127,6 +133,14 @@ def _read_safetensors(path: Path) -> tuple[KDSRConfig, dict[str, torch.Tensor]]:
         config = KDSRConfig(**json.loads(metadata["kdsr_config"]))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid kdsr_config metadata ({e})") from None
+    found = infer_config(state_dict, path)
+    if found != config:
+        differ = [
+            f"{f}={getattr(config, f)!r}, tensors {getattr(found, f)!r}"
+            for f in ("n_feats", "n_blocks", "n_resblocks", "scale", "teacher")
+            if getattr(config, f) != getattr(found, f)
+        ]
+        raise CheckpointError(f"{path}: kdsr_config does not match its tensors ({'; '.join(differ)})")
     return config, state_dict
 
 
@@ -176,7 +190,14 @@ def load_state_dict_strict(
     model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
 ) -> None:
     """Load every key of ``model`` from ``state_dict``; a missing, unexpected or mis-shaped key is an error."""
-    expected = model.state_dict()
+    check_state_dict(model.state_dict(), state_dict, source)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def check_state_dict(
+    expected: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> None:
+    """Raise :class:`CheckpointError` naming the first missing, unexpected or mis-shaped keys."""
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     wrong = [
@@ -188,4 +209,3 @@ def load_state_dict_strict(
         if keys:
             shown = ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
             raise CheckpointError(f"{source}: {label}: {shown}")
-    model.load_state_dict(state_dict, strict=True)

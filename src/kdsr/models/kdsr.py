@@ -24,6 +24,11 @@ class IDR(NamedTuple):
     d_prime: torch.Tensor
 
 
+#: Upper bounds of the architecture sizes (the largest official network, KDSR_S-GAN, is 128 / 42 / 6): a file that
+#: claims more is refused before anything is built.
+MAX_SIZES = {"n_feats": 512, "n_blocks": 512, "n_resblocks": 64}
+
+
 @dataclasses.dataclass(frozen=True)
 class KDSRConfig:
     """Architecture hyper-parameters: feature width C, IDR-DCRB count N, encoder ResBlock count R, SR scale."""
@@ -37,8 +42,12 @@ class KDSRConfig:
     def __post_init__(self) -> None:
         for name in ("n_feats", "n_blocks", "n_resblocks"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < (1 if name != "n_resblocks" else 0):
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name != "n_resblocks" else 0):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value > MAX_SIZES[name]:
+                raise ValueError(f"{name}={value} is beyond any KDSR network (at most {MAX_SIZES[name]})")
+        if not isinstance(self.teacher, bool):
+            raise ValueError(f"teacher must be true or false, got {self.teacher!r}")
         if self.scale not in (2, 3, 4, 8):
             raise ValueError(f"scale must be 2, 3, 4 or 8, got {self.scale!r}")
 
