@@ -227,3 +227,63 @@ def test_non_checkpoint_file_says_what_it_is_not(tmp_path, capsys):
     assert _upscale("-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-n", str(tmp_path / "obj.pt")) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "never unpickles" in err and "Weights only load failed" not in err
+
+
+def _paired_set(root, lr_sizes, hr_size=(32, 32), names=("a", "b")):
+    for name, size in zip(names, lr_sizes, strict=True):
+        write_image(root / "HR" / f"{name}.png", synthetic_image(*hr_size))
+        if size:
+            write_image(root / "LR" / f"{name}_x4.png", synthetic_image(*size))
+
+
+@pytest.mark.parametrize(
+    "lr_sizes, message",
+    [
+        ([(16, 16), (8, 8)], "is not its HR"),  # an x2 LR
+        ([(32, 32), (8, 8)], "is not its HR"),  # LR == HR
+        ([(8, 8), None], "without a partner: b.png"),  # an HR without its LR is not silently dropped
+    ],
+)
+def test_paired_benchmark_refuses_wrong_sizes_and_unmatched_files(tmp_path, lr_sizes, message, capsys):
+    _paired_set(tmp_path / "set", lr_sizes)
+    assert main(["benchmark", "-n", "bicubic", "--data", str(tmp_path / "set"), "--protocol", "paired", "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_paired_benchmark_pairs_x4_names_and_scores(tmp_path, capsys):
+    _paired_set(tmp_path / "set", [(8, 8), (8, 8)])
+    assert main(["benchmark", "-n", "bicubic", "--data", str(tmp_path / "set"), "--protocol", "paired", "-q"]) == 0
+
+
+def test_ssim_on_a_tiny_image_is_a_one_line_error(tmp_path, capsys):
+    _paired_set(tmp_path / "set", [(1, 1)], hr_size=(4, 4), names=("a",))
+    assert main(["benchmark", "-n", "bicubic", "--data", str(tmp_path / "set"), "--protocol", "paired", "-q"]) == 1
+    assert "SSIM needs at least 11x11" in capsys.readouterr().err
+
+
+def test_degrade_goes_on_past_a_corrupt_file(tmp_path, capsys):
+    import json as _json
+
+    src = tmp_path / "hr"
+    write_image(src / "a.png", synthetic_image(16, 16))
+    (src / "b.png").write_bytes(b"\x89PNG\r\n\x1a\ncorrupt")
+    write_image(src / "c.png", synthetic_image(16, 16))
+    assert main(["degrade", "-i", str(src), "-o", str(tmp_path / "lr"), "--blur", "iso", "--sigma", "1.0"]) == 1
+    assert sorted(p.name for p in (tmp_path / "lr").glob("*.png")) == ["a.png", "c.png"]
+    manifest = _json.loads((tmp_path / "lr" / "manifest.json").read_text())
+    assert sorted(manifest["images"]) == ["a.png", "c.png"] and "b.png" in manifest["failed"][0]
+    assert "1 file(s) failed" in capsys.readouterr().err
+
+
+def test_export_and_profiling_leave_the_callers_model_alone(tmp_path):
+    import torch
+
+    pytest.importorskip("onnx")
+    from kdsr.export.onnx import export_onnx
+    from kdsr.profiling import measure_latency
+
+    model = tiny_model().train().to(torch.float64)
+    export_onnx(model, tmp_path / "m.onnx")
+    measure_latency(model, 8, 8, torch.device("cpu"), torch.bfloat16, runs=1, warmup=0)
+    assert model.training and next(model.parameters()).dtype == torch.float64

@@ -44,8 +44,8 @@ def measure_latency(
     warmup: int = 1,
 ) -> list[float]:
     """Wall-clock milliseconds of ``runs`` forward passes after ``warmup`` untimed ones."""
-    # channels_last, as the upscaler runs it (faster with oneDNN and cuDNN)
-    model = model.to(device, dtype).to(memory_format=torch.channels_last).eval()
+    # a copy in channels_last, as the upscaler runs it (faster with oneDNN and cuDNN); the caller's model is untouched
+    model = copy.deepcopy(model).to(device, dtype).to(memory_format=torch.channels_last).eval()
     inputs = _inputs(model, height, width, device, dtype)
     inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)
     times = []

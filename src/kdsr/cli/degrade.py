@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -69,9 +70,13 @@ def run(args: argparse.Namespace) -> int:
         raise KDSRError("--noise must be >= 0 and --scale >= 1")
     kernel = None if args.realworld else _kernel(args)
     lr_dir, hr_dir = (output / "LR", output / "HR") if args.paired else (output, None)
-    images = {}
+    images, failed = {}, []
     for path in image_files(source):
-        hr_image = load_hr(path, args.scale)
+        try:
+            hr_image = load_hr(path, args.scale)
+        except KDSRError as e:  # a bad file is reported at the end; the others are still degraded
+            failed.append(str(e))
+            continue
         hr = image_to_tensor(hr_image)
         seed = noise_seed(path.name, args.seed)
         generator = torch.Generator().manual_seed(seed)
@@ -91,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
         "settings": settings,
         "images": images,
         "pipeline": "realworld (KDSR-GAN defaults)" if args.realworld else "classic (official KDSR code)",
+        "failed": failed,
     }
     atomic_write_bytes(output / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    if failed:
+        print(f"kdsr: error: {len(failed)} file(s) failed, {len(images)} written:", file=sys.stderr)
+        for message in failed:
+            print(f"  {message}", file=sys.stderr)
+        return 1
     return 0

@@ -10,6 +10,7 @@ HR are quantised to 8 bits before the metrics.
 from __future__ import annotations
 
 import math
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
 from kdsr.degradations.mixture import libjpeg
 from kdsr.degradations.resize import imresize
 from kdsr.errors import KDSRError
-from kdsr.image_io import IMAGE_EXTENSIONS, read_rgb8
+from kdsr.image_io import IMAGE_EXTENSIONS, probe_image, read_rgb8
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.metrics import psnr, ssim
 from kdsr.metrics.lpips import lpips_distance
@@ -106,22 +107,38 @@ def everyday_lr(hr: torch.Tensor, case: str, scale: int, generator: torch.Genera
     return libjpeg(lr, quality) if quality else lr
 
 
-def _paired_files(folder: Path) -> list[tuple[Path, Path]]:
+_PAIR_SUFFIX = re.compile(r"([_-]?(lr|hr|lq|gt|sr))?([_-]?x[2348])?$", re.IGNORECASE)
+
+
+def pair_key(path: Path) -> str:
+    """The shared name of an LR/HR pair: the stem without an LR/HR/LQ/GT tag or an x2/x3/x4/x8 mark
+    (``baby_x4``, ``baby_LRx4``, ``baby-lr`` and ``baby`` all give ``baby``)."""
+    return _PAIR_SUFFIX.sub("", path.stem) or path.stem
+
+
+def _paired_files(folder: Path, scale: int) -> list[tuple[Path, Path]]:
+    """Matched (LR, HR) files of a paired set; unmatched files and LRs that are not HR/scale are refused."""
     lr_dir = next((folder / n for n in ("LR", "lr", "LQ", "lq") if (folder / n).is_dir()), None)
     hr_dir = next((folder / n for n in ("HR", "hr", "GT", "gt") if (folder / n).is_dir()), None)
     if lr_dir is None or hr_dir is None:
         raise KDSRError(f"{folder}: a paired set needs LR/ and HR/ subfolders")
-
-    def key(p: Path) -> str:
-        stem = p.stem
-        for suffix in ("_LR", "_HR", "_lr", "_hr", "x4", "_x4", "x2", "_x2", "x3", "_x3"):
-            stem = stem.removesuffix(suffix)
-        return stem
-
-    hr = {key(p): p for p in image_files(hr_dir)}
-    pairs = [(p, hr[key(p)]) for p in image_files(lr_dir) if key(p) in hr]
-    if not pairs:
-        raise KDSRError(f"{folder}: no LR/HR pairs with matching names")
+    lrs, hrs = {}, {}
+    for files, table in ((image_files(lr_dir), lrs), (image_files(hr_dir), hrs)):
+        for path in files:
+            if pair_key(path) in table:
+                raise KDSRError(f"{path}: has the same pair name as {table[pair_key(path)].name}")
+            table[pair_key(path)] = path
+    unmatched = sorted(p.name for k, p in [*lrs.items(), *hrs.items()] if k not in lrs or k not in hrs)
+    if unmatched:
+        shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+        raise KDSRError(f"{folder}: {len(unmatched)} file(s) without a partner: {shown}")
+    pairs = [(lrs[k], hrs[k]) for k in sorted(lrs)]
+    for lr_path, hr_path in pairs:
+        (lw, lh, _), (hw, hh, _) = probe_image(lr_path), probe_image(hr_path)
+        if (lw, lh) != (hw // scale, hh // scale):
+            raise KDSRError(
+                f"{lr_path}: {lw}x{lh} is not its HR ({hr_path.name}, {hw}x{hh}) divided by the scale {scale}"
+            )
     return pairs
 
 
@@ -135,7 +152,7 @@ Case = tuple[str, torch.Tensor, torch.Tensor, np.ndarray]
 def _cases(folder: Path, protocol: str, scale: int) -> tuple[int, Iterator[Case]]:
     """Number of cases and an iterator over (setting name, LR tensor, HR tensor, HR uint8 image) of one folder."""
     if protocol == "paired":
-        pairs = _paired_files(folder)
+        pairs = _paired_files(folder, scale)
 
         def paired() -> Iterator[Case]:
             for lr_path, hr_path in pairs:

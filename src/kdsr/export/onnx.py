@@ -7,6 +7,7 @@ the IDR is estimated from the image it is given: run it on whole images (tiling 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -26,7 +27,7 @@ def export_onnx(model: KDSRStudent, path: str | os.PathLike, opset: int = 17, sa
 
     if not isinstance(model, KDSRStudent):
         raise KDSRError("only student models export to ONNX (a teacher needs the HR image)")
-    model = model.float().eval().to("cpu", memory_format=torch.contiguous_format)
+    model = copy.deepcopy(model).float().eval().to("cpu", memory_format=torch.contiguous_format)  # caller's untouched
     sample = torch.rand(1, 3, sample_size, sample_size)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from kdsr.errors import KDSRError
+
 CONVENTIONS = ("official", "basicsr")
 _OFFICIAL_Y = np.array([65.738, 129.057, 25.064])
 _BT601_Y = np.array([65.481, 128.553, 24.966])
@@ -82,4 +84,10 @@ def _ssim_gray(a: np.ndarray, b: np.ndarray) -> float:
 def ssim(sr: np.ndarray, hr: np.ndarray, border: int = 4, convention: str = "official") -> float:
     """Y-channel SSIM after cropping ``border`` pixels."""
     _check(sr, hr, convention)
-    return _ssim_gray(_crop(y_channel(sr, convention), border), _crop(y_channel(hr, convention), border))
+    a, b = _crop(y_channel(sr, convention), border), _crop(y_channel(hr, convention), border)
+    if min(a.shape) < 11:
+        raise KDSRError(
+            f"SSIM needs at least 11x11 pixels after the {border}-pixel border crop; the image is "
+            f"{hr.shape[1]}x{hr.shape[0]}"
+        )
+    return _ssim_gray(a, b)
