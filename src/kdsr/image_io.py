@@ -46,7 +46,9 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+        raise ImageError(f"{path}: cannot read file ({'no such file' if not path.exists() else 'not a file'})")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file")
     width, height, frames = probe_image(path)
     if width * height > max_pixels:
         raise ImageError(f"{path}: {width}x{height} is over the limit of {max_pixels:,} pixels (--max-pixels)")
