@@ -1,0 +1,116 @@
+"""The everyday mixture (training) and the everyday protocol (benchmark)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from kdsr.cli import main
+from kdsr.degradations import mixture
+from kdsr.degradations.classic import quantize
+from kdsr.degradations.resize import imresize
+from kdsr.evaluation.protocols import EVERYDAY_CASES, everyday_lr
+from kdsr.image_tensor import image_to_tensor, tensor_to_image
+from kdsr.train import load_config
+from tests.conftest import synthetic_image
+
+
+def _hr(batch=6, size=64, seed=0):
+    images = [image_to_tensor(synthetic_image(size, size, seed=seed + i)) for i in range(batch)]
+    return torch.cat(images)
+
+
+def test_libjpeg_is_a_real_libjpeg_round_trip():
+    image = synthetic_image(24, 40)
+    out = tensor_to_image(mixture.libjpeg(image_to_tensor(image), 50))
+    ok, data = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 50])
+    assert ok and np.array_equal(out, cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1])
+    two = mixture.libjpeg(torch.cat([image_to_tensor(image)] * 2), torch.tensor([20.0, 95.0]))
+    assert (two[0] - image_to_tensor(image)[0]).abs().mean() > (two[1] - image_to_tensor(image)[0]).abs().mean()
+
+
+def test_mixture_shape_grid_and_determinism():
+    hr = _hr()
+    out = mixture.degrade(hr, mixture.MixtureConfig(), 4, torch.Generator().manual_seed(1))
+    again = mixture.degrade(hr, mixture.MixtureConfig(), 4, torch.Generator().manual_seed(1))
+    other = mixture.degrade(hr, mixture.MixtureConfig(), 4, torch.Generator().manual_seed(2))
+    assert out.shape == (6, 3, 16, 16) and torch.equal(out, again) and not torch.equal(out, other)
+    assert torch.equal(out, torch.round(out * 255) / 255) and out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("case", mixture.MIXTURE_CASES)
+def test_every_case_alone(case):
+    probs = tuple(float(c == case) for c in mixture.MIXTURE_CASES)
+    config = mixture.MixtureConfig(probs=probs, box_prob=0.0, jpeg_range=(80.0, 80.0))
+    hr = _hr(batch=3)
+    out = mixture.degrade(hr, config, 4, torch.Generator().manual_seed(0))
+    assert out.shape == (3, 3, 16, 16)
+    clean = quantize(imresize(hr, 1 / 4))
+    if case == "clean":
+        assert torch.equal(out, clean)
+    elif case == "jpeg":
+        assert not torch.equal(out, clean) and (out - clean).abs().mean() < 0.05
+    else:
+        assert not torch.equal(out, clean)
+
+
+def test_box_downscaling_is_the_area_average():
+    config = mixture.MixtureConfig(probs=(1.0, 0, 0, 0, 0), box_prob=1.0)
+    hr = _hr(batch=2)
+    out = mixture.degrade(hr, config, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(out, quantize(torch.nn.functional.avg_pool2d(hr, 4)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"probs": (1.0, 0.0)}, "5 values"),
+        ({"probs": (0.5, 0.5, 0.5, 0.0, 0.0)}, "sum to 1"),
+        ({"jpeg_range": (0.0, 50.0)}, "jpeg_range"),
+        ({"noise_range": (5.0, 1.0)}, "noise_range"),
+        ({"box_prob": 1.5}, "box_prob"),
+    ],
+)
+def test_mixture_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        mixture.MixtureConfig(**kwargs)
+
+
+def test_mixture_in_a_training_config(data_dir):
+    config = load_config(
+        None, [f"data.train=[{data_dir}]", "degradation.kind=mixture", "degradation.mixture.jpeg_range=[50, 90]"]
+    )
+    assert config.degradation.mixture.jpeg_range == (50.0, 90.0)
+
+
+def test_everyday_cases_are_what_they_say():
+    hr = _hr(batch=1)
+    generator = torch.Generator().manual_seed(0)
+    clean = everyday_lr(hr, "clean", 4, generator)
+    assert torch.equal(clean, quantize(imresize(hr, 1 / 4)))
+    assert torch.equal(everyday_lr(hr, "jpeg60", 4, generator), mixture.libjpeg(clean, 60))
+    names = [case[0] for case in EVERYDAY_CASES]
+    assert names[0] == "clean" and "realworld" in names and len(names) == 8
+    for name in names:
+        assert everyday_lr(hr, name, 4, torch.Generator().manual_seed(0)).shape == (1, 3, 16, 16)
+
+
+def test_everyday_protocol_scores_bicubic_at_zero_gain(tmp_path, capsys):
+    folder = tmp_path / "Tiny"
+    from kdsr.image_io import write_image
+
+    write_image(folder / "a.png", synthetic_image(64, 48, seed=1))
+    out = tmp_path / "e.json"
+    assert (
+        main(["benchmark", "-n", "bicubic", "--data", str(folder), "--protocol", "everyday", "--json", str(out)]) == 0
+    )
+    report = json.loads(out.read_text())
+    settings = report["results"]["Tiny"]["settings"]
+    assert list(settings) == [case[0] for case in EVERYDAY_CASES]
+    assert all(v["gain"] == 0 and v["psnr"] == v["bicubic_psnr"] for v in settings.values())
+    table = capsys.readouterr().out
+    assert "| clean |" in table and "| mean |" in table and "gain (dB)" in table
