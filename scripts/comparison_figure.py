@@ -1,9 +1,10 @@
-"""The README's comparison image: LR (nearest-neighbour x4), bicubic x4, kdsr x4 and the HR, side by side.
+"""The README's comparison images: LR (nearest-neighbour x4), bicubic x4, kdsr x4 and the HR, side by side.
 
-    python scripts/comparison_figure.py [-n kdsr-real-x4] [--data ../shared/data/Set14] [-o docs/comparison.png]
+    python scripts/comparison_figure.py [-n kdsr-real-x4] [--images pepper] [--cases clean jpeg40 ...] [-o PNG]
 
-For each image a centre crop of the HR (Set14, not used in training) is degraded with the real-world pipeline
-(`kdsr degrade --realworld`, seeded per row) to an LR a quarter its size, which is then upscaled three ways.
+One row per (image, case): a centre crop of the HR (Set14, not used in training) is turned into an LR a quarter its
+size by an everyday case of ``kdsr benchmark --protocol everyday`` (clean downscaling, JPEG, blur + noise, camera,
+real-world; seeded per row), which is then upscaled three ways with what ``kdsr upscale`` does by default.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGES = ("zebra", "comic", "monarch")
 CROP = 192  # HR pixels per side; the LR is CROP / 4
 LABEL_HEIGHT = 24
 
@@ -31,28 +31,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--model", default="kdsr-real-x4")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "Set14"))
-    parser.add_argument("-o", "--output", default=str(REPO / "docs" / "comparison.png"))
+    parser.add_argument("--images", nargs="+", default=["pepper"], help="file stems in --data")
+    parser.add_argument("--cases", nargs="+", default=["clean", "jpeg40", "blur2.0+noise15", "camera", "realworld"])
+    parser.add_argument("-o", "--output", default=str(REPO / "docs" / "everyday.png"))
     args = parser.parse_args()
 
-    from kdsr.degradations import realworld
     from kdsr.degradations.resize import imresize
+    from kdsr.evaluation.protocols import everyday_lr
     from kdsr.image_io import read_rgb8, write_image
     from kdsr.image_tensor import image_to_tensor, tensor_to_image
     from kdsr.inference import Upscaler
 
     upscaler = Upscaler(args.model, device="cpu", precision="fp32")
     rows = []
-    for seed, name in enumerate(IMAGES):
+    for seed, (name, case) in enumerate((n, c) for n in args.images for c in args.cases):
         image = read_rgb8(Path(args.data) / f"{name}.png")
         top, left = (image.shape[0] - CROP) // 2, (image.shape[1] - CROP) // 2
         hr = image[top : top + CROP, left : left + CROP]
-        hr_t = image_to_tensor(hr)
-        lr_t = realworld.degrade(hr_t, scale=4, generator=torch.Generator().manual_seed(seed))
+        lr_t = everyday_lr(image_to_tensor(hr), case, 4, torch.Generator().manual_seed(seed))
         lr = tensor_to_image(lr_t)
-        bicubic = tensor_to_image(imresize(lr_t, 4))
         panels = [
-            _label(cv2.resize(lr, (CROP, CROP), interpolation=cv2.INTER_NEAREST), f"{name}: LR (nearest x4)"),
-            _label(bicubic, "bicubic x4"),
+            _label(cv2.resize(lr, (CROP, CROP), interpolation=cv2.INTER_NEAREST), f"{name} {case}: LR"),
+            _label(tensor_to_image(imresize(lr_t, 4)), "bicubic x4"),
             _label(upscaler.upscale(lr), f"kdsr ({Path(args.model).stem})"),
             _label(hr, "HR (ground truth)"),
         ]
