@@ -13,7 +13,7 @@ from kdsr.image_io import read_rgb8
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.inference import Upscaler
 from kdsr.inference.fidelity import color_fix, keep_flat_alpha, pad_border
-from tests.conftest import shared_path, synthetic_image
+from tests.conftest import shared_path, synthetic_image, tiny_model
 
 BUNDLED = sorted(bundled_models())
 COLOURS = [(0, 0, 0), (255, 255, 255), (0, 200, 0), (255, 0, 0), (0, 0, 255), (128, 128, 128), (250, 200, 20)]
@@ -108,3 +108,29 @@ def test_default_model_keeps_colours_on_set14():
         down = tensor_to_image(F.avg_pool2d(image_to_tensor(out), 4))
         offset = down.reshape(-1, 3).astype(float).mean(0) - lr.reshape(-1, 3).astype(float).mean(0)
         assert np.abs(offset).max() <= 1, (path.name, offset)
+
+
+def test_cli_flags_give_the_raw_network_and_benchmark_names_its_pipeline(tmp_path):
+    import json
+
+    from kdsr import save_model
+    from kdsr.cli import main
+    from kdsr.image_io import read_image, write_image
+
+    model = tiny_model()
+    save_model(model, tmp_path / "m.safetensors")
+    image = synthetic_image(12, 10)
+    write_image(tmp_path / "a.png", image)
+    args = ["upscale", "-i", str(tmp_path / "a.png"), "-n", str(tmp_path / "m.safetensors"), "-t", "0"]
+    assert main([*args, "-o", str(tmp_path / "raw.png"), "--border-pad", "0", "--no-color-fix"]) == 0
+    with torch.no_grad():
+        expected = tensor_to_image(model(image_to_tensor(image)))
+    assert np.abs(read_image(tmp_path / "raw.png").astype(int) - expected.astype(int)).max() <= 1
+    assert main([*args, "-o", str(tmp_path / "fixed.png")]) == 0
+    assert not np.array_equal(read_image(tmp_path / "fixed.png"), read_image(tmp_path / "raw.png"))
+    write_image(tmp_path / "hr" / "b.png", synthetic_image(32, 32))
+    for protocol, pipeline in (("gaussian8", "raw"), ("everyday", "upscale")):
+        out = tmp_path / f"{protocol}.json"
+        bench = ["benchmark", "-n", str(tmp_path / "m.safetensors"), "--data", str(tmp_path / "hr")]
+        assert main([*bench, "--protocol", protocol, "--json", str(out), "-q"]) == 0
+        assert json.loads(out.read_text())["pipeline"] == pipeline
