@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from kdsr import load_model
 from kdsr.errors import KDSRError
 from kdsr.train import load_config, train
-from kdsr.train.loop import _build_networks
+from kdsr.train.loop import _build_networks, _read_state
 from kdsr.train.losses import kd_loss
 from tests.conftest import REPO
 
@@ -189,7 +189,7 @@ def test_gan_step_with_random_vgg_weights(data_dir, teacher_run, tmp_path):
     record = _log(tmp_path / "gan")[-1]
     assert {"l1", "kd", "perceptual", "gan", "d_real", "d_fake"} <= set(record)
     assert all(torch.isfinite(torch.tensor(v)) for v in record.values())
-    state = torch.load(tmp_path / "gan" / "state.pt", weights_only=True)
+    state = _read_state(tmp_path / "gan" / "state.pt", torch.device("cpu"))
     assert {"ema", "disc", "optimizer_d"} <= set(state)
 
 

@@ -15,7 +15,7 @@ import pytest
 from kdsr.cli import main
 from kdsr.errors import KDSRError
 from kdsr.train import load_config, train
-from kdsr.train.loop import STATE_FILE, TrainingInterrupted
+from kdsr.train.loop import STATE_FILE, TrainingInterrupted, _read_state
 from kdsr.train.runlog import append_record, read_log
 from tests.test_train import TINY, _config
 
@@ -127,7 +127,7 @@ def test_sigterm_saves_a_resumable_checkpoint(data_dir, tmp_path):
     timer.cancel()
     import torch
 
-    state = torch.load(run / STATE_FILE, weights_only=True)
+    state = _read_state(run / STATE_FILE, torch.device("cpu"))
     assert state["step"] >= 1 and [r["step"] for r in read_log(run) if "loss" in r][-1] == state["step"]
 
 

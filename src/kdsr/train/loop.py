@@ -41,7 +41,7 @@ from kdsr.train.runlog import LOG_FILE, append_record, cut_log
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 #: Files a run writes; ``overwrite`` removes these (and nothing else) from a run folder.
-RUN_FILES = (STATE_FILE, STATE_FILE + ".sha256", CONFIG_FILE, LOG_FILE, "last.safetensors", "best.safetensors")
+RUN_FILES = (STATE_FILE, CONFIG_FILE, LOG_FILE, "last.safetensors", "best.safetensors")
 #: Config keys that may differ on ``--resume``: how long and how visibly the run goes on, not what it computes.
 RESUMABLE_CHANGES = (
     "optim.steps",
@@ -195,27 +195,39 @@ def _validate(config: TrainConfig, model: nn.Module, device: torch.device) -> di
     return metrics
 
 
+STATE_FORMAT = "kdsr-training-state-1"
+
+
 def _write_state(path: Path, state: dict) -> None:
-    """``state.pt`` and its SHA-256 beside it (``state.pt.sha256``), each written atomically."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    data = buffer.getvalue()
-    atomic_write_bytes(path, data)
-    atomic_write_bytes(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode() + b"\n")
+    """Write ``state.pt`` atomically as one file: the serialised state and its SHA-256, so that damage to the file
+    is detected on resume (a stale checksum beside the file could not tell damage from an interrupted write)."""
+    inner = io.BytesIO()
+    torch.save(state, inner)
+    data = inner.getvalue()
+    outer = io.BytesIO()
+    payload = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    torch.save({"format": STATE_FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "payload": payload}, outer)
+    atomic_write_bytes(path, outer.getvalue())
 
 
 def _read_state(path: Path, device: torch.device) -> dict:
     """The resumable state of a run; a missing, truncated, altered or foreign file is a one-line error."""
     if not path.is_file():
         raise KDSRError(f"{path.parent}: nothing to resume (no {STATE_FILE})")
-    data = path.read_bytes()
-    digest_file = path.with_name(path.name + ".sha256")
-    if digest_file.is_file() and digest_file.read_text().strip() != hashlib.sha256(data).hexdigest():
-        raise KDSRError(f"{path}: checksum mismatch (the file was altered or damaged after it was written)")
-    try:
-        state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
-    except Exception:  # torch raises many types for a damaged file; all mean the same to the user
-        raise KDSRError(f"{path}: not a readable training state (truncated or corrupt)") from None
+
+    def load(data: bytes, location) -> object:
+        try:
+            return torch.load(io.BytesIO(data), map_location=location, weights_only=True)
+        except Exception:  # torch raises many types for a damaged file; all mean the same to the user
+            raise KDSRError(f"{path}: not a readable training state (truncated or corrupt)") from None
+
+    outer = load(path.read_bytes(), "cpu")
+    if not isinstance(outer, dict) or outer.get("format") != STATE_FORMAT:
+        raise KDSRError(f"{path}: not a kdsr training state")
+    data = outer["payload"].numpy().tobytes()
+    if hashlib.sha256(data).hexdigest() != outer["sha256"]:
+        raise KDSRError(f"{path}: checksum mismatch (the file was damaged after it was written)")
+    state = load(data, device)
     if not isinstance(state, dict) or not {"step", "model", "optimizer"} <= set(state):
         raise KDSRError(f"{path}: not a kdsr training state")
     return state
