@@ -165,7 +165,8 @@ def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_pa
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_gan_step_with_random_vgg_weights(data_dir, teacher_run, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_gan_step_with_random_vgg_weights(data_dir, teacher_run, tmp_path, precision):
     from kdsr.models.vgg import VGG19Features
 
     student_dir = tmp_path / "student"
@@ -184,13 +185,15 @@ def test_gan_step_with_random_vgg_weights(data_dir, teacher_run, tmp_path):
         "gan.d_features=8",
         "optim.steps=2",
         "ema_decay=0.999",
+        f"precision={precision}",
     )
     train(config, tmp_path / "gan")
     record = _log(tmp_path / "gan")[-1]
     assert {"l1", "kd", "perceptual", "gan", "d_real", "d_fake"} <= set(record)
     assert all(torch.isfinite(torch.tensor(v)) for v in record.values())
     state = _read_state(tmp_path / "gan" / "state.pt", torch.device("cpu"))
-    assert {"ema", "disc", "optimizer_d"} <= set(state)
+    assert {"ema", "disc", "optimizer_d", "scaler_d"} <= set(state)
+    assert bool(state["scaler_d"]) == (precision == "fp16")  # the discriminator's loss is scaled under fp16 too
 
 
 def test_missing_vgg_weights_say_how_to_get_them(data_dir, teacher_run, tmp_path):
@@ -311,3 +314,33 @@ def test_student_init_with_another_architecture_is_refused(data_dir, teacher_run
     config = _config(data_dir, "stage=student", teacher, f"distill.init={other / 'last.safetensors'}", "optim.steps=1")
     with pytest.raises(KDSRError, match="architecture differs"):
         train(config, tmp_path / "run")
+
+
+def test_a_skipped_last_step_still_saves_the_final_checkpoint(data_dir, tmp_path, monkeypatch):
+    import kdsr.train.loop as loop
+
+    degrade = loop._degrade
+
+    def nan_on_the_last_step(config, hr, generator):
+        lr = degrade(config, hr, generator)
+        return lr * float("nan") if len(_log_steps(tmp_path / "run")) == 2 else lr
+
+    monkeypatch.setattr(loop, "_degrade", nan_on_the_last_step)
+    train(_config(data_dir, "optim.steps=3"), tmp_path / "run")
+    assert _read_state(tmp_path / "run" / "state.pt", torch.device("cpu"))["step"] == 3
+
+
+def _log_steps(run_dir):
+    path = run_dir / "log.jsonl"
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_validation_keeps_the_models_mode(data_dir):
+    from kdsr.train.loop import _validate
+    from tests.conftest import tiny_model
+
+    config = _config(data_dir, f"val.data={data_dir}")
+    for training in (False, True):
+        model = tiny_model().train(training)
+        _validate(config, model, torch.device("cpu"))
+        assert model.training == training  # an EMA model (eval) stays in eval mode

@@ -173,3 +173,23 @@ def test_cli_interrupt_exits_130_with_a_checkpoint(data_dir, tmp_path):
     assert (tmp_path / "run" / STATE_FILE).is_file()
     config = load_config(cfg, TINY)
     train(config, tmp_path / "run", resume=True, stop_after=1)
+
+
+def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(data_dir, tmp_path, capsys, monkeypatch):
+    import kdsr.train.loop as loop
+
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"data: {{train: [{data_dir}]}}\noptim: {{steps: 2}}\ncheckpoint_every: 1\n")
+    writes = []
+
+    def full_after_the_first(path, data):
+        if writes:
+            raise OSError(28, "No space left on device")
+        writes.append(path)
+        return write(path, data)
+
+    write = loop.atomic_write_bytes
+    monkeypatch.setattr(loop, "atomic_write_bytes", full_after_the_first)
+    assert main(["train", str(cfg), "-o", str(tmp_path / "run"), *TINY]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "--resume" in err and "Traceback" not in err

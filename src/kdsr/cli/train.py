@@ -40,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as e:
         print(f"kdsr: {e}", file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk or a lost folder while writing a checkpoint or the log
+        raise KDSRError(
+            f"{run_dir}: cannot write ({e.strerror or e}); the last complete checkpoint is kept, "
+            f"continue with --resume {run_dir} once there is room"
+        ) from None
     if last:
         print(f"{run_dir}: step {last['step']}, loss {last['loss']:.4f}")
     return 0
