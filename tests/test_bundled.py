@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import torch
 
+import kdsr
 from kdsr.checkpoint import bundled_models, load_model, read_metadata
 from kdsr.cli import main
 from kdsr.degradations import classic, realworld
@@ -65,15 +66,19 @@ def test_iso_model_beats_bicubic_on_the_sample():
 
 
 def test_real_model_beats_bicubic_on_the_sample():
-    """Averaged over eight real-world degradations of the sample; SSIM, where this small model gains most."""
-    hr, model = _sample_hr(), load_model("kdsr-real-x4")
+    """Averaged over eight real-world degradations of the 30x20-pixel LR sample (the hardest everyday case), through
+    what `kdsr upscale` does: above bicubic in SSIM, and not below it in PSNR by more than 0.1 dB (the larger sets of
+    the model card gain 0.2 to 0.4 dB)."""
+    hr = _sample_hr()
+    reference = tensor_to_image(hr)
+    upscaler = kdsr.Upscaler("kdsr-real-x4", device="cpu")
     ours, bicubic = [], []
     for seed in range(8):
         lr = realworld.degrade(hr, scale=4, generator=torch.Generator().manual_seed(seed))
-        with torch.no_grad():
-            ours.append(ssim(tensor_to_image(model(lr)), tensor_to_image(hr), 4))
-        bicubic.append(ssim(tensor_to_image(imresize(lr, 4)), tensor_to_image(hr), 4))
-    assert np.mean(ours) > np.mean(bicubic) + 0.01
+        for scores, sr in ((ours, upscaler.upscale(tensor_to_image(lr))), (bicubic, tensor_to_image(imresize(lr, 4)))):
+            scores.append((psnr(sr, reference, 4), ssim(sr, reference, 4)))
+    ours, bicubic = np.mean(ours, axis=0), np.mean(bicubic, axis=0)
+    assert ours[0] > bicubic[0] - 0.1 and ours[1] > bicubic[1] + 0.005, (ours, bicubic)
 
 
 def test_iso_model_reproduces_the_model_card_numbers(tmp_path):
@@ -95,3 +100,23 @@ def test_iso_model_reproduces_the_model_card_numbers(tmp_path):
     card = read_metadata(bundled_models()["kdsr-iso-x4"])["model_card"]
     for name, result in json.loads(out.read_text())["results"].items():
         assert f"{result['psnr']:.2f} / {result['ssim']:.4f}" in card, name
+
+
+def test_default_model_beats_bicubic_on_every_everyday_case_and_matches_its_card(tmp_path):
+    """Model card / README: `kdsr benchmark -n kdsr-real-x4 --protocol everyday` on Set5 (what `kdsr upscale` does)."""
+    out = tmp_path / "e.json"
+    command = ["benchmark", "-n", "kdsr-real-x4", "--data", str(shared_path("data", "Set5"))]
+    assert main([*command, "--protocol", "everyday", "--json", str(out), "-q"]) == 0
+    result = json.loads(out.read_text())["results"]["Set5"]
+    assert all(case["gain"] > 0 for case in result["settings"].values())  # never below bicubic
+    card = read_metadata(bundled_models()["kdsr-real-x4"])["model_card"]
+    for name, case in [*result["settings"].items(), ("mean", result)]:
+        assert f"{case['psnr']:.2f} / {case['ssim']:.4f}" in card, name
+
+
+def test_default_model_beats_bicubic_on_a_clean_downscaled_sample():
+    hr = _sample_hr()
+    lr = classic.quantize(imresize(hr, 1 / 4))
+    sr = image_to_tensor(kdsr.upscale(tensor_to_image(lr), device="cpu"))
+    reference = tensor_to_image(hr)
+    assert psnr(tensor_to_image(sr), reference, 4) > psnr(tensor_to_image(imresize(lr, 4)), reference, 4) + 0.3
