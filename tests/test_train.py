@@ -223,6 +223,10 @@ def test_divergence_guard(data_dir, tmp_path):
         (["stage=student"], "distill.teacher"),
         (["distill.loss=cosine"], "distill.loss"),
         (["optim"], "expected key.sub=value"),
+        (["log_every=0"], "log_every"),
+        (["checkpoint_every=0"], "checkpoint_every"),
+        (["val.every=0"], "val.every"),
+        (["model.preset=nope"], "model.preset"),
     ],
 )
 def test_config_errors(data_dir, overrides, message):

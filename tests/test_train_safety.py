@@ -131,17 +131,6 @@ def test_sigterm_saves_a_resumable_checkpoint(data_dir, tmp_path):
     assert state["step"] >= 1 and [r["step"] for r in read_log(run) if "loss" in r][-1] == state["step"]
 
 
-def test_config_ranges_and_names_are_checked(data_dir):
-    for bad, message in [
-        ("log_every=0", "log_every"),
-        ("checkpoint_every=0", "checkpoint_every"),
-        ("val.every=0", "val.every"),
-        ("model.preset=nope", "model.preset"),
-    ]:
-        with pytest.raises(KDSRError, match=message):
-            _config(data_dir, bad)
-
-
 def test_cli_overrides_after_the_options_and_exclusive_flags(data_dir, tmp_path, capsys):
     cfg = tmp_path / "t.yaml"
     cfg.write_text(f"data: {{train: [{data_dir}]}}\noptim: {{steps: 1}}\n")

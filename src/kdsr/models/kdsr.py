@@ -27,6 +27,8 @@ class IDR(NamedTuple):
 #: Upper bounds of the architecture sizes (the largest official network, KDSR_S-GAN, is 128 / 42 / 6): a file that
 #: claims more is refused before anything is built.
 MAX_SIZES = {"n_feats": 512, "n_blocks": 512, "n_resblocks": 64}
+#: Scales the sub-pixel upsampler supports.
+SCALES = (2, 3, 4, 8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +50,7 @@ class KDSRConfig:
                 raise ValueError(f"{name}={value} is beyond any KDSR network (at most {MAX_SIZES[name]})")
         if not isinstance(self.teacher, bool):
             raise ValueError(f"teacher must be true or false, got {self.teacher!r}")
-        if self.scale not in (2, 3, 4, 8):
+        if self.scale not in SCALES:
             raise ValueError(f"scale must be 2, 3, 4 or 8, got {self.scale!r}")
 
     @property

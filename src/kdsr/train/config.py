@@ -15,6 +15,7 @@ from kdsr.degradations.classic import ClassicSampling
 from kdsr.degradations.mixture import MixtureConfig
 from kdsr.degradations.realworld import RealWorldConfig
 from kdsr.errors import KDSRError
+from kdsr.models.kdsr import SCALES
 from kdsr.models.registry import PRESETS
 
 STAGES = ("teacher", "student", "gan")
@@ -138,7 +139,7 @@ class TrainConfig:
                 min(self.log_every, self.checkpoint_every, self.val.every) > 0,
                 "log_every, checkpoint_every and val.every must be > 0",
             ),
-            (self.data.workers >= 0 and self.data.scale in (2, 3, 4, 8), "data.workers >= 0, data.scale 2, 3, 4 or 8"),
+            (self.data.workers >= 0 and self.data.scale in SCALES, "data.workers >= 0, data.scale 2, 3, 4 or 8"),
             (self.optim.lr > 0 and self.optim.lr_decay_steps >= 0, "optim.lr must be > 0, lr_decay_steps >= 0"),
             (
                 self.model.preset in PRESETS,
