@@ -1,14 +1,16 @@
 """Reading and writing images as numpy arrays: RGB(A) channel order, uint8 or uint16, EXIF orientation applied.
 
-OpenCV does the decoding (16-bit PNG, alpha, JPEG, WebP); Pillow only reads the EXIF orientation tag, because
-OpenCV ignores it when asked to keep alpha and bit depth. Writes are atomic: a temp file, then a rename.
+OpenCV does the decoding (16-bit PNG, alpha, JPEG, WebP); Pillow only reads the header (size, frames, and the EXIF
+orientation tag, which OpenCV ignores when asked to keep alpha and bit depth), from the bytes read once. Writes are atomic: a temp file, then a rename.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -26,16 +28,33 @@ HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
-def probe_image(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(width, height, frames) from the file header, without decoding the pixels."""
+class ImageInfo(NamedTuple):
+    """What an image file's header says."""
+
+    width: int
+    height: int
+    frames: int  # > 1 for animated or multi-page files
+    orientation: int  # EXIF orientation 1-8 (1 when absent or unreadable)
+
+
+def probe_image(source: str | os.PathLike | np.ndarray, name: str | os.PathLike | None = None) -> ImageInfo:
+    """Read an image's header without decoding its pixels; ``source`` is a path or the file's bytes (``name`` is
+    then the path used in messages)."""
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = None  # the size is checked by the caller, against its own limit
+    name = name if name is not None else source
+    unreadable = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError)
     try:
-        with Image.open(path) as im:
-            return im.width, im.height, getattr(im, "n_frames", 1)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-        raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)") from None
+        with Image.open(io.BytesIO(source) if isinstance(source, np.ndarray) else source) as im:
+            try:
+                orientation = im.getexif().get(0x0112, 1)
+            except unreadable:
+                orientation = 1
+            orientation = orientation if orientation in range(1, 9) else 1
+            return ImageInfo(im.width, im.height, getattr(im, "n_frames", 1), orientation)
+    except unreadable:
+        raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)") from None
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -45,21 +64,19 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     the first frame is read, with a warning.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: cannot read file ({'no such file' if not path.exists() else 'not a file'})")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file")
-    width, height, frames = probe_image(path)
-    if width * height > max_pixels:
-        raise ImageError(f"{path}: {width}x{height} is over the limit of {max_pixels:,} pixels (--max-pixels)")
-    if frames > 1:
-        warnings.warn(f"{path}: has {frames} frames or pages; only the first is used", stacklevel=2)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise ImageError(f"{path}: cannot read file ({e.strerror or e})") from None
     if data.size == 0:
         raise ImageError(f"{path}: empty file")
+    info = probe_image(data, name=path)
+    if info.width * info.height > max_pixels:
+        raise ImageError(
+            f"{path}: {info.width}x{info.height} is over the limit of {max_pixels:,} pixels (--max-pixels)"
+        )
+    if info.frames > 1:
+        warnings.warn(f"{path}: has {info.frames} frames or pages; only the first is used", stacklevel=2)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)")
@@ -73,19 +90,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
     else:
         raise ImageError(f"{path}: unsupported channel count {image.shape[2]}")
-    return np.ascontiguousarray(apply_exif_orientation(image, exif_orientation(path)))
-
-
-def exif_orientation(path: str | os.PathLike) -> int:
-    """The EXIF orientation tag (1-8) of an image file, 1 when absent or unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            value = im.getexif().get(0x0112, 1)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return 1
-    return value if value in range(1, 9) else 1
+    return np.ascontiguousarray(apply_exif_orientation(image, info.orientation))
 
 
 def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:

@@ -134,7 +134,7 @@ def _paired_files(folder: Path, scale: int) -> list[tuple[Path, Path]]:
         raise KDSRError(f"{folder}: {len(unmatched)} file(s) without a partner: {shown}")
     pairs = [(lrs[k], hrs[k]) for k in sorted(lrs)]
     for lr_path, hr_path in pairs:
-        (lw, lh, _), (hw, hh, _) = probe_image(lr_path), probe_image(hr_path)
+        (lw, lh, *_), (hw, hh, *_) = probe_image(lr_path), probe_image(hr_path)
         if (lw, lh) != (hw // scale, hh // scale):
             raise KDSRError(
                 f"{lr_path}: {lw}x{lh} is not its HR ({hr_path.name}, {hw}x{hh}) divided by the scale {scale}"
