@@ -1,7 +1,8 @@
 """Reading and writing images as numpy arrays: RGB(A) channel order, uint8 or uint16, EXIF orientation applied.
 
 OpenCV does the decoding (16-bit PNG, alpha, JPEG, WebP); Pillow only reads the header (size, frames, and the EXIF
-orientation tag, which OpenCV ignores when asked to keep alpha and bit depth), from the bytes read once. Writes are atomic: a temp file, then a rename.
+orientation tag, which OpenCV ignores when asked to keep alpha and bit depth), from the bytes read once. Writes are
+atomic: a temp file, then a rename.
 """
 
 from __future__ import annotations
