@@ -96,7 +96,7 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") ->
     with torch.device("meta"):  # check every key and shape before a single weight is allocated
         check_state_dict(build_model(config).state_dict(), state_dict, source=str(path))
     model = build_model(config)
-    load_state_dict_strict(model, state_dict, source=str(path))
+    model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()
 
 
@@ -184,14 +184,6 @@ def infer_config(state_dict: dict[str, torch.Tensor], path: str | os.PathLike = 
 
 def _count_indices(state_dict: dict[str, torch.Tensor], pattern: str) -> int:
     return len({m.group(1) for k in state_dict if (m := re.fullmatch(pattern, k))})
-
-
-def load_state_dict_strict(
-    model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
-) -> None:
-    """Load every key of ``model`` from ``state_dict``; a missing, unexpected or mis-shaped key is an error."""
-    check_state_dict(model.state_dict(), state_dict, source)
-    model.load_state_dict(state_dict, strict=True)
 
 
 def check_state_dict(
