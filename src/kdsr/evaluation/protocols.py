@@ -86,14 +86,29 @@ def noise_seed(image_name: str, *setting: object) -> int:
     return zlib.crc32("|".join([image_name, *map(str, setting)]).encode())
 
 
-def _settings(protocol: str) -> list[tuple[str, torch.Tensor, float]]:
+#: (HR (1, 3, H, W), scale, generator) -> LR: how one setting of a synthetic protocol makes its LR.
+MakeLR = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
+
+
+def _classic(kernel: torch.Tensor, noise: float) -> MakeLR:
+    return lambda hr, scale, generator: degrade(hr, kernel, scale, noise, generator)
+
+
+def _everyday(case: str) -> MakeLR:
+    return lambda hr, scale, generator: everyday_lr(hr, case, scale, generator)
+
+
+def _settings(protocol: str) -> list[tuple[str, MakeLR]]:
+    """(setting name, LR maker) of a synthetic protocol (gaussian8, aniso, everyday)."""
     if protocol == "gaussian8":
-        return [(f"sigma={s}", isotropic_gaussian(s)[0], 0.0) for s in GAUSSIAN8_SIGMAS]
+        return [(f"sigma={s}", _classic(isotropic_gaussian(s)[0], 0.0)) for s in GAUSSIAN8_SIGMAS]
+    if protocol == "everyday":
+        return [(name, _everyday(name)) for name, *_ in EVERYDAY_CASES]
     settings = []
     for i, (l1, l2, theta) in enumerate(DASR_ANISO_KERNELS, 1):
         kernel = anisotropic_gaussian(l1, l2, theta * math.pi / 180)[0]
         for noise in ANISO_NOISE_LEVELS:
-            settings.append((f"k{i}/noise={noise:g}", kernel, noise))
+            settings.append((f"k{i}/noise={noise:g}", _classic(kernel, noise)))
     return settings
 
 
@@ -160,27 +175,15 @@ def _cases(folder: Path, protocol: str, scale: int) -> tuple[int, Iterator[Case]
                 yield "paired", image_to_tensor(read_rgb8(lr_path)), image_to_tensor(hr_image), hr_image
 
         return len(pairs), paired()
-    files = image_files(folder)
-    if protocol == "everyday":
-
-        def everyday() -> Iterator[Case]:
-            for path in files:
-                hr_image = load_hr(path, scale)
-                hr = image_to_tensor(hr_image)
-                for name, *_ in EVERYDAY_CASES:
-                    generator = torch.Generator().manual_seed(noise_seed(path.name, name))
-                    yield name, everyday_lr(hr, name, scale, generator), hr, hr_image
-
-        return len(files) * len(EVERYDAY_CASES), everyday()
-    settings = _settings(protocol)
+    files, settings = image_files(folder), _settings(protocol)
 
     def synthetic() -> Iterator[Case]:
         for path in files:
             hr_image = load_hr(path, scale)
             hr = image_to_tensor(hr_image)
-            for name, kernel, noise in settings:
+            for name, make_lr in settings:
                 generator = torch.Generator().manual_seed(noise_seed(path.name, name))
-                yield name, degrade(hr, kernel, scale, noise, generator), hr, hr_image
+                yield name, make_lr(hr, scale, generator), hr, hr_image
 
     return len(files) * len(settings), synthetic()
 
