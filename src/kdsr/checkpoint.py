@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from kdsr.atomic import atomic_path
-from kdsr.errors import CheckpointError, UntrainedModelWarning
+from kdsr.errors import CheckpointError, UntrainedModelWarning, shortened
 from kdsr.models import PRESETS, KDSRConfig, KDSRStudent, KDSRTeacher, build_model, create_model, preset_name
 
 FORMAT_VERSION = "1"
@@ -199,5 +199,4 @@ def check_state_dict(
     ]
     for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", wrong)):
         if keys:
-            shown = ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
-            raise CheckpointError(f"{source}: {label}: {shown}")
+            raise CheckpointError(f"{source}: {label}: {shortened(keys, 3)}")

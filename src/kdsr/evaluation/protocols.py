@@ -24,7 +24,7 @@ from kdsr.degradations.classic import degrade
 from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
 from kdsr.degradations.mixture import libjpeg
 from kdsr.degradations.resize import imresize
-from kdsr.errors import KDSRError
+from kdsr.errors import KDSRError, shortened
 from kdsr.image_io import IMAGE_EXTENSIONS, probe_image, read_rgb8
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.metrics import psnr, ssim
@@ -145,8 +145,7 @@ def _paired_files(folder: Path, scale: int) -> list[tuple[Path, Path]]:
             table[pair_key(path)] = path
     unmatched = sorted(p.name for k, p in [*lrs.items(), *hrs.items()] if k not in lrs or k not in hrs)
     if unmatched:
-        shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
-        raise KDSRError(f"{folder}: {len(unmatched)} file(s) without a partner: {shown}")
+        raise KDSRError(f"{folder}: {len(unmatched)} file(s) without a partner: {shortened(unmatched, 5)}")
     pairs = [(lrs[k], hrs[k]) for k in sorted(lrs)]
     for lr_path, hr_path in pairs:
         (lw, lh, *_), (hw, hh, *_) = probe_image(lr_path), probe_image(hr_path)

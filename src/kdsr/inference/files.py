@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from kdsr.errors import ImageError, KDSRError
+from kdsr.errors import ImageError, KDSRError, shortened
 from kdsr.image_io import ALPHA_EXTENSIONS, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image, write_image
 from kdsr.inference.upscaler import Upscaler
 
@@ -50,11 +50,6 @@ def output_path(source: Path, output: Path, single_file: bool, suffix: str, ext:
 def _key(path: Path) -> str:
     """A path as the file system may see it: resolved and case-folded (macOS and Windows ignore case)."""
     return str(path.resolve()).casefold()
-
-
-def _shorten(items: list[str], limit: int = 4) -> str:
-    more = f" and {len(items) - limit} more" if len(items) > limit else ""
-    return "; ".join(items[:limit]) + more
 
 
 @dataclasses.dataclass
@@ -104,7 +99,7 @@ def plan_outputs(
     ]
     if collisions:
         raise KDSRError(
-            f"inputs would share an output name ({_shorten(collisions)}); use --ext auto, another --suffix, "
+            f"inputs would share an output name ({shortened(collisions, 4, '; ')}); use --ext auto, another --suffix, "
             "or rename them"
         )
     existing = [t for _, t in jobs if t.exists()]
@@ -113,7 +108,7 @@ def plan_outputs(
         jobs = [(p, t) for p, t in jobs if not t.exists()]
     elif existing and not overwrite:
         raise KDSRError(
-            f"{len(existing)} output file(s) exist ({_shorten([str(t) for t in existing])}); "
+            f"{len(existing)} output file(s) exist ({shortened([str(t) for t in existing], 4, '; ')}); "
             "use --overwrite to replace them or --skip-existing to keep them"
         )
     return Plan(jobs, skipped)
