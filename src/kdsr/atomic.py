@@ -32,6 +32,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
+def remove_stale_temporaries(folder: str | os.PathLike, names: list[str]) -> None:
+    """Delete the hidden temp files that :func:`atomic_path` left in ``folder`` for these file names when a run was
+    killed before it could rename or remove them (``.<name>.<random>.tmp``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    wanted = set(names)
+    for tmp in folder.glob(".*.tmp"):
+        if tmp.name[1:].rsplit(".", 2)[0] in wanted and tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)

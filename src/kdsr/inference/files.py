@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from kdsr.atomic import remove_stale_temporaries
 from kdsr.errors import ImageError, KDSRError, shortened
 from kdsr.image_io import ALPHA_EXTENSIONS, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image, write_image
 from kdsr.inference.upscaler import Upscaler
@@ -112,17 +113,6 @@ def plan_outputs(
             "use --overwrite to replace them or --skip-existing to keep them"
         )
     return Plan(jobs, skipped)
-
-
-def remove_stale_temporaries(folder: Path, names: list[str]) -> None:
-    """Delete the hidden temp files (``.<name>.*.tmp``) that a killed run left for these output names."""
-    if not folder.is_dir():
-        return
-    wanted = set(names)
-    for tmp in folder.glob(".*.tmp"):
-        stem = tmp.name[1:].rsplit(".", 2)[0]
-        if stem in wanted and tmp.is_file():
-            tmp.unlink(missing_ok=True)
 
 
 def upscale_files(

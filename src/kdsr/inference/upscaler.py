@@ -103,9 +103,9 @@ class Upscaler:
     ``idr_view`` > 0 bounds the pixels the IDR is estimated from to ``idr_view`` x ``idr_view``, sampled as grid
     cells spread over larger images (see :func:`~kdsr.inference.tiling.view_regions`); 0 uses the whole image.
     The default (256) leaves images up to 256x256 untouched and caps the encoder's cost on large ones.
-    ``border_pad`` LR pixels are mirrored around the image before the network and cropped after, and ``fix_color``
-    keeps the output's low frequencies on the input's (:mod:`kdsr.inference.fidelity`), so that borders are not
-    smudged and flat colours stay flat.
+    ``border_pad`` LR pixels of edge replication go around the image before the network and are cropped after, and
+    ``fix_color`` keeps the output's low frequencies on the input's (:mod:`kdsr.inference.fidelity`), so that borders
+    are not smudged and flat colours stay flat.
     """
 
     def __init__(
