@@ -348,3 +348,15 @@ def test_validation_keeps_the_models_mode(data_dir):
         model = tiny_model().train(training)
         _validate(config, model, torch.device("cpu"))
         assert model.training == training  # an EMA model (eval) stays in eval mode
+
+
+def test_everyday_validation_logs_each_case_gain(data_dir):
+    from kdsr.evaluation.protocols import EVERYDAY_CASES
+    from kdsr.train.loop import _validate
+    from tests.conftest import tiny_model
+
+    config = _config(data_dir, f"val.data={data_dir}", "val.protocol=everyday")
+    metrics = _validate(config, tiny_model(), torch.device("cpu"))
+    gains = [metrics[f"val_gain_{case[0]}"] for case in EVERYDAY_CASES]
+    assert metrics["val_min_gain"] == min(gains)
+    assert metrics["val_gain"] == pytest.approx(sum(gains) / len(gains))

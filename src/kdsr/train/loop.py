@@ -189,9 +189,10 @@ def _validate(config: TrainConfig, model: nn.Module, device: torch.device) -> di
     model.train(was_training)
     result = next(iter(report["results"].values()))
     metrics = {"val_psnr": result["psnr"], "val_ssim": result["ssim"]}
-    if "gain" in result:  # everyday protocol: mean and worst-case gain over bicubic
+    if "gain" in result:  # everyday protocol: mean, worst-case and per-case gain over bicubic
         metrics["val_gain"] = result["gain"]
         metrics["val_min_gain"] = min(v["gain"] for v in result["settings"].values())
+        metrics.update({f"val_gain_{name}": v["gain"] for name, v in result["settings"].items()})
     return metrics
 
 

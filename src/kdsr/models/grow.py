@@ -1,0 +1,47 @@
+"""Deepen a trained network without changing what it computes, so that a bigger model can continue a smaller one's
+training instead of starting from scratch.
+
+An IDR-DCRB is ``x + conv1(LeakyReLU(IDR-DDC(x, d)))``: with ``conv1`` zeroed it is the identity, yet its gradient
+is not zero (``conv1`` sees the non-zero IDR-DDC features), so inserted blocks start silent and learn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from kdsr.models.kdsr import KDSRStudent, KDSRTeacher
+from kdsr.models.registry import build_model
+
+
+def block_positions(old_blocks: int, new_blocks: int) -> list[int]:
+    """Where each old block goes in the deeper chain: spread evenly, first stays first, order kept."""
+    if not 0 < old_blocks <= new_blocks:
+        raise ValueError(f"can only deepen to at least the current depth ({old_blocks}), got {new_blocks}")
+    return [i * new_blocks // old_blocks for i in range(old_blocks)]
+
+
+def deepen(model: KDSRStudent | KDSRTeacher, n_blocks: int, seed: int = 0) -> KDSRStudent | KDSRTeacher:
+    """A copy of ``model`` with ``n_blocks`` IDR-DCRBs: the old blocks (spread evenly) plus identity blocks whose
+    IDR-DDC is freshly initialised (from ``seed``) and whose ``conv1`` is zero. The outputs are unchanged."""
+    positions = block_positions(model.config.n_blocks, n_blocks)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        deeper = build_model(dataclasses.replace(model.config, n_blocks=n_blocks))
+    old_state = model.state_dict()
+    prefix = "G.body.0.body."
+    state = {k: v for k, v in old_state.items() if not k.startswith(prefix)}
+    old_index = {new: old for old, new in enumerate(positions)}
+    for key, value in deeper.state_dict().items():
+        if not key.startswith(prefix):
+            continue
+        index, rest = key[len(prefix) :].split(".", 1)
+        if int(index) in old_index:
+            state[key] = old_state[f"{prefix}{old_index[int(index)]}.{rest}"]
+        elif rest.startswith("conv1."):
+            state[key] = torch.zeros_like(value)
+        else:
+            state[key] = value
+    deeper.load_state_dict(state)
+    return deeper.to(next(model.parameters()).device)
