@@ -112,6 +112,9 @@ def add_parser(sub) -> None:
         help="onnx: run a `kdsr export` file with onnxruntime (CPU, whole images)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="print the degradation estimated for each image (kdsr estimate)"
+    )
     p.set_defaults(run=run)
 
 
@@ -141,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         skip_existing=args.skip_existing,
         max_pixels=args.max_pixels,
+        on_image=_degradation_reporter(args.model) if args.verbose else None,
     )
     for path in result.written:
         print(path)
@@ -152,3 +156,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _degradation_reporter(model: str | None):
+    """``-v``: print the degradation the model's estimator reads off each image (stderr; stdout lists outputs)."""
+    from kdsr.checkpoint import load_model
+    from kdsr.cli.estimate import describe
+    from kdsr.insight.estimator import estimate_image, read_head
+
+    name = model or default_model_name()
+    head = read_head(name)
+    if head is None:
+        print(f"kdsr: {name} has no degradation estimator (kdsr estimate --fit)", file=sys.stderr)
+        return None
+    encoder_model = load_model(name)
+    return lambda path, image: print(
+        f"{path.name}: {describe(estimate_image(encoder_model, head, image))}", file=sys.stderr
+    )

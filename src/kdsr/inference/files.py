@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from kdsr.atomic import remove_stale_temporaries
@@ -127,8 +129,10 @@ def upscale_files(
     overwrite: bool = False,
     skip_existing: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_image: Callable[[Path, np.ndarray], None] | None = None,
 ) -> BatchResult:
     """Upscale a file or every file of a folder; bad files are recorded in the result, the others still written.
+    ``on_image`` is called with each input's path and pixels once it is read (``kdsr upscale -v``).
 
     Inputs are never written and existing files are replaced only with ``overwrite`` (see :func:`plan_outputs`).
     """
@@ -145,6 +149,8 @@ def upscale_files(
     for path, target in tqdm(plan.jobs, desc="images", unit="img", disable=not progress or len(plan.jobs) < 2):
         try:
             image = read_image(path, max_pixels=max_pixels)
+            if on_image is not None:
+                on_image(path, image)
             if target.exists() and not overwrite:  # appeared while this run was working
                 raise ImageError(f"{target}: exists now; not replaced (use --overwrite)")
             if image.shape[2] == 4 and target.suffix.lower() not in ALPHA_EXTENSIONS:  # alpha: PNG instead

@@ -1,0 +1,146 @@
+"""IDR insight: separability measures, the degradation estimator (fit, store, predict), `kdsr idr` / `kdsr estimate`."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kdsr.checkpoint import read_metadata, save_model
+from kdsr.cli import main
+from kdsr.errors import CheckpointError
+from kdsr.insight.collect import Degradation, IDRSamples, collect_idr
+from kdsr.insight.estimator import DegradationHead, FitRanges, fit_ridge, read_head, write_head
+from tests.conftest import tiny_model
+
+pytest.importorskip("sklearn")
+
+
+def _samples(separable: bool, images: int = 6, seed: int = 0) -> IDRSamples:
+    """Three blur settings x ``images`` images; features follow sigma (plus image content) or are pure noise."""
+    rng = np.random.default_rng(seed)
+    settings = [Degradation(s) for s in (1.2, 2.4, 3.6)]
+    rows, labels, groups = [], [], []
+    for image in range(images):
+        content = rng.normal(0, 1, 8)
+        for index, setting in enumerate(settings):
+            signal = setting.sigma * np.linspace(1, 2, 8) if separable else 0
+            rows.append(content * 0.1 + signal + rng.normal(0, 0.05, 8))
+            labels.append(index)
+            groups.append(image)
+    return IDRSamples(np.array(rows), np.array(labels), np.array(groups), settings)
+
+
+def test_separability_tells_separable_features_from_noise():
+    from kdsr.insight.separability import separability
+
+    good, bad = separability(_samples(True)), separability(_samples(False))
+    assert good["knn_accuracy"] == 1.0 and good["probe_r2"] > 0.95 and good["silhouette"] > 0.5
+    assert good["probe_target"] == "sigma"
+    assert bad["knn_accuracy"] < 0.7 and bad["probe_r2"] < 0.5 and bad["silhouette"] < 0.2
+
+
+def test_ridge_head_round_trip_on_synthetic_features():
+    rng = np.random.default_rng(0)
+    sigma, noise = rng.uniform(0.2, 4, 300), rng.uniform(0, 20, 300)
+    mixing = rng.normal(0, 1, (2, 16))
+    features = np.stack([sigma, noise], axis=1) @ mixing + rng.normal(0, 0.01, (300, 16)) + 5
+    head = fit_ridge(features, {"blur_sigma": sigma, "noise": noise}, {"note": "synthetic"})
+    again = DegradationHead.from_json(head.to_json())
+    predicted = again.predict(np.array([2.0, 10.0]) @ mixing + 5)
+    assert predicted == pytest.approx({"blur_sigma": 2.0, "noise": 10.0}, abs=0.05)
+    assert again.predict(np.array([-5.0, -50.0]) @ mixing + 5)["noise"] == 0  # clipped to the valid range
+    with pytest.raises(CheckpointError, match="expects an IDR of 16"):
+        again.predict(np.zeros(3))
+
+
+@pytest.mark.parametrize("text", ["not json", '{"targets": ["colour"]}', '{"targets": ["x"], "mean": []}'])
+def test_broken_head_is_a_checkpoint_error(text):
+    with pytest.raises(CheckpointError):
+        DegradationHead.from_json(text)
+
+
+def test_fit_ranges_are_checked_and_draw_within_them():
+    with pytest.raises(ValueError):
+        FitRanges(sigma=(3.0, 1.0))
+    with pytest.raises(ValueError):
+        FitRanges(jpeg_prob=1.5)
+    ranges = FitRanges(sigma=(1, 2), noise=(0, 10), jpeg_prob=0.5)
+    assert ranges.targets() == ["blur_sigma", "noise", "jpeg_quality"]
+    draws = ranges.draw(np.random.default_rng(0), 200)
+    assert all(1 <= d.sigma <= 2 and 0 <= d.noise <= 10 for d in draws)
+    assert 60 < sum(d.jpeg > 0 for d in draws) < 140 and all(d.jpeg == 0 or 30 <= d.jpeg <= 95 for d in draws)
+
+
+def test_collect_idr_is_seeded_and_teachers_see_the_hr(data_dir):
+    paths = sorted(data_dir.iterdir())[:2]
+    settings = [Degradation(1.0), Degradation(2.0, noise=5.0)]
+    student = collect_idr(tiny_model(), paths, settings)
+    assert student.features.shape == (4, 8) and list(student.image) == [0, 0, 1, 1]
+    np.testing.assert_array_equal(student.features, collect_idr(tiny_model(), paths, settings).features)
+    teacher = collect_idr(tiny_model(teacher=True), paths, settings)
+    assert teacher.features.shape == (4, 8)
+
+
+def test_write_head_keeps_the_model_card(tmp_path):
+    source = tmp_path / "m.safetensors"
+    save_model(tiny_model(), source, metadata={"model_card": "# card"})
+    head = fit_ridge(np.random.default_rng(0).normal(size=(20, 8)), {"blur_sigma": np.arange(20.0)}, {})
+    write_head(source, head, tmp_path / "with-head.safetensors")
+    assert read_metadata(tmp_path / "with-head.safetensors")["model_card"] == "# card"
+    assert read_head(tmp_path / "with-head.safetensors") == head
+    assert read_head(source) is None
+
+
+def test_idr_and_estimate_commands_end_to_end(data_dir, tmp_path, capsys):
+    model = tmp_path / "tiny.safetensors"
+    save_model(tiny_model(), model)
+    teacher = tmp_path / "teacher.safetensors"
+    save_model(tiny_model(teacher=True), teacher)
+    args = ["idr", "-n", str(model), "-n", str(teacher), "--data", str(data_dir), "--sigmas", "1", "3", "-q"]
+    assert (
+        main([*args, "--noise", "0", "10", "--json", str(tmp_path / "idr.json"), "--plot", str(tmp_path / "f.png")])
+        == 0
+    )
+    report = json.loads((tmp_path / "idr.json").read_text())
+    assert set(report) == {"models", "settings", "images", "data", "seed"} and report["images"] == 4
+    assert report["settings"] == ["sigma 1", "sigma 3", "sigma 1, noise 10", "sigma 3, noise 10"]
+    assert set(report["models"][str(model)]) == {"knn_accuracy", "probe_r2", "probe_target", "silhouette"}
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+    fitted = tmp_path / "fitted.safetensors"
+    fit = ["estimate", "-n", str(model), "--fit", str(data_dir), "-o", str(fitted), "--noise-range", "0", "20"]
+    assert main([*fit, "--per-image", "3", "-q"]) == 0
+    assert read_head(fitted).targets == ["blur_sigma", "noise"]
+    (data_dir / "notes.txt").write_text("not an image")
+    try:
+        assert main(["estimate", "-n", str(fitted), "-i", str(data_dir), "--json", str(tmp_path / "e.json")]) == 0
+    finally:
+        (data_dir / "notes.txt").unlink()
+    estimates = json.loads((tmp_path / "e.json").read_text())
+    assert estimates["model"] == str(fitted) and sorted(estimates["images"]) == ["0.png", "1.png", "2.png", "3.png"]
+    assert all(set(v) == {"blur_sigma", "noise"} and v["noise"] >= 0 for v in estimates["images"].values())
+    assert "skipped 1 file(s) that are not images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["estimate", "-n", "kdsr-iso-x4"], "either -i IMAGES"),
+        (["estimate", "--fit", "x", "-i", "y"], "either -i IMAGES"),
+        (["estimate", "--fit", "nowhere", "-o", "o.safetensors"], "nowhere: not a folder"),
+        (["estimate", "--fit", ".", "-o", "o.pt"], ".safetensors"),
+        (["estimate", "--fit", ".", "-o", "o.safetensors", "--sigma-range", "3", "1"], "sigma range"),
+        (["idr", "-n", "kdsr-iso-x4", "--data", ".", "--sigmas", "1"], "at least two settings"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(argv, message, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_estimate_needs_a_model_with_an_estimator(tmp_path, capsys):
+    model = tmp_path / "tiny.safetensors"
+    save_model(tiny_model(), model)
+    assert main(["estimate", "-n", str(model), "-i", str(tmp_path)]) == 1
+    assert "has no degradation estimator" in capsys.readouterr().err
