@@ -360,3 +360,48 @@ def test_everyday_validation_logs_each_case_gain(data_dir):
     gains = [metrics[f"val_gain_{case[0]}"] for case in EVERYDAY_CASES]
     assert metrics["val_min_gain"] == min(gains)
     assert metrics["val_gain"] == pytest.approx(sum(gains) / len(gains))
+
+
+def test_degradation_groups_share_one_draw(data_dir):
+    from kdsr.train.loop import _degrade
+
+    hr = torch.rand(1, 3, 32, 32).expand(4, -1, -1, -1).contiguous()  # four copies of one patch
+    for kind in ("classic", "mixture", "realworld"):
+        grouped = _degrade(_config(data_dir, f"degradation.kind={kind}", "degradation.group=2"), hr, _gen())
+        torch.testing.assert_close(grouped[0], grouped[1], rtol=0, atol=0)
+        torch.testing.assert_close(grouped[2], grouped[3], rtol=0, atol=0)
+        assert not torch.equal(grouped[1], grouped[2]), kind
+    alone = _degrade(_config(data_dir, "degradation.kind=mixture"), hr, _gen())
+    assert not torch.equal(alone[0], alone[1])
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_teacher_with_group_idr_uses_the_group_mean(data_dir, tmp_path):
+    from tests.conftest import tiny_model
+
+    teacher = tiny_model(teacher=True)
+    lr, hr = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        sr, idr = teacher(lr, hr, return_idr=True, idr_groups=2)
+        mean = idr.d.reshape(2, 2, -1).mean(1).repeat_interleave(2, dim=0)
+        torch.testing.assert_close(sr, teacher.G(lr, mean))
+        assert not torch.equal(sr, teacher(lr, hr))
+    overrides = ("stage=teacher", "degradation.group=2", "distill.group_idr=true", "optim.steps=2")
+    train(_config(data_dir, *overrides), tmp_path / "run")
+    assert [r["step"] for r in _log(tmp_path / "run") if "loss" in r] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["degradation.group=3"], "divide data.batch_size"),
+        (["degradation.group=0"], "divide data.batch_size"),
+        (["stage=teacher", "distill.group_idr=true"], "needs degradation.group > 1"),
+    ],
+)
+def test_group_settings_are_checked(data_dir, overrides, message):
+    with pytest.raises(KDSRError, match=message):
+        _config(data_dir, *overrides)

@@ -182,3 +182,14 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(data_d
     assert main(["train", str(cfg), "-o", str(tmp_path / "run"), *TINY]) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_resume_of_a_run_from_before_a_config_key_existed(data_dir, tmp_path):
+    run = tmp_path / "run"
+    _run(data_dir, run)
+    saved = json.loads((run / "config.json").read_text())
+    del saved["degradation"]["group"]  # written by a kdsr that had no such key: the run used its default
+    (run / "config.json").write_text(json.dumps(saved))
+    _run(data_dir, run, "optim.steps=3", resume=True)
+    with pytest.raises(KDSRError, match=r"degradation\.group \(1 -> 2\)"):
+        _run(data_dir, run, "optim.steps=4", "degradation.group=2", resume=True)

@@ -181,7 +181,14 @@ class KDSRTeacher(_KDSRBase):
     def encode(self, lr: torch.Tensor, hr: torch.Tensor) -> IDR:
         return self.E(pack_teacher_input(lr, hr, self.scale))
 
-    def forward(self, lr: torch.Tensor, hr: torch.Tensor, return_idr: bool = False):
+    def forward(self, lr: torch.Tensor, hr: torch.Tensor, return_idr: bool = False, idr_groups: int = 1):
+        """``idr_groups`` > 1: consecutive groups of that many images (which share one degradation) are each
+        super-resolved with their group's mean IDR, so that the IDR can only carry what the group has in common."""
         idr = self.encode(lr, hr)
-        sr = self.G(lr, idr.d)
+        d = idr.d
+        if idr_groups > 1:
+            b, c = d.shape
+            d = d.reshape(b // idr_groups, idr_groups, c).mean(dim=1, keepdim=True).expand(-1, idr_groups, -1)
+            d = d.reshape(b, c)
+        sr = self.G(lr, d)
         return (sr, idr) if return_idr else sr

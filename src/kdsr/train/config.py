@@ -44,6 +44,8 @@ class DataSection:
 @dataclasses.dataclass
 class DegradationSection:
     kind: str = "classic"  # classic | realworld | mixture
+    # images per degradation draw: consecutive groups of this many share one draw (case, parameters, noise field)
+    group: int = 1
     classic: ClassicSampling = dataclasses.field(default_factory=ClassicSampling)
     realworld: RealWorldConfig = dataclasses.field(default_factory=RealWorldConfig)
     mixture: MixtureConfig = dataclasses.field(default_factory=MixtureConfig)
@@ -70,6 +72,9 @@ class DistillSection:
     loss: str = "kl"  # kl | l1 | l2 on D'
     temperature: float = 0.15
     weight: float = 1.0
+    # teacher stage: super-resolve each image with its degradation group's mean IDR (needs degradation.group > 1),
+    # so that the IDR carries what the group shares (the degradation), not the image content
+    group_idr: bool = False
     warmup_steps: int = 0  # KD-only steps on the student encoder first (official aniso recipe)
     warmup_lr: float = 2e-4
     warmup_decay_steps: int = 0
@@ -140,6 +145,14 @@ class TrainConfig:
                 "log_every, checkpoint_every and val.every must be > 0",
             ),
             (self.data.workers >= 0 and self.data.scale in SCALES, "data.workers >= 0, data.scale 2, 3, 4 or 8"),
+            (
+                self.degradation.group >= 1 and self.data.batch_size % self.degradation.group == 0,
+                "degradation.group must be >= 1 and divide data.batch_size",
+            ),
+            (
+                not self.distill.group_idr or (self.stage == "teacher" and self.degradation.group > 1),
+                "distill.group_idr is for the teacher stage and needs degradation.group > 1",
+            ),
             (self.optim.lr > 0 and self.optim.lr_decay_steps >= 0, "optim.lr must be > 0, lr_decay_steps >= 0"),
             (
                 self.model.preset in PRESETS,

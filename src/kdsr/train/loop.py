@@ -155,6 +155,21 @@ def _build_networks(config: TrainConfig, device: torch.device):
 
 
 def _degrade(config: TrainConfig, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The LR batch; with ``degradation.group`` > 1 every image of a group is degraded from the same generator state,
+    so the group shares one draw."""
+    group = config.degradation.group
+    if group == 1:
+        return _degrade_batch(config, hr, generator)
+    out = []
+    for start in range(0, hr.shape[0], group):
+        state = generator.get_state()
+        for i in range(start, start + group):
+            generator.set_state(state)
+            out.append(_degrade_batch(config, hr[i : i + 1], generator))
+    return torch.cat(out)
+
+
+def _degrade_batch(config: TrainConfig, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     d = config.degradation
     if d.kind == "realworld":
         return realworld.degrade(hr, d.realworld, config.data.scale, generator)
@@ -251,7 +266,10 @@ def check_resume_config(config: TrainConfig, run_dir: Path) -> None:
         saved = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         raise KDSRError(f"{path}: missing or unreadable; cannot check the config of the run") from None
-    old, new = _flatten(saved), _flatten(json.loads(json.dumps(config_to_dict(config))))
+    defaults = _flatten(json.loads(json.dumps(config_to_dict(TrainConfig()))))
+    # a key that the run's config lacks was added to kdsr later: the run computed its default
+    old = {**defaults, **_flatten(saved)}
+    new = _flatten(json.loads(json.dumps(config_to_dict(config))))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     if changed:
         details = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed[:6])
@@ -441,7 +459,7 @@ def train(
             losses: dict[str, torch.Tensor] = {}
             with autocast:
                 if config.stage == "teacher":
-                    sr = model(lr, hr)
+                    sr = model(lr, hr, idr_groups=config.degradation.group if config.distill.group_idr else 1)
                     losses["l1"] = F.l1_loss(sr.float(), hr)
                 else:
                     sr, idr = model(lr, return_idr=True)
