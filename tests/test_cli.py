@@ -45,9 +45,11 @@ def test_upscale_folder_with_bad_files(tmp_path, model_file, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["a_out.png", "b_out.jpg", "g16_out.png", "rgba_out.png"]
     assert read_image(out / "g16_out.png").dtype == np.uint16
     assert read_image(out / "rgba_out.png").shape == (20, 24, 4)
-    assert "3 file(s) failed" in captured.err
-    for name in ("notes.txt", "empty.png", "corrupt.png"):
+    assert "2 file(s) failed" in captured.err  # a .txt file is skipped (not an image by extension), not a failure
+    for name in ("empty.png", "corrupt.png"):
         assert name in captured.err
+    assert "skipped" in captured.err and "notes.txt: not an image or video" in captured.err
+    assert "4 written, 1 skipped, 2 failed in" in captured.err  # the run's summary line
     assert "Traceback" not in captured.err
 
 

@@ -16,6 +16,7 @@ from kdsr.inference.upscaler import (
     check_outscale,
     default_model_name,
 )
+from kdsr.inference.video import DEFAULT_CRF, VideoSettings
 
 
 def add_parser(sub) -> None:
@@ -111,6 +112,18 @@ def add_parser(sub) -> None:
         choices=["torch", "onnx"],
         help="onnx: run a `kdsr export` file with onnxruntime (CPU, whole images)",
     )
+    video = p.add_argument_group("video (.mp4 .mov .mkv .webm .avi; needs the video extra)")
+    video.add_argument(
+        "--crf", type=int, default=DEFAULT_CRF, help=f"constant quality, lower is better (default {DEFAULT_CRF})"
+    )
+    video.add_argument("--codec", default=None, help="ffmpeg video encoder (default: libx264, libvpx-vp9 for .webm)")
+    video.add_argument(
+        "--idr-per-frame",
+        dest="idr_per_frame",
+        action="store_true",
+        help="estimate the IDR for every frame (footage whose degradation changes; may flicker) instead of once "
+        "per video",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="print the degradation estimated for each image (kdsr estimate)"
@@ -145,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         skip_existing=args.skip_existing,
         max_pixels=args.max_pixels,
         on_image=_degradation_reporter(args.model) if args.verbose else None,
+        video=VideoSettings(crf=args.crf, codec=args.codec, idr_per_frame=args.idr_per_frame),
     )
     for path in result.written:
         print(path)
@@ -154,8 +168,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"kdsr: error: {len(result.failed)} file(s) failed, {len(result.written)} written:", file=sys.stderr)
         for _, message in result.failed:
             print(f"  {message}", file=sys.stderr)
-        return 1
-    return 0
+    if len(result.written) + len(result.failed) + len(result.skipped) > 1 or result.frames:
+        print(f"kdsr: {result.summary()}", file=sys.stderr)
+    return 1 if result.failed else 0
 
 
 def _degradation_reporter(model: str | None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from kdsr.atomic import remove_stale_temporaries
 from kdsr.errors import ImageError, KDSRError, shortened
 from kdsr.image_io import ALPHA_EXTENSIONS, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image, write_image
 from kdsr.inference.upscaler import Upscaler
+from kdsr.inference.video import VIDEO_EXTENSIONS, VideoSettings, is_video, upscale_video
 
 
 @dataclasses.dataclass
@@ -21,6 +23,19 @@ class BatchResult:
     written: list[Path] = dataclasses.field(default_factory=list)
     failed: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
     skipped: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    frames: int = 0  # video frames written
+
+    def summary(self) -> str:
+        """One line: what was written, skipped and failed, in how long, how fast."""
+        line = f"{len(self.written)} written, {len(self.skipped)} skipped, {len(self.failed)} failed in "
+        line += f"{self.seconds:.1f} s"
+        videos = sum(is_video(p) for p in self.written)
+        if self.seconds <= 0 or not self.written or (videos and videos < len(self.written)):
+            return line  # a rate over images and videos together would mean nothing
+        if videos:
+            return line + f" ({self.frames / self.seconds:.2f} frames/s)"
+        return line + f" ({len(self.written) / self.seconds:.2f} images/s)"
 
 
 def collect_inputs(source: str | Path) -> list[Path]:
@@ -37,10 +52,15 @@ def collect_inputs(source: str | Path) -> list[Path]:
 
 
 def output_path(source: Path, output: Path, single_file: bool, suffix: str, ext: str, has_alpha: bool) -> Path:
-    """Where the result for ``source`` goes: ``output`` itself when it names an image file for a single input,
-    else ``output/<stem>_<suffix>.<ext>`` (``ext`` "auto" keeps the input's; alpha forces a format that keeps it)."""
-    if single_file and output.suffix.lower() in IMAGE_EXTENSIONS:
+    """Where the result for ``source`` goes: ``output`` itself when it names a file of the input's kind (image or
+    video) for a single input, else ``output/<stem>_<suffix>.<ext>`` (``ext`` "auto" keeps the input's; alpha forces
+    a format that keeps it; a video keeps its container)."""
+    kind = VIDEO_EXTENSIONS if is_video(source) else IMAGE_EXTENSIONS
+    if single_file and output.suffix.lower() in kind:
         return output
+    if is_video(source):
+        name = f"{source.stem}_{suffix}" if suffix else source.stem
+        return output / f"{name}{source.suffix.lower()}"
     extension = source.suffix.lower() if ext == "auto" else "." + ext.lower().lstrip(".")
     if extension not in IMAGE_EXTENSIONS:
         extension = ".png"
@@ -80,19 +100,24 @@ def plan_outputs(
     inputs = collect_inputs(source)
     single = Path(source).is_file()
     output = Path(output)
-    if single and output.suffix and output.suffix.lower() not in IMAGE_EXTENSIONS and not output.is_dir():
+    kind, formats = ("a video", VIDEO_EXTENSIONS) if single and is_video(inputs[0]) else ("an image", IMAGE_EXTENSIONS)
+    if single and output.suffix and output.suffix.lower() not in formats and not output.is_dir():
         raise KDSRError(
-            f"{output}: '{output.suffix}' is not an image format ({', '.join(IMAGE_EXTENSIONS)}); "
+            f"{output}: '{output.suffix}' is not {kind} format ({', '.join(formats)}); "
             "to write into a folder of that name, create it first"
         )
-    if output.exists() and not output.is_dir() and not (single and output.suffix.lower() in IMAGE_EXTENSIONS):
+    if output.exists() and not output.is_dir() and not (single and output.suffix.lower() in formats):
         raise KDSRError(f"{output}: exists and is not a folder")
+    media = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+    other = [] if single else [p for p in inputs if p.suffix.lower() not in media]
+    inputs = [p for p in inputs if p not in other]
     targets = {path: output_path(path, output, single, suffix, ext, has_alpha=False) for path in inputs}
     same = [p for p, t in targets.items() if _key(p) == _key(t)]
     if same:
         raise KDSRError(f"{same[0]}: output would overwrite the input; choose another -o or --suffix")
     planned = {_key(t): path for path, t in targets.items()}
     skipped = [(p, f"{p}: an output of {planned[_key(p)].name} (earlier run)") for p in inputs if _key(p) in planned]
+    skipped += [(p, f"{p}: not an image or video (by its extension)") for p in other]
     jobs = [(p, t) for p, t in targets.items() if _key(p) not in planned]
     groups: dict[str, list[Path]] = {}
     for path, target in jobs:
@@ -130,6 +155,7 @@ def upscale_files(
     skip_existing: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_image: Callable[[Path, np.ndarray], None] | None = None,
+    video: VideoSettings | None = None,
 ) -> BatchResult:
     """Upscale a file or every file of a folder; bad files are recorded in the result, the others still written.
     ``on_image`` is called with each input's path and pixels once it is read (``kdsr upscale -v``).
@@ -146,8 +172,16 @@ def upscale_files(
         remove_stale_temporaries(folder, [t.name for _, t in plan.jobs])
     from tqdm import tqdm
 
-    for path, target in tqdm(plan.jobs, desc="images", unit="img", disable=not progress or len(plan.jobs) < 2):
+    settings = (video or VideoSettings()).options
+    started = time.perf_counter()
+    for path, target in tqdm(plan.jobs, desc="files", unit="file", disable=not progress or len(plan.jobs) < 2):
         try:
+            if is_video(path):
+                result.frames += upscale_video(
+                    path, target, upscaler, outscale=outscale, progress=progress, max_pixels=max_pixels, **settings
+                )
+                result.written.append(target)
+                continue
             image = read_image(path, max_pixels=max_pixels)
             if on_image is not None:
                 on_image(path, image)
@@ -165,4 +199,5 @@ def upscale_files(
             result.failed.append((path, f"{path}: out of memory; use a smaller --tile"))
         except OSError as e:  # read-only folder, disk full: the temp file is gone, nothing half-written remains
             result.failed.append((path, f"{target}: cannot write ({e.strerror or e})"))
+    result.seconds = time.perf_counter() - started
     return result

@@ -163,22 +163,36 @@ class Upscaler:
         return self.onnx.scale if self.onnx else self.model.scale
 
     @torch.inference_mode()
-    def upscale_tensor(self, lr: torch.Tensor, progress: bool = False) -> torch.Tensor:
-        """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float32 in [0, 1] on ``lr``'s device."""
+    def estimate_idr(self, image: np.ndarray) -> torch.Tensor:
+        """The compact IDR ``d`` (1, C) of an (H, W, 3) uint8/uint16 RGB image, as :meth:`upscale` would estimate it;
+        pass it back as ``idr=`` to upscale other images with it (the frames of one video)."""
+        if self.onnx:
+            raise KDSRError("the onnx backend estimates the IDR inside its graph; a fixed IDR needs the torch backend")
+        lr = torch.from_numpy(np.ascontiguousarray(to_float(image).transpose(2, 0, 1)))[None]
+        lr = lr.contiguous(memory_format=torch.channels_last)
+        return estimate_idr(self.model, lr, self.tile, self.device, self.dtype, view=self.idr_view).d
+
+    @torch.inference_mode()
+    def upscale_tensor(self, lr: torch.Tensor, progress: bool = False, idr: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float32 in [0, 1] on ``lr``'s device; ``idr`` (B or 1, C)
+        replaces the IDR estimated from ``lr``."""
         pad, s = self.border_pad, self.scale
         padded = pad_border(lr, pad)
         if self.onnx:
+            if idr is not None:
+                raise KDSRError("the onnx backend estimates the IDR inside its graph; a fixed IDR needs torch")
             sr = self.onnx(padded)
         else:
             lr = lr.contiguous(memory_format=torch.channels_last)
             padded = padded.contiguous(memory_format=torch.channels_last)
             _, _, height, width = padded.shape
             with _tile_bar(count_tiles(height, width, self.tile, self.tile_overlap), progress) as bar:
-                idr = estimate_idr(self.model, lr, self.tile, self.device, self.dtype, view=self.idr_view)
+                if idr is None:
+                    idr = estimate_idr(self.model, lr, self.tile, self.device, self.dtype, view=self.idr_view).d
                 sr = tiled_super_resolve(
                     self.model,
                     padded,
-                    idr.d,
+                    idr.to(self.device, self.dtype).expand(lr.shape[0], -1),
                     self.tile,
                     self.tile_pad,
                     self.tile_overlap,
@@ -193,11 +207,16 @@ class Upscaler:
         return sr.clamp_(0, 1)
 
     def upscale(
-        self, image: np.ndarray | str | os.PathLike, outscale: float | None = None, progress: bool = False
+        self,
+        image: np.ndarray | str | os.PathLike,
+        outscale: float | None = None,
+        progress: bool = False,
+        idr: torch.Tensor | None = None,
     ) -> np.ndarray:
         """Upscale an (H, W, C) uint8/uint16 array (grey, RGB or RGBA) or an image file; same layout and dtype out.
 
-        ``outscale`` resizes the model output to another final factor (Lanczos up, area down).
+        ``outscale`` resizes the model output to another final factor (Lanczos up, area down); ``idr`` (from
+        :meth:`estimate_idr`) is used instead of the image's own for the colour channels.
         """
         if isinstance(image, str | os.PathLike):
             image = read_image(image)
@@ -214,12 +233,12 @@ class Upscaler:
             )
         pixels = to_float(image)
         if channels == 1:
-            out = self._run_rgb(np.repeat(pixels, 3, axis=2), progress).mean(axis=2, keepdims=True)
+            out = self._run_rgb(np.repeat(pixels, 3, axis=2), progress, idr).mean(axis=2, keepdims=True)
         elif channels == 3:
-            out = self._run_rgb(pixels, progress)
+            out = self._run_rgb(pixels, progress, idr)
         else:
             rgb, alpha = pixels[:, :, :3], pixels[:, :, 3]
-            rgb_out = self._run_rgb(fill_transparent(rgb, alpha), progress)
+            rgb_out = self._run_rgb(fill_transparent(rgb, alpha), progress, idr)
             if self.alpha_upsampler == "kdsr":
                 alpha_out = self._run_rgb(np.repeat(alpha[:, :, None], 3, axis=2), progress).mean(axis=2)
                 alpha_out = keep_flat_alpha(alpha_out, alpha, self.scale)
@@ -233,9 +252,9 @@ class Upscaler:
             out = cv2.resize(out, size, interpolation=interpolation).reshape(size[1], size[0], -1)
         return from_float(out, image.dtype)
 
-    def _run_rgb(self, rgb: np.ndarray, progress: bool) -> np.ndarray:
+    def _run_rgb(self, rgb: np.ndarray, progress: bool, idr: torch.Tensor | None = None) -> np.ndarray:
         lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
-        return self.upscale_tensor(lr, progress)[0].permute(1, 2, 0).numpy()
+        return self.upscale_tensor(lr, progress, idr)[0].permute(1, 2, 0).numpy()
 
 
 @contextlib.contextmanager
