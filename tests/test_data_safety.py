@@ -287,3 +287,25 @@ def test_export_and_profiling_leave_the_callers_model_alone(tmp_path):
     export_onnx(model, tmp_path / "m.onnx")
     measure_latency(model, 8, 8, torch.device("cpu"), torch.bfloat16, runs=1, warmup=0)
     assert model.training and next(model.parameters()).dtype == torch.float64
+
+
+def test_recursive_run_mirrors_the_tree_and_never_reads_its_own_outputs(tmp_path, model_file, capsys):
+    from kdsr.cli import main
+    from kdsr.image_io import write_image
+    from tests.conftest import synthetic_image
+
+    src = tmp_path / "in"
+    for rel in ("a.png", "sub/b.png", "sub/deeper/c.jpg", ".hidden/d.png", "sub/.e.png"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_image(src / rel, synthetic_image(6, 6))
+    (src / "sub" / "readme.txt").write_text("x")
+    out = src / "results"  # inside the input tree
+    argv = ["upscale", "-i", str(src), "-o", str(out), "-n", model_file, "-r", "-q"]
+    assert main(argv) == 0
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a_out.png", "sub/b_out.png", "sub/deeper/c_out.jpg"]
+    assert "1 skipped" in capsys.readouterr().err  # readme.txt
+    assert main([*argv, "--skip-existing"]) == 0  # a second run: outputs are not inputs, existing ones are kept
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == written
+    assert main(["upscale", "-i", str(src), "-o", str(tmp_path / "flat"), "-n", model_file, "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["a_out.png"]  # without -r: the top folder only

@@ -179,3 +179,41 @@ def test_upscaler_idr_view_changes_only_the_idr():
         expected = model.super_resolve(lr, estimate_idr(model, lr, view=20).d)
     expected = tensor_to_image(expected)
     assert np.abs(viewed.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_output_size_options_and_metadata_are_kept(tmp_path):
+    from PIL import Image, ImageCms
+
+    from kdsr.checkpoint import save_model
+    from kdsr.cli import main
+    from kdsr.image_io import read_image
+
+    model = tmp_path / "tiny.safetensors"
+    save_model(tiny_model(), model)
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    picture = Image.fromarray(synthetic_image(10, 16))
+    exif = picture.getexif()
+    exif[0x0112], exif[0x010F] = 6, "Camera maker"  # stored rotated: a viewer turns it 90 degrees
+    exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003] = 16, 10
+    picture.save(tmp_path / "photo.jpg", icc_profile=profile, exif=exif.tobytes(), quality=95)
+    for ext in ("png", "jpg", "webp"):
+        out = tmp_path / f"out.{ext}"
+        assert main(["upscale", "-i", str(tmp_path / "photo.jpg"), "-o", str(out), "-n", str(model), "-q"]) == 0
+        assert read_image(out).shape[:2] == (64, 40)  # turned upright (10x16 stored, orientation 6), x4
+        with Image.open(out) as result:
+            kept = result.getexif()
+            assert result.info["icc_profile"] == profile
+            assert kept[0x0112] == 1 and kept[0x010F] == "Camera maker"
+            assert dict(kept.get_ifd(0x8769)) == {0xA002: 40, 0xA003: 64}
+    args = ["upscale", "-i", str(tmp_path / "photo.jpg"), "-n", str(model), "-q", "--overwrite"]
+    assert main([*args, "-o", str(tmp_path / "w.png"), "--width", "100"]) == 0
+    assert read_image(tmp_path / "w.png").shape[:2] == (160, 100)  # the height follows the aspect ratio
+    assert main([*args, "-o", str(tmp_path / "h.png"), "--height", "20"]) == 0
+    assert read_image(tmp_path / "h.png").shape[:2] == (20, 12)
+    assert main([*args, "-o", str(tmp_path / "wh.png"), "--width", "30", "--height", "50"]) == 0
+    assert read_image(tmp_path / "wh.png").shape[:2] == (50, 30)
+    assert main([*args, "-o", str(tmp_path / "q.jpg"), "--quality", "30"]) == 0
+    assert (tmp_path / "q.jpg").stat().st_size < (tmp_path / "out.jpg").stat().st_size
+    for bad in (["--quality", "0"], ["--width", "0"], ["-s", "2", "--width", "9"]):
+        assert main([*args, "-o", str(tmp_path / "bad.png"), *bad]) == 1
+    assert not (tmp_path / "bad.png").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -56,6 +57,68 @@ def probe_image(source: str | os.PathLike | np.ndarray, name: str | os.PathLike 
             return ImageInfo(im.width, im.height, getattr(im, "n_frames", 1), orientation)
     except unreadable:
         raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)") from None
+
+
+class ImageMetadata(NamedTuple):
+    """What an upscaled copy keeps of its source: the ICC colour profile and the EXIF block, both raw bytes."""
+
+    icc_profile: bytes | None = None
+    exif: bytes | None = None  # with its "Exif\0\0" prefix
+
+
+EXIF_PREFIX = b"Exif\x00\x00"
+_ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y = 0x0112, 0x8769, 0xA002, 0xA003
+
+
+def read_image_metadata(path: str | os.PathLike, size: tuple[int, int] | None = None) -> ImageMetadata:
+    """The ICC profile and EXIF of an image file, the EXIF made true of its upscaled copy: orientation 1 (pixels are
+    stored as :func:`read_image` returns them, already turned) and, given ``size`` (width, height), the pixel
+    dimensions. Unreadable metadata is left out, never an error."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            icc = im.info.get("icc_profile") or None
+            exif = im.getexif()
+            if not exif:
+                return ImageMetadata(icc, None)
+            if _ORIENTATION in exif:
+                exif[_ORIENTATION] = 1
+            if size is not None:
+                sub = exif.get_ifd(_EXIF_IFD)
+                for tag, value in ((_PIXEL_X, size[0]), (_PIXEL_Y, size[1])):
+                    if tag in sub:
+                        sub[tag] = value
+            data = exif.tobytes()
+    except Exception:  # noqa: BLE001 - metadata is a courtesy: a file whose pixels read fine still upscales
+        return ImageMetadata()
+    return ImageMetadata(icc, data if data.startswith(EXIF_PREFIX) else EXIF_PREFIX + data)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def _with_png_metadata(encoded: bytes, metadata: ImageMetadata) -> bytes:
+    """PNG bytes with iCCP and eXIf chunks inserted right after IHDR (signature 8 bytes + IHDR chunk 25)."""
+    chunks = b""
+    if metadata.icc_profile:
+        chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(metadata.icc_profile))
+    if metadata.exif:
+        chunks += _png_chunk(b"eXIf", metadata.exif.removeprefix(EXIF_PREFIX))
+    return encoded[:33] + chunks + encoded[33:]
+
+
+def _pillow_encode(image: np.ndarray, ext: str, quality: int, metadata: ImageMetadata) -> bytes:
+    """8-bit JPEG/WebP with ICC and EXIF, through Pillow (OpenCV cannot embed them)."""
+    from PIL import Image
+
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[image.shape[2]]
+    picture = Image.fromarray(image[:, :, 0] if mode == "L" else image, mode)
+    extra = {k: v for k, v in (("icc_profile", metadata.icc_profile), ("exif", metadata.exif)) if v}
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG" if ext in (".jpg", ".jpeg") else "WEBP", quality=quality, **extra)
+    return buffer.getvalue()
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -109,8 +172,11 @@ def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     }[orientation]
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
-    """Write an (H, W, C) RGB(A)/grey array atomically; 16-bit is reduced to 8-bit for formats without it."""
+def write_image(
+    path: str | os.PathLike, image: np.ndarray, quality: int = 95, metadata: ImageMetadata | None = None
+) -> None:
+    """Write an (H, W, C) RGB(A)/grey array atomically; 16-bit is reduced to 8-bit for formats without it.
+    ``quality`` (1-100) is for JPEG and WebP; ``metadata`` (ICC profile, EXIF) is embedded in PNG, JPEG and WebP."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
@@ -122,6 +188,12 @@ def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -
     channels = image.shape[2]
     if channels == 4 and ext not in ALPHA_EXTENSIONS:
         raise ImageError(f"{path}: '{ext}' cannot store an alpha channel")
+    if not 1 <= quality <= 100:
+        raise ImageError(f"quality must be in 1-100, got {quality}")
+    metadata = metadata if metadata and (metadata.icc_profile or metadata.exif) else None
+    if metadata and ext in (".jpg", ".jpeg", ".webp"):
+        atomic_write_bytes(path, _pillow_encode(image, ext, quality, metadata))
+        return
     if channels == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif channels == 4:
@@ -134,7 +206,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -
     ok, encoded = cv2.imencode(ext, image, params)
     if not ok:
         raise ImageError(f"{path}: encoding failed")
-    atomic_write_bytes(path, encoded.tobytes())
+    data = encoded.tobytes()
+    atomic_write_bytes(path, _with_png_metadata(data, metadata) if metadata and ext == ".png" else data)
 
 
 def read_rgb8(path: str | os.PathLike) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kdsr.errors import KDSRError
 from kdsr.image_io import DEFAULT_MAX_PIXELS
 from kdsr.inference.fidelity import BORDER_PAD
 from kdsr.inference.files import upscale_files
@@ -36,6 +37,10 @@ def add_parser(sub) -> None:
         help=f"bundled model, preset or checkpoint path (default: {default_model_name()})",
     )
     p.add_argument("-s", "--outscale", type=float, default=None, help="final scale, if not the model's (resized after)")
+    p.add_argument("--width", type=int, default=None, help="final width in pixels; the height follows")
+    p.add_argument(
+        "--height", type=int, default=None, help="final height in pixels; the width follows the aspect ratio"
+    )
     p.add_argument(
         "-t",
         "--tile",
@@ -76,6 +81,13 @@ def add_parser(sub) -> None:
         action="store_false",
         help="do not keep the output's colours and low frequencies on the input's (the raw network output)",
     )
+    p.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="also the sub-folders of a folder input; the output folder mirrors the tree (hidden files and folders "
+        "are left out)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
     p.add_argument(
         "--skip-existing",
@@ -93,6 +105,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--suffix", default="out", help="suffix of output file names (default: out)")
     p.add_argument("--ext", default="auto", choices=["auto", "png", "jpg", "webp"], help="output format")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP output quality, 1-100 (default 95)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument(
         "--precision", default="auto", choices=["auto", *PRECISIONS], help="auto: fp16 on CUDA, fp32 elsewhere"
@@ -133,6 +146,12 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_outscale(args.outscale)  # once up front, not once per file
+    if not 1 <= args.quality <= 100:
+        raise KDSRError(f"--quality must be in 1-100, got {args.quality}")
+    if (args.width is not None and args.width < 1) or (args.height is not None and args.height < 1):
+        raise KDSRError("--width and --height must be >= 1")
+    if args.outscale and (args.width or args.height):
+        raise KDSRError("give -s or --width/--height, not both")
     upscaler = Upscaler(
         args.model,
         device=args.device,
@@ -159,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         on_image=_degradation_reporter(args.model) if args.verbose else None,
         video=VideoSettings(crf=args.crf, codec=args.codec, idr_per_frame=args.idr_per_frame),
+        quality=args.quality,
+        width=args.width,
+        height=args.height,
+        recursive=args.recursive,
     )
     for path in result.written:
         print(path)

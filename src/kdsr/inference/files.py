@@ -13,7 +13,14 @@ import torch
 
 from kdsr.atomic import remove_stale_temporaries
 from kdsr.errors import ImageError, KDSRError, shortened
-from kdsr.image_io import ALPHA_EXTENSIONS, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image, write_image
+from kdsr.image_io import (
+    ALPHA_EXTENSIONS,
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    read_image,
+    read_image_metadata,
+    write_image,
+)
 from kdsr.inference.upscaler import Upscaler
 from kdsr.inference.video import VIDEO_EXTENSIONS, VideoSettings, is_video, upscale_video
 
@@ -38,26 +45,35 @@ class BatchResult:
         return line + f" ({len(self.written) / self.seconds:.2f} images/s)"
 
 
-def collect_inputs(source: str | Path) -> list[Path]:
-    """A single file, or every visible regular file of a folder (sorted); non-images fail later, one by one."""
+def collect_inputs(source: str | Path, recursive: bool = False) -> list[Path]:
+    """A single file, or every visible regular file of a folder (sorted), with ``recursive`` of its sub-folders too
+    (hidden files and folders left out)."""
     source = Path(source)
     if source.is_file():
         return [source]
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+        found = source.rglob("*") if recursive else source.iterdir()
+        files = sorted(
+            p for p in found if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
+        )
         if not files:
             raise KDSRError(f"{source}: folder has no files")
         return files
     raise KDSRError(f"{source}: no such file or folder")
 
 
-def output_path(source: Path, output: Path, single_file: bool, suffix: str, ext: str, has_alpha: bool) -> Path:
+def output_path(
+    source: Path, output: Path, single_file: bool, suffix: str, ext: str, has_alpha: bool, root: Path | None = None
+) -> Path:
     """Where the result for ``source`` goes: ``output`` itself when it names a file of the input's kind (image or
     video) for a single input, else ``output/<stem>_<suffix>.<ext>`` (``ext`` "auto" keeps the input's; alpha forces
-    a format that keeps it; a video keeps its container)."""
+    a format that keeps it; a video keeps its container), in the sub-folder that mirrors ``source``'s under ``root``
+    (recursive runs)."""
     kind = VIDEO_EXTENSIONS if is_video(source) else IMAGE_EXTENSIONS
     if single_file and output.suffix.lower() in kind:
         return output
+    if root is not None:
+        output = output / source.parent.relative_to(root)
     if is_video(source):
         name = f"{source.stem}_{suffix}" if suffix else source.stem
         return output / f"{name}{source.suffix.lower()}"
@@ -68,6 +84,18 @@ def output_path(source: Path, output: Path, single_file: bool, suffix: str, ext:
         extension = ".png"
     name = f"{source.stem}_{suffix}" if suffix else source.stem
     return output / f"{name}{extension}"
+
+
+def fit_size(width: int, height: int, target_width: int | None, target_height: int | None) -> tuple[int, int] | None:
+    """The final size for ``--width``/``--height``: one given, the other side follows the aspect ratio; both, that
+    exact size; neither, None."""
+    if target_width and target_height:
+        return target_width, target_height
+    if target_width:
+        return target_width, max(1, round(height * target_width / width))
+    if target_height:
+        return max(1, round(width * target_height / height)), target_height
+    return None
 
 
 def _key(path: Path) -> str:
@@ -91,14 +119,18 @@ def plan_outputs(
     ext: str = "auto",
     overwrite: bool = False,
     skip_existing: bool = False,
+    recursive: bool = False,
 ) -> Plan:
     """Name every output up front and refuse what would lose data: two inputs with one output name, an output that
     is an input, or (without ``overwrite``/``skip_existing``) an output that exists. Files that are this run's own
     outputs of an earlier run (``x_out.png`` beside ``x.png``) are not inputs."""
     if overwrite and skip_existing:
         raise KDSRError("--overwrite and --skip-existing exclude each other")
-    inputs = collect_inputs(source)
+    inputs = collect_inputs(source, recursive)
     single = Path(source).is_file()
+    root = Path(source) if recursive and not single else None
+    if root is not None and Path(output).resolve().is_relative_to(root.resolve()):  # outputs are never inputs
+        inputs = [p for p in inputs if not p.resolve().is_relative_to(Path(output).resolve())]
     output = Path(output)
     kind, formats = ("a video", VIDEO_EXTENSIONS) if single and is_video(inputs[0]) else ("an image", IMAGE_EXTENSIONS)
     if single and output.suffix and output.suffix.lower() not in formats and not output.is_dir():
@@ -111,7 +143,7 @@ def plan_outputs(
     media = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
     other = [] if single else [p for p in inputs if p.suffix.lower() not in media]
     inputs = [p for p in inputs if p not in other]
-    targets = {path: output_path(path, output, single, suffix, ext, has_alpha=False) for path in inputs}
+    targets = {path: output_path(path, output, single, suffix, ext, False, root) for path in inputs}
     same = [p for p, t in targets.items() if _key(p) == _key(t)]
     if same:
         raise KDSRError(f"{same[0]}: output would overwrite the input; choose another -o or --suffix")
@@ -156,13 +188,21 @@ def upscale_files(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_image: Callable[[Path, np.ndarray], None] | None = None,
     video: VideoSettings | None = None,
+    quality: int = 95,
+    width: int | None = None,
+    height: int | None = None,
+    recursive: bool = False,
 ) -> BatchResult:
     """Upscale a file or every file of a folder; bad files are recorded in the result, the others still written.
-    ``on_image`` is called with each input's path and pixels once it is read (``kdsr upscale -v``).
+    ``on_image`` is called with each input's path and pixels once it is read (``kdsr upscale -v``). Outputs keep
+    the input's ICC profile and EXIF (orientation reset, sizes updated); ``quality`` is for JPEG and WebP outputs;
+    ``width``/``height`` set the final size (see :func:`fit_size`) instead of ``outscale``.
 
     Inputs are never written and existing files are replaced only with ``overwrite`` (see :func:`plan_outputs`).
     """
-    plan = plan_outputs(source, output, suffix=suffix, ext=ext, overwrite=overwrite, skip_existing=skip_existing)
+    plan = plan_outputs(
+        source, output, suffix=suffix, ext=ext, overwrite=overwrite, skip_existing=skip_existing, recursive=recursive
+    )
     if progress is None:
         progress = sys.stderr.isatty()
     result = BatchResult(skipped=list(plan.skipped))
@@ -178,8 +218,9 @@ def upscale_files(
         try:
             if is_video(path):
                 result.frames += upscale_video(
-                    path, target, upscaler, outscale=outscale, progress=progress, max_pixels=max_pixels, **settings
-                )
+                    path, target, upscaler, outscale=outscale, progress=progress, max_pixels=max_pixels,
+                    width=width, height=height, **settings,
+                )  # fmt: skip
                 result.written.append(target)
                 continue
             image = read_image(path, max_pixels=max_pixels)
@@ -191,7 +232,10 @@ def upscale_files(
                 target = target.with_suffix(".png")
                 if _key(target) in inputs or _key(target) in others or (target.exists() and not overwrite):
                     raise ImageError(f"{path}: has alpha, so it would be written as {target}, which is taken")
-            write_image(target, upscaler.upscale(image, outscale=outscale, progress=progress))
+            size = fit_size(image.shape[1], image.shape[0], width, height)
+            out = upscaler.upscale(image, outscale=outscale, progress=progress, size=size)
+            metadata = read_image_metadata(path, size=(out.shape[1], out.shape[0]))
+            write_image(target, out, quality=quality, metadata=metadata)
             result.written.append(target)
         except KDSRError as e:
             result.failed.append((path, str(e)))

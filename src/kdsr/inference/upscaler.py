@@ -212,11 +212,13 @@ class Upscaler:
         outscale: float | None = None,
         progress: bool = False,
         idr: torch.Tensor | None = None,
+        size: tuple[int, int] | None = None,
     ) -> np.ndarray:
         """Upscale an (H, W, C) uint8/uint16 array (grey, RGB or RGBA) or an image file; same layout and dtype out.
 
-        ``outscale`` resizes the model output to another final factor (Lanczos up, area down); ``idr`` (from
-        :meth:`estimate_idr`) is used instead of the image's own for the colour channels.
+        ``outscale`` resizes the model output to another final factor, ``size`` (width, height) to a final size
+        (Lanczos up, area down); ``idr`` (from :meth:`estimate_idr`) is used instead of the image's own for the
+        colour channels.
         """
         if isinstance(image, str | os.PathLike):
             image = read_image(image)
@@ -227,7 +229,12 @@ class Upscaler:
         height, width, channels = image.shape
         check_outscale(outscale)
         factor = outscale or self.scale
-        if height * width * max(factor, self.scale) ** 2 > MAX_OUTPUT_PIXELS:
+        if size is None and outscale and outscale != self.scale:
+            size = (max(round(width * outscale), 1), max(round(height * outscale), 1))
+        if size is not None and min(size) < 1:
+            raise ImageError(f"output size must be at least 1x1, got {size[0]}x{size[1]}")
+        final = size[0] * size[1] if size else 0
+        if max(height * width * self.scale**2, final) > MAX_OUTPUT_PIXELS:
             raise ImageError(
                 f"output of {width}x{height} at x{factor} would be too large (limit {MAX_OUTPUT_PIXELS} pixels)"
             )
@@ -246,9 +253,8 @@ class Upscaler:
                 size = (width * self.scale, height * self.scale)
                 alpha_out = cv2.resize(alpha, size, interpolation=cv2.INTER_CUBIC)
             out = np.concatenate([rgb_out, np.clip(alpha_out, 0, 1)[:, :, None]], axis=2)
-        if outscale and outscale != self.scale:
-            size = (max(round(width * outscale), 1), max(round(height * outscale), 1))
-            interpolation = cv2.INTER_LANCZOS4 if outscale > self.scale else cv2.INTER_AREA
+        if size is not None and size != (out.shape[1], out.shape[0]):
+            interpolation = cv2.INTER_LANCZOS4 if size[0] * size[1] > out.shape[0] * out.shape[1] else cv2.INTER_AREA
             out = cv2.resize(out, size, interpolation=interpolation).reshape(size[1], size[0], -1)
         return from_float(out, image.dtype)
 

@@ -122,9 +122,13 @@ def video_idr(upscaler: Upscaler, path: Path, info: VideoInfo) -> torch.Tensor:
     return torch.cat(idrs).mean(dim=0, keepdim=True)
 
 
-def output_size(info: VideoInfo, factor: float) -> tuple[int, int]:
-    """Output width and height, even (4:2:0 chroma needs it)."""
-    return max(2, round(info.width * factor) // 2 * 2), max(2, round(info.height * factor) // 2 * 2)
+def output_size(info: VideoInfo, factor: float, width: int | None = None, height: int | None = None) -> tuple[int, int]:
+    """Output width and height from the factor, or from ``width``/``height`` (one given: the other follows the
+    aspect ratio), rounded down to even numbers (4:2:0 chroma needs them)."""
+    from kdsr.inference.files import fit_size
+
+    w, h = fit_size(info.width, info.height, width, height) or (round(info.width * factor), round(info.height * factor))
+    return max(2, w // 2 * 2), max(2, h // 2 * 2)
 
 
 def upscale_video(
@@ -138,6 +142,8 @@ def upscale_video(
     idr_per_frame: bool = False,
     progress: bool = False,
     max_pixels: int | None = None,
+    width: int | None = None,
+    height: int | None = None,
 ) -> int:
     """Upscale ``source`` into ``target`` (written to a temp file, renamed when complete); returns the frame count.
     Same frame rate and count; audio and subtitles copied (subtitles dropped where the container cannot hold them)."""
@@ -147,7 +153,7 @@ def upscale_video(
         raise KDSRError(f"{target}: output video must be one of {', '.join(VIDEO_EXTENSIONS)}")
     info = probe_video(source)
     factor = outscale or upscaler.scale
-    width, height = output_size(info, factor)
+    width, height = output_size(info, factor, width, height)
     if max_pixels and info.width * info.height > max_pixels:
         raise ImageError(f"{source}: {info.width}x{info.height} frames exceed --max-pixels {max_pixels}")
     if width * height > MAX_OUTPUT_PIXELS:
@@ -169,9 +175,7 @@ def upscale_video(
         try:
             with tqdm(total=info.frames, desc=source.name, unit="frame", disable=not progress) as bar:
                 for frame in _frames(source, info):
-                    out = upscaler.upscale(frame, outscale=outscale, idr=idr)
-                    if out.shape[:2] != (height, width):
-                        out = out[:height, :width]
+                    out = upscaler.upscale(frame, idr=idr, size=(width, height))
                     encoder.stdin.write(np.ascontiguousarray(out).tobytes())
                     written += 1
                     bar.update()
