@@ -177,3 +177,29 @@ def test_onnx_export_parity_and_backend(tmp_path, model_file):
 def test_onnx_export_of_a_real_preset(tmp_path):
     pytest.importorskip("onnxruntime")
     assert main(["export", "-n", "kdsr-s", "-o", str(tmp_path / "s.onnx"), "--check"]) == 0
+
+
+def test_cli_and_package_import_no_heavy_modules():
+    """`kdsr --help` and argument errors answer without loading torch, OpenCV or NumPy (subcommands import them in
+    their run())."""
+    code = (
+        "import sys, kdsr, kdsr.cli\n"
+        "from kdsr.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        "print(sorted(m for m in ('torch', 'cv2', 'numpy', 'PIL', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["upscale", "-i", "x", "--quality", "0"], "--quality"),
+        (["upscale", "-i", "x", "-s", "-1"], "outscale must be > 0"),
+        (["upscale", "-i", "x", "--width", "0"], "--width and --height"),
+    ],
+)
+def test_upscale_argument_mistakes_are_answered_before_any_work(argv, message, capsys):
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import warnings
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -20,19 +19,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from kdsr.atomic import atomic_path
+from kdsr.bundled import bundled_models
 from kdsr.errors import CheckpointError, UntrainedModelWarning, shortened
 from kdsr.models import PRESETS, KDSRConfig, KDSRStudent, KDSRTeacher, build_model, create_model, preset_name
 
 FORMAT_VERSION = "1"
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net")
-
-
-def bundled_models() -> dict[str, Path]:
-    """Trained models shipped inside the package, by name (the file stem)."""
-    folder = resources.files("kdsr") / "weights"
-    if not folder.is_dir():
-        return {}
-    return {Path(f.name).stem: Path(str(f)) for f in folder.iterdir() if f.name.endswith(".safetensors")}
 
 
 def save_model(

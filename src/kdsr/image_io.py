@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from kdsr.atomic import atomic_write_bytes
+from kdsr.constants import DEFAULT_MAX_PIXELS
 from kdsr.errors import ImageError
 
 #: Extensions that ``kdsr upscale`` picks up in a folder and can write.
@@ -25,9 +26,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 #: Formats that keep an alpha channel / 16-bit samples when written.
 ALPHA_EXTENSIONS = (".png", ".webp", ".tif", ".tiff")
 HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
-#: Largest image (pixels, from the file header) that is decoded at all: a small file can declare a huge image
-#: (a "decompression bomb"); this refuses it before any memory is spent. 100 MP is larger than any camera photo.
-DEFAULT_MAX_PIXELS = 100_000_000
 
 
 class ImageInfo(NamedTuple):

@@ -6,14 +6,8 @@ import argparse
 import json
 import sys
 
-import torch
-
 from kdsr.atomic import atomic_write_bytes
-from kdsr.degradations.resize import imresize
-from kdsr.evaluation import PROTOCOLS, run_benchmark
-from kdsr.inference.upscaler import PRECISIONS, Upscaler
-from kdsr.metrics import CONVENTIONS
-from kdsr.models import KDSRTeacher
+from kdsr.constants import CONVENTIONS, PRECISION_NAMES, PROTOCOLS
 
 
 def add_parser(sub) -> None:
@@ -37,7 +31,7 @@ def add_parser(sub) -> None:
         "--lpips", metavar="WEIGHTS", help="also LPIPS (VGG, v0.1) with weights saved from the lpips package"
     )
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="fp32", choices=["auto", *PRECISIONS])
+    p.add_argument("--precision", default="fp32", choices=["auto", *PRECISION_NAMES])
     p.add_argument("-t", "--tile", type=int, default=0, help="LR tile size (default 0: whole image, as the paper)")
     p.add_argument(
         "--pipeline",
@@ -108,6 +102,13 @@ def _everyday_table(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from kdsr.degradations.resize import imresize
+    from kdsr.evaluation import run_benchmark
+    from kdsr.inference.upscaler import Upscaler
+    from kdsr.models import KDSRTeacher
+
     pipeline = args.pipeline
     if pipeline == "auto":
         pipeline = "raw" if args.protocol in ("gaussian8", "aniso") else "upscale"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from kdsr.checkpoint import load_model, save_model
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -19,6 +17,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsr.checkpoint import load_model, save_model
+
     model = load_model(args.input)
     save_model(model, args.output, metadata={"converted_from": str(args.input)})
     c = model.config

@@ -7,16 +7,13 @@ import json
 import math
 import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from kdsr.atomic import atomic_write_bytes
-from kdsr.degradations import classic, realworld
-from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
 from kdsr.errors import KDSRError
-from kdsr.evaluation.protocols import image_files, load_hr, noise_seed
-from kdsr.image_io import write_image
-from kdsr.image_tensor import image_to_tensor, tensor_to_image
+
+if TYPE_CHECKING:
+    import torch
 
 
 def add_parser(sub) -> None:
@@ -51,6 +48,8 @@ def add_parser(sub) -> None:
 
 
 def _kernel(args: argparse.Namespace) -> torch.Tensor | None:
+    from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
+
     if args.blur == "iso":
         if args.sigma is None or args.sigma <= 0:
             raise KDSRError("--blur iso needs --sigma > 0")
@@ -63,6 +62,13 @@ def _kernel(args: argparse.Namespace) -> torch.Tensor | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from kdsr.degradations import classic, realworld
+    from kdsr.evaluation.protocols import image_files, load_hr, noise_seed
+    from kdsr.image_io import write_image
+    from kdsr.image_tensor import image_to_tensor, tensor_to_image
+
     source, output = Path(args.input), Path(args.output)
     if not source.is_dir():
         raise KDSRError(f"{source}: not a folder")

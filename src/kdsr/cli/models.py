@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from kdsr.checkpoint import bundled_models, read_metadata
+from kdsr.bundled import bundled_models
 from kdsr.errors import KDSRError
-from kdsr.models import PRESETS
 
 
 def add_parser(sub) -> None:
@@ -16,6 +15,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsr.checkpoint import read_metadata
+    from kdsr.models import PRESETS
+
     bundled = bundled_models()
     if args.name:
         if args.name not in bundled:

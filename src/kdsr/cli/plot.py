@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from kdsr.errors import KDSRError
-from kdsr.train.runlog import read_log
 
 
 def add_parser(sub) -> None:
@@ -17,6 +16,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsr.train.runlog import read_log
+
     try:
         import matplotlib
 

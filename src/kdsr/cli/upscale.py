@@ -5,19 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kdsr.errors import KDSRError
-from kdsr.image_io import DEFAULT_MAX_PIXELS
-from kdsr.inference.fidelity import BORDER_PAD
-from kdsr.inference.files import upscale_files
-from kdsr.inference.upscaler import (
+from kdsr.bundled import default_model_name
+from kdsr.constants import (
     ALPHA_UPSAMPLERS,
+    BORDER_PAD,
+    DEFAULT_CRF,
     DEFAULT_IDR_VIEW,
-    PRECISIONS,
-    Upscaler,
-    check_outscale,
-    default_model_name,
+    DEFAULT_MAX_PIXELS,
+    PRECISION_NAMES,
 )
-from kdsr.inference.video import DEFAULT_CRF, VideoSettings
+from kdsr.errors import KDSRError
 
 
 def add_parser(sub) -> None:
@@ -108,7 +105,7 @@ def add_parser(sub) -> None:
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP output quality, 1-100 (default 95)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument(
-        "--precision", default="auto", choices=["auto", *PRECISIONS], help="auto: fp16 on CUDA, fp32 elsewhere"
+        "--precision", default="auto", choices=["auto", *PRECISION_NAMES], help="auto: fp16 on CUDA, fp32 elsewhere"
     )
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.add_argument(
@@ -145,13 +142,19 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_outscale(args.outscale)  # once up front, not once per file
+    # argument checks first: a mistake is answered before torch and OpenCV load
+    if args.outscale is not None and not args.outscale > 0:
+        raise KDSRError(f"outscale must be > 0, got {args.outscale}")
     if not 1 <= args.quality <= 100:
         raise KDSRError(f"--quality must be in 1-100, got {args.quality}")
     if (args.width is not None and args.width < 1) or (args.height is not None and args.height < 1):
         raise KDSRError("--width and --height must be >= 1")
     if args.outscale and (args.width or args.height):
         raise KDSRError("give -s or --width/--height, not both")
+    from kdsr.inference.files import upscale_files
+    from kdsr.inference.upscaler import Upscaler
+    from kdsr.inference.video import VideoSettings
+
     upscaler = Upscaler(
         args.model,
         device=args.device,

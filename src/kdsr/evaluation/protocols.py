@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdsr.constants import PROTOCOLS
 from kdsr.degradations import realworld
 from kdsr.degradations.classic import degrade
 from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
@@ -30,7 +31,6 @@ from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.metrics import psnr, ssim
 from kdsr.metrics.lpips import lpips_distance
 
-PROTOCOLS = ("gaussian8", "aniso", "paired", "everyday")
 GAUSSIAN8_SIGMAS = (1.8, 2.0, 2.2, 2.4, 2.6, 2.8, 3.0, 3.2)
 #: (lambda1, lambda2, theta in degrees): the DASR nine-kernel list. KDSR's own nine kernels (its Table 2) are not
 #: published anywhere in its code; this list contains both kernels its scripts use (spec section 4.2).

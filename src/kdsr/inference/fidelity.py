@@ -22,9 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: LR pixels replicated around the image before the network: with the colour fix a flat 48x64 image comes out within
-#: 0 levels at 8 and 16, but 4 levels off at 4 and 9 at 2 (kdsr-real-x4, seven colours).
-BORDER_PAD = 8
 #: Gaussian sigma (LR pixels) of the low-pass in :func:`color_fix`: wide enough to leave detail alone (Gaussian8 on
 #: Set5 with kdsr-iso-x4: -0.018 dB at sigma 2, -0.005 dB at 4), narrow enough to follow colour across an image.
 COLOR_FIX_SIGMA = 4.0

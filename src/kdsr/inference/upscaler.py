@@ -12,25 +12,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdsr.checkpoint import bundled_models, load_model
+from kdsr.bundled import default_model_name
+from kdsr.checkpoint import load_model
+from kdsr.constants import ALPHA_UPSAMPLERS, BORDER_PAD, DEFAULT_IDR_VIEW, PRECISION_NAMES
 from kdsr.errors import ImageError, KDSRError
 from kdsr.image_io import from_float, read_image, to_float
-from kdsr.inference.fidelity import BORDER_PAD, color_fix, keep_flat_alpha, pad_border
+from kdsr.inference.fidelity import color_fix, keep_flat_alpha, pad_border
 from kdsr.inference.tiling import count_tiles, estimate_idr, tiled_super_resolve
 from kdsr.models import KDSRStudent
 
-#: Bundled model used when none is named, and the untrained preset used until one is bundled.
-DEFAULT_MODEL = "kdsr-real-x4"
-FALLBACK_MODEL = "kdsr-s"
 #: Largest output we agree to build (pixels); a 16384x16384 result already needs about 4 GB of accumulators.
 MAX_OUTPUT_PIXELS = 16384 * 16384
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-ALPHA_UPSAMPLERS = ("kdsr", "bicubic")
-
-
-def default_model_name() -> str:
-    """The bundled real-world model when present, else the untrained small preset."""
-    return DEFAULT_MODEL if DEFAULT_MODEL in bundled_models() else FALLBACK_MODEL
+PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.float16, torch.bfloat16), strict=True))
 
 
 def resolve_device(name: str | torch.device | None = None) -> torch.device:
@@ -61,10 +54,6 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise KDSRError("bf16 is not supported on this GPU; use fp16 or fp32")
     return PRECISIONS[precision]
-
-
-#: LR pixels per side the IDR is estimated from by default; the README section "Speed" has the measurements behind it.
-DEFAULT_IDR_VIEW = 256
 
 
 def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:

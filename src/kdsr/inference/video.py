@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from kdsr.atomic import atomic_path
+from kdsr.constants import DEFAULT_CRF
 from kdsr.errors import ImageError, KDSRError
 from kdsr.inference.upscaler import MAX_OUTPUT_PIXELS, Upscaler
 
@@ -30,7 +31,6 @@ CONTAINERS = {
     ".webm": ("webm", "libvpx-vp9", "libopus", "webvtt"),
     ".avi": ("avi", "libx264", "copy", None),
 }
-DEFAULT_CRF = 18
 #: frames the video's one IDR is estimated from, spread evenly over it
 IDR_SAMPLE_FRAMES = 8
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from kdsr.constants import CONVENTIONS
 from kdsr.errors import KDSRError
 
-CONVENTIONS = ("official", "basicsr")
 _OFFICIAL_Y = np.array([65.738, 129.057, 25.064])
 _BT601_Y = np.array([65.481, 128.553, 24.966])
 

@@ -1,0 +1,22 @@
+"""Names and defaults shared by the library and the command line, in a module that imports nothing heavy, so that
+``kdsr --help`` and argument errors answer without loading torch or OpenCV."""
+
+from __future__ import annotations
+
+#: Benchmark protocols (``kdsr.evaluation``) and PSNR/SSIM conventions (``kdsr.metrics``).
+PROTOCOLS = ("gaussian8", "aniso", "paired", "everyday")
+CONVENTIONS = ("official", "basicsr")
+#: Inference precisions (each maps to a torch dtype in ``kdsr.inference.upscaler.PRECISIONS``).
+PRECISION_NAMES = ("fp32", "fp16", "bf16")
+ALPHA_UPSAMPLERS = ("kdsr", "bicubic")
+#: LR pixels per side the IDR is estimated from by default; the README section "Speed" has the measurements behind it.
+DEFAULT_IDR_VIEW = 256
+#: LR pixels replicated around the image before the network (``kdsr.inference.fidelity``): with the colour fix a
+#: flat 48x64 image comes out within 0 levels at 8 and 16, but 4 levels off at 4 and 9 at 2 (kdsr-real-x4, seven
+#: colours).
+BORDER_PAD = 8
+#: Largest image (pixels, from the file header) that is decoded at all: a small file can declare a huge image
+#: (a "decompression bomb"); this refuses it before any memory is spent. 100 MP is larger than any camera photo.
+DEFAULT_MAX_PIXELS = 100_000_000
+#: x264/VP9 constant quality of video outputs.
+DEFAULT_CRF = 18
