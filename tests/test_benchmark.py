@@ -12,6 +12,7 @@ from kdsr.image_io import read_image, write_image
 from tests.conftest import shared_path, synthetic_image
 
 
+@pytest.mark.slow
 def test_bicubic_gaussian8_matches_official_code(tmp_path, capsys):
     # Measured by running the official KDSR code: Set5 25.87 / 0.7294, Set14 24.30 / 0.6246.
     data = [str(shared_path("data", "Set5")), str(shared_path("data", "Set14"))]

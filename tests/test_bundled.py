@@ -6,6 +6,7 @@ import json
 import warnings
 
 import numpy as np
+import pytest
 import torch
 
 import kdsr
@@ -81,6 +82,7 @@ def test_real_model_beats_bicubic_on_the_sample():
     assert ours[0] > bicubic[0] - 0.1 and ours[1] > bicubic[1] + 0.005, (ours, bicubic)
 
 
+@pytest.mark.slow
 def test_iso_model_reproduces_the_model_card_numbers(tmp_path):
     """Model card / README: `kdsr benchmark -n kdsr-iso-x4 --protocol gaussian8` on Set5 and Set14."""
     sets = [shared_path("data", "Set5"), shared_path("data", "Set14")]
@@ -102,6 +104,7 @@ def test_iso_model_reproduces_the_model_card_numbers(tmp_path):
         assert f"{result['psnr']:.2f} / {result['ssim']:.4f}" in card, name
 
 
+@pytest.mark.slow
 def test_default_model_beats_bicubic_on_every_everyday_case_and_matches_its_card(tmp_path):
     """Model card / README: `kdsr benchmark -n kdsr-real-x4 --protocol everyday` on Set5 (what `kdsr upscale` does)."""
     out = tmp_path / "e.json"

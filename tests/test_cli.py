@@ -140,6 +140,7 @@ def test_models_lists_presets(capsys):
         assert name in out
 
 
+@pytest.mark.slow
 def test_python_dash_m_on_the_shipped_sample(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "kdsr", "upscale", "-i", str(ASSETS / "sample.png"), "-o", str(tmp_path), "-q"],

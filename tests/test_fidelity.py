@@ -33,6 +33,7 @@ def test_flat_colour_stays_flat_with_every_bundled_model(upscaler, size):
         assert np.abs(out.astype(int) - np.array(colour)).max() <= 3, colour
 
 
+@pytest.mark.slow
 def test_large_flat_image_stays_flat(upscaler):
     image = np.zeros((512, 512, 3), np.uint8) + np.array((0, 200, 0), np.uint8)
     out = upscaler.upscale(image)  # tiled (256) on the CPU: the tile seams must stay flat too
@@ -97,6 +98,7 @@ def test_color_fix_works_in_bf16_and_keeps_gradients():
     assert color_fix(sr.detach().bfloat16(), torch.rand(1, 3, 4, 4)).dtype == torch.bfloat16
 
 
+@pytest.mark.slow
 def test_default_model_keeps_colours_on_set14():
     """The per-channel mean of the output, downscaled, equals the input's within 1 level (clean LR)."""
     upscaler = Upscaler(device="cpu")

@@ -6,11 +6,14 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from kdsr import load_model
 from kdsr.image_io import write_image
 from tests.conftest import REPO, synthetic_image
 
 
+@pytest.mark.slow
 def test_gpu_lease_trains_both_stages_within_its_budget_and_reports(tmp_path):
     payload = tmp_path / "data"
     for i, name in enumerate(("T91", "BSD200", "Set5")):

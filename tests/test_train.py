@@ -123,6 +123,7 @@ def test_warmup_trains_only_the_encoder(data_dir, teacher_run, tmp_path):
     assert all("l1" not in r for r in _log(tmp_path))
 
 
+@pytest.mark.slow
 def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_path):
     from kdsr.data import HRPatches
     from kdsr.data.patches import load_rgb_folder

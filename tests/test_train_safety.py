@@ -142,6 +142,7 @@ def test_cli_overrides_after_the_options_and_exclusive_flags(data_dir, tmp_path,
         main(["upscale", "-i", "x", "stray=1"])
 
 
+@pytest.mark.slow
 def test_cli_interrupt_exits_130_with_a_checkpoint(data_dir, tmp_path):
     cfg = tmp_path / "t.yaml"
     cfg.write_text(f"data: {{train: [{data_dir}]}}\noptim: {{steps: 100000}}\ncheckpoint_every: 100000\n")

@@ -114,8 +114,10 @@ def _pillow_encode(image: np.ndarray, ext: str, quality: int, metadata: ImageMet
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[image.shape[2]]
     picture = Image.fromarray(image[:, :, 0] if mode == "L" else image, mode)
     extra = {k: v for k, v in (("icc_profile", metadata.icc_profile), ("exif", metadata.exif)) if v}
+    if ext == ".webp" and quality > 100:
+        extra["lossless"] = True
     buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG" if ext in (".jpg", ".jpeg") else "WEBP", quality=quality, **extra)
+    picture.save(buffer, format="JPEG" if ext in (".jpg", ".jpeg") else "WEBP", quality=min(quality, 100), **extra)
     return buffer.getvalue()
 
 
@@ -174,7 +176,8 @@ def write_image(
     path: str | os.PathLike, image: np.ndarray, quality: int = 95, metadata: ImageMetadata | None = None
 ) -> None:
     """Write an (H, W, C) RGB(A)/grey array atomically; 16-bit is reduced to 8-bit for formats without it.
-    ``quality`` (1-100) is for JPEG and WebP; ``metadata`` (ICC profile, EXIF) is embedded in PNG, JPEG and WebP."""
+    ``quality`` (1-100) is for JPEG and WebP (101: lossless WebP, OpenCV's convention); ``metadata`` (ICC profile,
+    EXIF) is embedded in PNG, JPEG and WebP."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
@@ -186,8 +189,8 @@ def write_image(
     channels = image.shape[2]
     if channels == 4 and ext not in ALPHA_EXTENSIONS:
         raise ImageError(f"{path}: '{ext}' cannot store an alpha channel")
-    if not 1 <= quality <= 100:
-        raise ImageError(f"quality must be in 1-100, got {quality}")
+    if not 1 <= quality <= 101:
+        raise ImageError(f"quality must be in 1-100 (101: lossless WebP), got {quality}")
     metadata = metadata if metadata and (metadata.icc_profile or metadata.exif) else None
     if metadata and ext in (".jpg", ".jpeg", ".webp"):
         atomic_write_bytes(path, _pillow_encode(image, ext, quality, metadata))
