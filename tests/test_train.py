@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -406,3 +407,28 @@ def test_teacher_with_group_idr_uses_the_group_mean(data_dir, tmp_path):
 def test_group_settings_are_checked(data_dir, overrides, message):
     with pytest.raises(KDSRError, match=message):
         _config(data_dir, *overrides)
+
+
+def test_group_contrast_loss_rewards_degradation_not_content():
+    from kdsr.train.losses import group_contrast_loss
+
+    torch.manual_seed(0)
+    content = torch.randn(16, 32)
+    degradation = torch.randn(4, 32).repeat_interleave(4, dim=0)
+    by_content = group_contrast_loss(content, 4)
+    by_degradation = group_contrast_loss(degradation + 0.01 * content, 4)
+    assert by_degradation.item() == pytest.approx(math.log(3), abs=1e-3)  # the minimum: 3 positives, far negatives
+    assert by_content > by_degradation + 1
+    shifted = group_contrast_loss(degradation + 0.01 * content + 100, 4)  # a shared offset costs nothing
+    assert shifted.item() == pytest.approx(by_degradation.item(), abs=1e-3)
+    features = content.clone().requires_grad_(True)
+    group_contrast_loss(features, 4).backward()
+    assert features.grad.abs().sum() > 0
+
+
+def test_teacher_with_contrast_loss_logs_it(data_dir, tmp_path):
+    overrides = ("stage=teacher", "degradation.group=2", "distill.contrast_weight=0.01", "optim.steps=2")
+    train(_config(data_dir, *overrides), tmp_path / "run")
+    assert all("contrast" in r for r in _log(tmp_path / "run") if "loss" in r)
+    with pytest.raises(KDSRError, match="contrast_weight is for the teacher stage"):
+        _config(data_dir, "distill.contrast_weight=0.01")

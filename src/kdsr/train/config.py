@@ -75,6 +75,10 @@ class DistillSection:
     # teacher stage: super-resolve each image with its degradation group's mean IDR (needs degradation.group > 1),
     # so that the IDR carries what the group shares (the degradation), not the image content
     group_idr: bool = False
+    # teacher stage: weight of a supervised contrastive loss on D' with the degradation groups as classes (needs
+    # degradation.group > 1), so that the IDR learns the degradation; 0: off (the paper's training)
+    contrast_weight: float = 0.0
+    contrast_temperature: float = 0.1
     warmup_steps: int = 0  # KD-only steps on the student encoder first (official aniso recipe)
     warmup_lr: float = 2e-4
     warmup_decay_steps: int = 0
@@ -152,6 +156,14 @@ class TrainConfig:
             (
                 not self.distill.group_idr or (self.stage == "teacher" and self.degradation.group > 1),
                 "distill.group_idr is for the teacher stage and needs degradation.group > 1",
+            ),
+            (
+                self.distill.contrast_weight == 0 or (self.stage == "teacher" and self.degradation.group > 1),
+                "distill.contrast_weight is for the teacher stage and needs degradation.group > 1",
+            ),
+            (
+                self.distill.contrast_weight >= 0 and self.distill.contrast_temperature > 0,
+                "distill.contrast_weight must be >= 0 and distill.contrast_temperature > 0",
             ),
             (self.optim.lr > 0 and self.optim.lr_decay_steps >= 0, "optim.lr must be > 0, lr_decay_steps >= 0"),
             (

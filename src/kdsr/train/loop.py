@@ -35,7 +35,7 @@ from kdsr.inference.upscaler import PRECISIONS, resolve_device
 from kdsr.models import KDSRStudent, KDSRTeacher, build_model, create_model
 from kdsr.models.discriminator import UNetDiscriminatorSN
 from kdsr.train.config import TrainConfig, config_to_dict
-from kdsr.train.losses import PerceptualLoss, gan_loss, kd_loss, load_vgg19
+from kdsr.train.losses import PerceptualLoss, gan_loss, group_contrast_loss, kd_loss, load_vgg19
 from kdsr.train.runlog import LOG_FILE, append_record, cut_log
 
 STATE_FILE = "state.pt"
@@ -459,8 +459,14 @@ def train(
             losses: dict[str, torch.Tensor] = {}
             with autocast:
                 if config.stage == "teacher":
-                    sr = model(lr, hr, idr_groups=config.degradation.group if config.distill.group_idr else 1)
+                    groups = config.degradation.group if config.distill.group_idr else 1
+                    sr, idr = model(lr, hr, return_idr=True, idr_groups=groups)
                     losses["l1"] = F.l1_loss(sr.float(), hr)
+                    if config.distill.contrast_weight > 0:
+                        contrast = group_contrast_loss(
+                            idr.d_prime, config.degradation.group, config.distill.contrast_temperature
+                        )
+                        losses["contrast"] = config.distill.contrast_weight * contrast
                 else:
                     sr, idr = model(lr, return_idr=True)
                     if teacher is not None:

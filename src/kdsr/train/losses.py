@@ -35,6 +35,21 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl", temp
     raise ValueError(f"unknown KD loss {kind!r}")
 
 
+def group_contrast_loss(features: torch.Tensor, group: int, temperature: float = 0.1) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) with consecutive groups of ``group`` rows as classes: each
+    row's positives are the others of its group (same degradation, other images), its negatives the rest of the
+    batch (other degradations), so the features learn the degradation and not the content (as DASR's degradation
+    encoder). The batch mean is removed before the cosine similarities, so a shared offset costs nothing."""
+    b = features.shape[0]
+    z = F.normalize(features.float() - features.float().mean(dim=0, keepdim=True), dim=1)
+    similarity = z @ z.T / temperature
+    self_mask = torch.eye(b, dtype=torch.bool, device=features.device)
+    labels = torch.arange(b, device=features.device) // group
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    log_prob = similarity - torch.logsumexp(similarity.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
+    return -(log_prob * positives).sum(dim=1).div(positives.sum(dim=1).clamp(min=1)).mean()
+
+
 def load_vgg19(path: str | Path, layers: tuple[str, ...]) -> VGG19Features:
     """VGG19 features with weights from a torchvision state dict file (.pth or .safetensors)."""
     path = Path(path)
