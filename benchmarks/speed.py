@@ -29,7 +29,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 
 
-# ----- reference implementation of the official forward pass (spec section 1) -----
+# ----- reference implementation of the official forward pass (KDSR-classic `model_ST/blindsr.py`) -----
 class RefMeanShift(nn.Conv2d):
     def __init__(self, sign: int) -> None:
         super().__init__(3, 3, 1)

@@ -14,6 +14,7 @@ from kdsr.models import create_model
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 ASSETS = REPO / "assets"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def tiny_model(teacher: bool = False, seed: int = 0, **overrides):
@@ -41,13 +42,14 @@ def shared_path(*parts: str) -> Path:
 
 
 def official_keys(preset: str, teacher: bool) -> dict[str, tuple[int, ...]]:
-    """Official state-dict keys and shapes from ../shared/spec/official-keys-*.json, in file order."""
+    """Official state-dict keys and shapes (tests/fixtures/official-keys-*.json, read off the official classes), in
+    file order."""
     if preset == "kdsr-gan":
-        data = json.loads(shared_path("spec", "official-keys-gan.json").read_text())
+        data = json.loads((FIXTURES / "official-keys-gan.json").read_text())
         entries = data["BlindSR_TA" if teacher else "BlindSR_ST"]["keys"]
         return {e["key"]: tuple(e["shape"]) for e in entries}
     suffix = {"kdsr-m": "M", "kdsr-l": "L"}[preset]
-    data = json.loads(shared_path("spec", f"official-keys-{suffix}.json").read_text())
+    data = json.loads((FIXTURES / f"official-keys-{suffix}.json").read_text())
     return {k: tuple(shape) for k, shape in data["teacher" if teacher else "student"]["keys"]}
 
 

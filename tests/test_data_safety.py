@@ -309,3 +309,18 @@ def test_recursive_run_mirrors_the_tree_and_never_reads_its_own_outputs(tmp_path
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == written
     assert main(["upscale", "-i", str(src), "-o", str(tmp_path / "flat"), "-n", model_file, "-q"]) == 0
     assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["a_out.png"]  # without -r: the top folder only
+
+
+def test_a_file_in_a_newer_format_is_refused(tmp_path, model_file):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from kdsr.checkpoint import load_model
+    from kdsr.errors import CheckpointError
+
+    with safe_open(model_file, framework="pt") as f:
+        metadata = {**f.metadata(), "kdsr_format": "2"}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(tmp_path / "new.safetensors"), metadata=metadata)
+    with pytest.raises(CheckpointError, match="format '2'.*upgrade kdsr"):
+        load_model(tmp_path / "new.safetensors")

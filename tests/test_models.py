@@ -50,7 +50,7 @@ def test_state_dict_matches_official_keys_and_order(name, teacher):
 
 
 def test_small_official_config_param_counts():
-    # spec section 1.6: the 16/3/2 configuration has 87,899 / 94,811 parameters including the mean shift.
+    # the official classes, instantiated: the 16/3/2 configuration has 87,899 / 94,811 parameters with the mean shift.
     for teacher, total in ((False, 87_899), (True, 94_811)):
         model = create_model("kdsr-s", teacher=teacher, n_feats=16, n_blocks=3, n_resblocks=2)
         assert sum(p.numel() for p in model.parameters()) + 24 == total

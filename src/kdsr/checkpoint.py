@@ -117,6 +117,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, torc
 
 def _read_safetensors(path: Path) -> tuple[KDSRConfig, dict[str, torch.Tensor]]:
     metadata = read_metadata(path)
+    version = metadata.get("kdsr_format", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: written in kdsr file format {version!r}, this kdsr reads format {FORMAT_VERSION!r}; "
+            "upgrade kdsr (pip install -U kdsr)"
+        )
     with safe_open(str(path), framework="pt") as f:
         state_dict = {k: f.get_tensor(k) for k in f.keys()}
     if "kdsr_config" not in metadata:

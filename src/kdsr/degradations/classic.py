@@ -1,4 +1,5 @@
-"""The classic degradation of the paper (Eq. 1) exactly as the official code applies it (spec section 3):
+"""The classic degradation of the paper (Eq. 1) exactly as the official code applies it (KDSR-classic
+``utils/util2.py``, ``SRMDPreprocessing``):
 
     LR = quantize8( bicubic_down_s( HR (*) k ) + n )
 

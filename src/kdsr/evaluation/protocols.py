@@ -2,9 +2,10 @@
 ``everyday``: the inputs people actually have (clean downscaling, JPEG, blur + noise, camera-like, real-world), each
 scored against bicubic upsampling of the same LR.
 
-LR images are generated on the fly exactly as the official test code does (spec section 4): HR read as 8-bit RGB
-(grey replicated), mod-cropped to the scale, degraded with :func:`kdsr.degradations.classic.degrade`; SR output and
-HR are quantised to 8 bits before the metrics.
+LR images are generated on the fly exactly as the official test code does (KDSR-classic ``trainer_iso_stage4.py``
+and ``trainer_anisonoise_stage4.py``, ``test()``): HR read as 8-bit RGB (grey replicated), mod-cropped to the scale,
+degraded with :func:`kdsr.degradations.classic.degrade`; SR output and HR are quantised to 8 bits before the
+metrics.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from kdsr.metrics.lpips import lpips_distance
 
 GAUSSIAN8_SIGMAS = (1.8, 2.0, 2.2, 2.4, 2.6, 2.8, 3.0, 3.2)
 #: (lambda1, lambda2, theta in degrees): the DASR nine-kernel list. KDSR's own nine kernels (its Table 2) are not
-#: published anywhere in its code; this list contains both kernels its scripts use (spec section 4.2).
+#: published anywhere in its code; this list contains both kernels its scripts use (``trainer_anisonoise_stage4.py``).
 DASR_ANISO_KERNELS = (
     (2.0, 0.5, 0.0),
     (2.0, 1.0, 10.0),

@@ -1,6 +1,6 @@
 """PSNR and SSIM on the Y channel, in the two conventions SR papers use.
 
-``official`` (KDSR-classic ``utility.py``, the EDSR convention; spec section 6): both images are quantised to the
+``official`` (KDSR-classic ``utility.py``, the EDSR convention): both images are quantised to the
 8-bit grid first; PSNR uses the Y *difference* with weights (65.738, 129.057, 25.064)/256 and a peak of 1; SSIM runs
 on Y = 16 + (65.738 R + 129.057 G + 25.064 B)/255 computed from 0-255 values (this is the standard Y scaled by
 256/255: a quirk kept for bit-equal numbers). ``basicsr`` (BasicSR ``psnr_ssim.py``, used by KDSR-GAN): Y = 16 +

@@ -1,7 +1,8 @@
 """KDSR networks: the SR generator, the KD-IDE encoders, and the student/teacher wrappers.
 
-Exactly the computation of the official code (spec sections 1-2), with the official module names so that official
-state dicts load without renaming: student ``G.*`` + ``E_st.*``, teacher ``G.*`` + ``E.*``.
+Exactly the computation of the official code (KDSR-classic ``model_ST/blindsr.py``, ``model_TA/blindsr.py``,
+``model/common.py``), with the official module names so that official state dicts load without renaming: student
+``G.*`` + ``E_st.*``, teacher ``G.*`` + ``E.*``.
 """
 
 from __future__ import annotations
