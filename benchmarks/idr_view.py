@@ -30,14 +30,15 @@ def main() -> None:
     from kdsr import load_model
     from kdsr.degradations.classic import degrade
     from kdsr.degradations.kernels import isotropic_gaussian
-    from kdsr.evaluation.protocols import GAUSSIAN8_SIGMAS, image_files, load_hr
+    from kdsr.evaluation.protocols import GAUSSIAN8_SIGMAS, load_hr
+    from kdsr.image_io import list_images
     from kdsr.image_tensor import image_to_tensor, tensor_to_image
     from kdsr.inference import estimate_idr
     from kdsr.metrics import psnr
 
     model = load_model(args.model)
     full_psnr, view_psnr, d_change, agreement, larger = [], [], [], [], 0
-    for path in image_files(Path(args.data)):
+    for path in list_images(args.data):
         hr_image = load_hr(path, model.scale)
         hr = image_to_tensor(hr_image)
         for sigma in GAUSSIAN8_SIGMAS:

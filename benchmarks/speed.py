@@ -180,14 +180,15 @@ def set14_lrs(limit: int) -> list[torch.Tensor]:
     """Gaussian8-style LRs (sigma 2.6) of Set14 from ../shared, if present."""
     from kdsr.degradations.classic import degrade
     from kdsr.degradations.kernels import isotropic_gaussian
-    from kdsr.evaluation.protocols import image_files, load_hr
+    from kdsr.evaluation.protocols import load_hr
+    from kdsr.image_io import list_images
     from kdsr.image_tensor import image_to_tensor
 
     folder = REPO.parent / "shared" / "data" / "Set14"
     if not folder.is_dir():
         return []
     lrs = []
-    for path in image_files(folder)[:limit]:
+    for path in list_images(folder)[:limit]:
         hr = image_to_tensor(load_hr(path, 4))
         lrs.append(degrade(hr, isotropic_gaussian(2.6)[0], 4))
     return lrs

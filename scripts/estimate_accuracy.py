@@ -23,14 +23,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from kdsr.checkpoint import load_model
-    from kdsr.evaluation.protocols import image_files
+    from kdsr.image_io import list_images
     from kdsr.insight.collect import Degradation
     from kdsr.insight.estimator import head_errors, read_head
 
     head = read_head(args.model)
     if head is None:
         raise SystemExit(f"{args.model} has no degradation estimator")
-    paths = [p for folder in args.data for p in image_files(Path(folder))]
+    paths = [p for folder in args.data for p in list_images(folder)]
     settings = [Degradation(s, n) for s, n in itertools.product(args.sigmas, args.noise)]
     errors = head_errors(load_model(args.model), head, paths, settings, progress=True)
     print(f"{args.model}, {len(paths)} images ({', '.join(Path(d).name for d in args.data)}): mean absolute error\n")

@@ -128,3 +128,26 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
         write_image(path, synthetic_image(8, 8))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_one_listing_rule_for_folders(tmp_path):
+    from kdsr.errors import ImageError
+    from kdsr.image_io import list_images, visible_files
+
+    for rel in ("b.png", "a.JPG", ".hidden.png", "notes.txt", "sub/c.png", ".cache/d.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    assert [p.name for p in visible_files(tmp_path)] == ["a.JPG", "b.png", "notes.txt"]
+    assert [str(p.relative_to(tmp_path)) for p in visible_files(tmp_path, recursive=True)] == [
+        "a.JPG", "b.png", "notes.txt", "sub/c.png"
+    ]  # fmt: skip
+    assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
+    with pytest.raises(ImageError, match="no images"):
+        list_images(_empty(tmp_path))
+    with pytest.raises(ImageError, match="not a folder"):
+        list_images(tmp_path / "missing")
+
+
+def _empty(tmp_path):
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"

@@ -28,6 +28,27 @@ ALPHA_EXTENSIONS = (".png", ".webp", ".tif", ".tiff")
 HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
 
 
+def visible_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The regular files of a folder (with ``recursive``, of its sub-folders too), sorted; hidden files and anything
+    inside hidden folders left out. The one listing rule of kdsr (upscale inputs, data sets, benchmarks)."""
+    folder = Path(folder)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p for p in found if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files of a folder (by extension, :data:`IMAGE_EXTENSIONS`), sorted; an error when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a folder")
+    files = [p for p in visible_files(folder) if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not files:
+        raise ImageError(f"{folder}: no images")
+    return files
+
+
 class ImageInfo(NamedTuple):
     """What an image file's header says."""
 

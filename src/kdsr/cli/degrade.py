@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from kdsr.degradations import classic, realworld
-    from kdsr.evaluation.protocols import image_files, load_hr, noise_seed
-    from kdsr.image_io import write_image
+    from kdsr.evaluation.protocols import load_hr, noise_seed
+    from kdsr.image_io import list_images, write_image
     from kdsr.image_tensor import image_to_tensor, tensor_to_image
 
     source, output = Path(args.input), Path(args.output)
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     kernel = None if args.realworld else _kernel(args)
     lr_dir, hr_dir = (output / "LR", output / "HR") if args.paired else (output, None)
     images, failed = {}, []
-    for path in image_files(source):
+    for path in list_images(source):
         try:
             hr_image = load_hr(path, args.scale)
         except KDSRError as e:  # a bad file is reported at the end; the others are still degraded

@@ -82,7 +82,7 @@ def _estimate(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from kdsr.checkpoint import load_model
-    from kdsr.evaluation.protocols import image_files
+    from kdsr.image_io import list_images
     from kdsr.inference.upscaler import default_model_name
     from kdsr.insight.estimator import FitRanges, fit_head, write_head
 
@@ -96,7 +96,7 @@ def _fit(args: argparse.Namespace) -> int:
         raise KDSRError(str(e)) from None
     if args.per_image < 1:
         raise KDSRError("--per-image must be >= 1")
-    paths = [p for folder in args.fit for p in image_files(_folder(folder))]
+    paths = [p for folder in args.fit for p in list_images(_folder(folder))]
     name = args.model or default_model_name()
     model = load_model(name)
     head = fit_head(model, paths, ranges, per_image=args.per_image, seed=args.seed, progress=not args.quiet)

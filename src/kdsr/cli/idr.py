@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kdsr.checkpoint import load_model
-    from kdsr.evaluation.protocols import image_files
+    from kdsr.image_io import list_images
     from kdsr.insight.collect import Degradation, collect_idr
     from kdsr.insight.separability import separability, tsne_figure
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.data)
     if not folder.is_dir():
         raise KDSRError(f"{folder}: not a folder")
-    paths = image_files(folder)[: args.max_images or None]
+    paths = list_images(folder)[: args.max_images or None]
     if len(paths) < 2:
         raise KDSRError(f"{folder}: needs at least two images (the k-NN and probe leave one image out)")
     panels, models = {}, {}

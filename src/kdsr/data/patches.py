@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from kdsr.errors import KDSRError
-from kdsr.image_io import IMAGE_EXTENSIONS, read_rgb8
+from kdsr.image_io import IMAGE_EXTENSIONS, read_rgb8, visible_files
 
 
 def load_rgb_folder(folders: list[str | Path]) -> list[np.ndarray]:
@@ -23,8 +23,7 @@ def load_rgb_folder(folders: list[str | Path]) -> list[np.ndarray]:
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise KDSRError(f"{folder}: training data folder not found")
-        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
-            images.append(read_rgb8(path))
+        images += [read_rgb8(path) for path in visible_files(folder) if path.suffix.lower() in IMAGE_EXTENSIONS]
     if not images:
         raise KDSRError(f"no training images in {', '.join(map(str, folders))}")
     return images

@@ -27,7 +27,7 @@ from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
 from kdsr.degradations.mixture import libjpeg
 from kdsr.degradations.resize import imresize
 from kdsr.errors import KDSRError, shortened
-from kdsr.image_io import IMAGE_EXTENSIONS, probe_image, read_rgb8
+from kdsr.image_io import list_images, probe_image, read_rgb8
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.metrics import psnr, ssim
 from kdsr.metrics.lpips import lpips_distance
@@ -73,13 +73,6 @@ def load_hr(path: Path, scale: int) -> np.ndarray:
     if h == 0 or w == 0:
         raise KDSRError(f"{path}: smaller than the scale {scale}")
     return np.ascontiguousarray(image[:h, :w])
-
-
-def image_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise KDSRError(f"{folder}: no images")
-    return files
 
 
 def noise_seed(image_name: str, *setting: object) -> int:
@@ -139,7 +132,7 @@ def _paired_files(folder: Path, scale: int) -> list[tuple[Path, Path]]:
     if lr_dir is None or hr_dir is None:
         raise KDSRError(f"{folder}: a paired set needs LR/ and HR/ subfolders")
     lrs, hrs = {}, {}
-    for files, table in ((image_files(lr_dir), lrs), (image_files(hr_dir), hrs)):
+    for files, table in ((list_images(lr_dir), lrs), (list_images(hr_dir), hrs)):
         for path in files:
             if pair_key(path) in table:
                 raise KDSRError(f"{path}: has the same pair name as {table[pair_key(path)].name}")
@@ -175,7 +168,7 @@ def _cases(folder: Path, protocol: str, scale: int) -> tuple[int, Iterator[Case]
                 yield "paired", image_to_tensor(read_rgb8(lr_path)), image_to_tensor(hr_image), hr_image
 
         return len(pairs), paired()
-    files, settings = image_files(folder), _settings(protocol)
+    files, settings = list_images(folder), _settings(protocol)
 
     def synthetic() -> Iterator[Case]:
         for path in files:

@@ -19,6 +19,7 @@ from kdsr.image_io import (
     IMAGE_EXTENSIONS,
     read_image,
     read_image_metadata,
+    visible_files,
     write_image,
 )
 from kdsr.inference.upscaler import Upscaler
@@ -52,10 +53,7 @@ def collect_inputs(source: str | Path, recursive: bool = False) -> list[Path]:
     if source.is_file():
         return [source]
     if source.is_dir():
-        found = source.rglob("*") if recursive else source.iterdir()
-        files = sorted(
-            p for p in found if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
-        )
+        files = visible_files(source, recursive)
         if not files:
             raise KDSRError(f"{source}: folder has no files")
         return files
