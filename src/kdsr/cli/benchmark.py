@@ -7,7 +7,8 @@ import json
 import sys
 
 from kdsr.atomic import atomic_write_bytes
-from kdsr.constants import CONVENTIONS, PRECISION_NAMES, PROTOCOLS
+from kdsr.cli.options import add_device_options
+from kdsr.constants import CONVENTIONS, PROTOCOLS
 
 
 def add_parser(sub) -> None:
@@ -30,8 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--lpips", metavar="WEIGHTS", help="also LPIPS (VGG, v0.1) with weights saved from the lpips package"
     )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="fp32", choices=["auto", *PRECISION_NAMES])
+    add_device_options(p, precision="fp32")
     p.add_argument("-t", "--tile", type=int, default=0, help="LR tile size (default 0: whole image, as the paper)")
     p.add_argument(
         "--pipeline",
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     else:
         from kdsr.checkpoint import load_model
-        from kdsr.inference.upscaler import resolve_device, resolve_dtype
+        from kdsr.devices import resolve_device, resolve_dtype
 
         device = resolve_device(args.device)
         dtype = resolve_dtype(args.precision, device)

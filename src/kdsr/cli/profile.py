@@ -6,7 +6,7 @@ import argparse
 import json
 import warnings
 
-from kdsr.constants import PRECISION_NAMES
+from kdsr.cli.options import add_device_options
 from kdsr.errors import KDSRError, UntrainedModelWarning
 
 
@@ -29,8 +29,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("-n", "--model", default="kdsr-m", help="preset, bundled model or checkpoint (default: kdsr-m)")
     p.add_argument("--lr-size", default="180x320", help="LR input HEIGHTxWIDTH (default: 180x320, the paper's)")
-    p.add_argument("--device", default="cpu", help="device for the latency (default: cpu)")
-    p.add_argument("--precision", default="fp32", choices=["auto", *PRECISION_NAMES])
+    add_device_options(p, device="cpu", precision="fp32")
     p.add_argument("--runs", type=int, default=5, help="timed runs after one warm-up (0: no timing)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
@@ -38,7 +37,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kdsr.checkpoint import load_model
-    from kdsr.inference.upscaler import resolve_device, resolve_dtype
+    from kdsr.devices import resolve_device, resolve_dtype
     from kdsr.profiling import profile_model
 
     height, width = parse_size(args.lr_size)

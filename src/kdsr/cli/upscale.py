@@ -6,13 +6,13 @@ import argparse
 import sys
 
 from kdsr.bundled import default_model_name
+from kdsr.cli.options import add_device_options
 from kdsr.constants import (
     ALPHA_UPSAMPLERS,
     BORDER_PAD,
     DEFAULT_CRF,
     DEFAULT_IDR_VIEW,
     DEFAULT_MAX_PIXELS,
-    PRECISION_NAMES,
 )
 from kdsr.errors import KDSRError
 
@@ -103,10 +103,7 @@ def add_parser(sub) -> None:
     p.add_argument("--suffix", default="out", help="suffix of output file names (default: out)")
     p.add_argument("--ext", default="auto", choices=["auto", "png", "jpg", "webp"], help="output format")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP output quality, 1-100 (default 95)")
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    p.add_argument(
-        "--precision", default="auto", choices=["auto", *PRECISION_NAMES], help="auto: fp16 on CUDA, fp32 elsewhere"
-    )
+    add_device_options(p)
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.add_argument(
         "--alpha-upsampler",

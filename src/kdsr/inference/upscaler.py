@@ -14,7 +14,8 @@ from torch import nn
 
 from kdsr.bundled import default_model_name
 from kdsr.checkpoint import load_model
-from kdsr.constants import ALPHA_UPSAMPLERS, BORDER_PAD, DEFAULT_IDR_VIEW, PRECISION_NAMES
+from kdsr.constants import ALPHA_UPSAMPLERS, BORDER_PAD, DEFAULT_IDR_VIEW
+from kdsr.devices import resolve_device, resolve_dtype
 from kdsr.errors import ImageError, KDSRError
 from kdsr.image_io import from_float, read_image, to_float
 from kdsr.inference.fidelity import color_fix, keep_flat_alpha, pad_border
@@ -23,37 +24,6 @@ from kdsr.models import KDSRStudent
 
 #: Largest output we agree to build (pixels); a 16384x16384 result already needs about 4 GB of accumulators.
 MAX_OUTPUT_PIXELS = 16384 * 16384
-PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.float16, torch.bfloat16), strict=True))
-
-
-def resolve_device(name: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"``: CUDA, then MPS, then CPU. Otherwise the named device, which must be available."""
-    if name is None or str(name) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise KDSRError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise KDSRError("CUDA was requested but is not available")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise KDSRError("MPS was requested but is not available")
-    return device
-
-
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """``auto`` is fp16 on CUDA and fp32 elsewhere; ``fp32``, ``fp16`` and ``bf16`` are taken as asked."""
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if precision not in PRECISIONS:
-        raise KDSRError(f"unknown precision '{precision}' (use auto, {', '.join(PRECISIONS)})")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise KDSRError("bf16 is not supported on this GPU; use fp16 or fp32")
-    return PRECISIONS[precision]
 
 
 def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -30,8 +30,8 @@ from kdsr.checkpoint import load_model, save_model
 from kdsr.data import HRPatches, StepBatchSampler
 from kdsr.data.patches import load_rgb_folder
 from kdsr.degradations import classic, mixture, realworld
+from kdsr.devices import PRECISIONS, resolve_device
 from kdsr.errors import KDSRError
-from kdsr.inference.upscaler import PRECISIONS, resolve_device
 from kdsr.models import KDSRStudent, KDSRTeacher, build_model, create_model
 from kdsr.models.discriminator import UNetDiscriminatorSN
 from kdsr.train.config import TrainConfig, config_to_dict
