@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> None:
 
     from kdsr.checkpoint import load_model, save_model
     from kdsr.cli import main as kdsr_main
-    from kdsr.train.runlog import read_log
+    from kdsr.train.runlog import RunLog
 
     began = time.perf_counter()
     out = Path(args.out)
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> None:
 
     # Probe: the first steps pay for start-up and kernel selection, so time the second half from the log.
     _timed_train(_config("teacher", args, PROBE_STEPS), work / "probe")
-    logged = read_log(work / "probe")
+    logged = RunLog(work / "probe").records()
     first, last = logged[0], logged[-1]
     seconds_per_step = (last["elapsed_s"] - first["elapsed_s"]) / (last["step"] - first["step"])
     remaining = args.budget - (time.perf_counter() - began)

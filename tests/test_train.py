@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from kdsr import load_model
 from kdsr.errors import KDSRError
 from kdsr.train import load_config, train
-from kdsr.train.loop import _build_networks, _read_state
 from kdsr.train.losses import kd_loss
+from kdsr.train.runstate import read_state
+from kdsr.train.stages import build_networks
 from tests.conftest import REPO
 
 TINY = [
@@ -87,9 +88,8 @@ def test_student_kd_falls_and_idr_approaches_teacher(data_dir, teacher_run, tmp_
     assert distance(student) < before
     # Official stage-2 init: the student's G starts as the teacher's G, its encoder from scratch.
     initial = _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}")
-    from kdsr.train.loop import _build_networks
 
-    fresh, _ = _build_networks(initial, torch.device("cpu"))
+    fresh, _ = build_networks(initial, torch.device("cpu"))
     assert all(
         torch.equal(a, b) for a, b in zip(fresh.G.state_dict().values(), teacher.G.state_dict().values(), strict=True)
     )
@@ -128,7 +128,7 @@ def test_warmup_trains_only_the_encoder(data_dir, teacher_run, tmp_path):
 def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_path):
     from kdsr.data import HRPatches
     from kdsr.data.patches import load_rgb_folder
-    from kdsr.train.loop import _build_networks, _degrade, step_seed
+    from kdsr.train.loop import _degrade, step_seed
 
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(f"stage: teacher\ndata: {{train: [{data_dir}]}}\noptim: {{steps: 1, lr: 1.0e-3}}\n")
@@ -150,7 +150,7 @@ def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_pa
 
     # The same first step by hand in one process: each rank's batch and degradation, gradients averaged.
     config = load_config(cfg, TINY)
-    model, _ = _build_networks(config, torch.device("cpu"))
+    model, _ = build_networks(config, torch.device("cpu"))
     dataset = HRPatches(load_rgb_folder(config.data.train), 32, config.seed)
     grads = []
     for rank in (0, 1):
@@ -193,7 +193,7 @@ def test_gan_step_with_random_vgg_weights(data_dir, teacher_run, tmp_path, preci
     record = _log(tmp_path / "gan")[-1]
     assert {"l1", "kd", "perceptual", "gan", "d_real", "d_fake"} <= set(record)
     assert all(torch.isfinite(torch.tensor(v)) for v in record.values())
-    state = _read_state(tmp_path / "gan" / "state.pt", torch.device("cpu"))
+    state = read_state(tmp_path / "gan" / "state.pt", torch.device("cpu"))
     assert {"ema", "disc", "optimizer_d", "scaler_d"} <= set(state)
     assert bool(state["scaler_d"]) == (precision == "fp16")  # the discriminator's loss is scaled under fp16 too
 
@@ -278,10 +278,9 @@ def test_degradation_settings_are_typed(data_dir):
 
 
 def test_teacher_stage_can_start_from_trained_weights(data_dir, teacher_run, tmp_path):
-    from kdsr.train.loop import _build_networks
 
     config = _config(data_dir, "stage=teacher", f"distill.init={teacher_run / 'last.safetensors'}")
-    model, _ = _build_networks(config, torch.device("cpu"))
+    model, _ = build_networks(config, torch.device("cpu"))
     trained = load_model(teacher_run / "last.safetensors")
     assert all(
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values(), strict=True)
@@ -293,11 +292,11 @@ def test_student_init_from_a_student_continues_it_whole(data_dir, teacher_run, t
     train(_config(data_dir, "stage=student", teacher, "optim.steps=3"), tmp_path / "first")
     first = load_model(tmp_path / "first" / "last.safetensors")
     config = _config(data_dir, "stage=student", teacher, f"distill.init={tmp_path / 'first' / 'last.safetensors'}")
-    student, _ = _build_networks(config, torch.device("cpu"))
+    student, _ = build_networks(config, torch.device("cpu"))
     for key, value in first.state_dict().items():
         assert torch.equal(student.state_dict()[key], value), key
     # a teacher as init still gives a fresh student encoder and the teacher's G
-    fresh, frozen = _build_networks(_config(data_dir, "stage=student", teacher), torch.device("cpu"))
+    fresh, frozen = build_networks(_config(data_dir, "stage=student", teacher), torch.device("cpu"))
     for key, value in frozen.G.state_dict().items():
         assert torch.equal(fresh.G.state_dict()[key], value), key
     assert not torch.equal(fresh.state_dict()["E_st.E.0.weight"], student.state_dict()["E_st.E.0.weight"])
@@ -333,7 +332,7 @@ def test_a_skipped_last_step_still_saves_the_final_checkpoint(data_dir, tmp_path
 
     monkeypatch.setattr(loop, "_degrade", nan_on_the_last_step)
     train(_config(data_dir, "optim.steps=3"), tmp_path / "run")
-    assert _read_state(tmp_path / "run" / "state.pt", torch.device("cpu"))["step"] == 3
+    assert read_state(tmp_path / "run" / "state.pt", torch.device("cpu"))["step"] == 3
 
 
 def _log_steps(run_dir):

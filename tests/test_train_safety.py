@@ -15,8 +15,9 @@ import pytest
 from kdsr.cli import main
 from kdsr.errors import KDSRError
 from kdsr.train import load_config, train
-from kdsr.train.loop import STATE_FILE, TrainingInterrupted, _read_state
-from kdsr.train.runlog import append_record, read_log
+from kdsr.train.loop import TrainingInterrupted
+from kdsr.train.runlog import RunLog
+from kdsr.train.runstate import STATE_FILE, read_state
 from tests.test_train import TINY, _config
 
 
@@ -34,7 +35,7 @@ def test_fresh_run_into_a_used_folder_is_refused(data_dir, tmp_path):
     (run / "notes.txt").write_text("mine")
     _run(data_dir, run, "seed=3", overwrite=True)
     assert (run / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
-    assert [r["step"] for r in read_log(run) if "loss" in r] == [1, 2]
+    assert [r["step"] for r in RunLog(run).records() if "loss" in r] == [1, 2]
 
 
 @pytest.mark.parametrize(
@@ -60,16 +61,16 @@ def test_resume_allows_more_steps_and_other_logging_but_not_fewer_steps(data_dir
     _run(data_dir, run, "optim.steps=4", "log_every=2", "checkpoint_every=5", resume=True)
     with pytest.raises(KDSRError, match="below the step"):
         _run(data_dir, run, "optim.steps=2", resume=True)
-    steps = [r["step"] for r in read_log(run) if "loss" in r]
+    steps = [r["step"] for r in RunLog(run).records() if "loss" in r]
     assert steps == [1, 2, 3, 4]
 
 
 def test_resume_cuts_records_after_the_checkpoint(data_dir, tmp_path):
     run = tmp_path / "run"
     train(_config(data_dir, "optim.steps=6", "checkpoint_every=2"), run, stop_after=3)  # checkpoint at 2, log to 3
-    assert [r["step"] for r in read_log(run)] == [1, 2, 3]
+    assert [r["step"] for r in RunLog(run).records()] == [1, 2, 3]
     train(_config(data_dir, "optim.steps=6", "checkpoint_every=2"), run, resume=True)
-    assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in RunLog(run).records()] == [1, 2, 3, 4, 5, 6]
 
 
 def test_half_written_log_line_does_not_break_plot_or_resume(data_dir, tmp_path):
@@ -78,11 +79,11 @@ def test_half_written_log_line_does_not_break_plot_or_resume(data_dir, tmp_path)
     with open(run / "log.jsonl", "a") as f:
         f.write('{"step": 3, "lo')  # a crash in the middle of a write
     with pytest.warns(UserWarning, match="unreadable"):
-        assert [r["step"] for r in read_log(run)] == [1, 2]
+        assert [r["step"] for r in RunLog(run).records()] == [1, 2]
     _run(data_dir, run, "optim.steps=3", resume=True)
-    assert [r["step"] for r in read_log(run)] == [1, 2, 3]  # the half line is gone
-    append_record(run / "log.jsonl", {"step": 4})
-    assert read_log(run)[-1] == {"step": 4}
+    assert [r["step"] for r in RunLog(run).records()] == [1, 2, 3]  # the half line is gone
+    RunLog(run).append({"step": 4})
+    assert RunLog(run).records()[-1] == {"step": 4}
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "bitflip"])
@@ -127,8 +128,8 @@ def test_sigterm_saves_a_resumable_checkpoint(data_dir, tmp_path):
     timer.cancel()
     import torch
 
-    state = _read_state(run / STATE_FILE, torch.device("cpu"))
-    assert state["step"] >= 1 and [r["step"] for r in read_log(run) if "loss" in r][-1] == state["step"]
+    state = read_state(run / STATE_FILE, torch.device("cpu"))
+    assert state["step"] >= 1 and [r["step"] for r in RunLog(run).records() if "loss" in r][-1] == state["step"]
 
 
 def test_cli_overrides_after_the_options_and_exclusive_flags(data_dir, tmp_path, capsys):
@@ -166,7 +167,7 @@ def test_cli_interrupt_exits_130_with_a_checkpoint(data_dir, tmp_path):
 
 
 def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(data_dir, tmp_path, capsys, monkeypatch):
-    import kdsr.train.loop as loop
+    import kdsr.train.runstate as runstate
 
     cfg = tmp_path / "t.yaml"
     cfg.write_text(f"data: {{train: [{data_dir}]}}\noptim: {{steps: 2}}\ncheckpoint_every: 1\n")
@@ -178,8 +179,8 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(data_d
         writes.append(path)
         return write(path, data)
 
-    write = loop.atomic_write_bytes
-    monkeypatch.setattr(loop, "atomic_write_bytes", full_after_the_first)
+    write = runstate.atomic_write_bytes
+    monkeypatch.setattr(runstate, "atomic_write_bytes", full_after_the_first)
     assert main(["train", str(cfg), "-o", str(tmp_path / "run"), *TINY]) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "--resume" in err and "Traceback" not in err

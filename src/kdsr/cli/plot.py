@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdsr.train.runlog import read_log
+    from kdsr.train.runlog import RunLog
 
     try:
         import matplotlib
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from kdsr.atomic import atomic_path
 
     run_dir = Path(args.run_dir)
-    records = read_log(run_dir)
+    records = RunLog(run_dir).records()
     train_keys = [k for k in ("loss", "l1", "kd", "perceptual", "gan") if any(k in r for r in records)]
     val = [r for r in records if "val_psnr" in r]
     fig, axes = plt.subplots(1, 2 if val else 1, figsize=(11 if val else 6, 4), squeeze=False)

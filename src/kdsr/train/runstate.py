@@ -1,0 +1,159 @@
+"""A run folder's files: the config it was started with, resumable state (``state.pt``, checksummed), last and
+best weights, and the checks that keep a run from being destroyed or resumed with another config."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kdsr.atomic import atomic_write_bytes, remove_stale_temporaries
+from kdsr.checkpoint import save_model
+from kdsr.errors import KDSRError
+from kdsr.train.config import TrainConfig, config_to_dict
+from kdsr.train.runlog import LOG_FILE
+
+STATE_FILE = "state.pt"
+CONFIG_FILE = "config.json"
+#: Files a run writes; ``overwrite`` removes these (and nothing else) from a run folder.
+RUN_FILES = (STATE_FILE, CONFIG_FILE, LOG_FILE, "last.safetensors", "best.safetensors")
+#: Config keys that may differ on ``--resume``: how long and how visibly the run goes on, not what it computes.
+RESUMABLE_CHANGES = (
+    "optim.steps",
+    "optim.max_bad_steps",
+    "log_every",
+    "checkpoint_every",
+    "tensorboard",
+    "device",
+    "data.workers",
+    "val.data",
+    "val.protocol",
+    "val.every",
+)
+
+
+def save_weights(model: nn.Module, path: Path, config: TrainConfig, step: int, extra: dict | None = None) -> None:
+    metadata = {
+        "training_stage": config.stage,
+        "training_step": str(step),
+        "training_config": json.dumps(config_to_dict(config)),
+        **(extra or {}),
+    }
+    save_model(model, path, metadata=metadata)
+
+
+STATE_FORMAT = "kdsr-training-state-1"
+
+
+def write_state(path: Path, state: dict) -> None:
+    """Write ``state.pt`` atomically as one file: the serialised state and its SHA-256, so that damage to the file
+    is detected on resume (a stale checksum beside the file could not tell damage from an interrupted write)."""
+    inner = io.BytesIO()
+    torch.save(state, inner)
+    data = inner.getvalue()
+    outer = io.BytesIO()
+    payload = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    torch.save({"format": STATE_FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "payload": payload}, outer)
+    atomic_write_bytes(path, outer.getvalue())
+
+
+def read_state(path: Path, device: torch.device) -> dict:
+    """The resumable state of a run; a missing, truncated, altered or foreign file is a one-line error."""
+    if not path.is_file():
+        raise KDSRError(f"{path.parent}: nothing to resume (no {STATE_FILE})")
+
+    def load(data: bytes, location) -> object:
+        try:
+            return torch.load(io.BytesIO(data), map_location=location, weights_only=True)
+        except Exception:  # torch raises many types for a damaged file; all mean the same to the user
+            raise KDSRError(f"{path}: not a readable training state (truncated or corrupt)") from None
+
+    outer = load(path.read_bytes(), "cpu")
+    if not isinstance(outer, dict) or outer.get("format") != STATE_FORMAT:
+        raise KDSRError(f"{path}: not a kdsr training state")
+    data = outer["payload"].numpy().tobytes()
+    if hashlib.sha256(data).hexdigest() != outer["sha256"]:
+        raise KDSRError(f"{path}: checksum mismatch (the file was damaged after it was written)")
+    state = load(data, device)
+    if not isinstance(state, dict) or not {"step", "model", "optimizer"} <= set(state):
+        raise KDSRError(f"{path}: not a kdsr training state")
+    return state
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key not in ("perceptual_layers",):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def check_resume_config(config: TrainConfig, run_dir: Path) -> None:
+    """Refuse to resume with a config that computes something else than the run's own (``config.json``)."""
+    path = run_dir / CONFIG_FILE
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise KDSRError(f"{path}: missing or unreadable; cannot check the config of the run") from None
+    defaults = _flatten(json.loads(json.dumps(config_to_dict(TrainConfig()))))
+    # a key that the run's config lacks was added to kdsr later: the run computed its default
+    old = {**defaults, **_flatten(saved)}
+    new = _flatten(json.loads(json.dumps(config_to_dict(config))))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        details = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed[:6])
+        raise KDSRError(
+            f"{run_dir}: the config differs from the run's in {details}; on --resume only "
+            f"{', '.join(RESUMABLE_CHANGES)} may change (start a new run for the others)"
+        )
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """A fresh run needs an empty (or new) folder, or ``overwrite``, which removes the files of an earlier run only.
+    Hidden temp files that a killed run left behind are removed in every case."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise KDSRError(f"{run_dir}: exists and is not a folder")
+    remove_stale_temporaries(run_dir, list(RUN_FILES))
+    if resume or not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    if not overwrite:
+        raise KDSRError(
+            f"{run_dir}: not empty (an earlier run?); continue it with --resume {run_dir}, "
+            "or replace it with --overwrite"
+        )
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+
+
+class Checkpointer:
+    """Writes a run's checkpoints: ``last.safetensors`` + ``state.pt`` together, ``best.safetensors`` on a new best
+    validation PSNR. Only the main process writes (``enabled``)."""
+
+    def __init__(self, run_dir: Path, config: TrainConfig, enabled: bool = True) -> None:
+        self.run_dir, self.config, self.enabled = run_dir, config, enabled
+
+    def save(self, step: int, weights: nn.Module, state: dict) -> None:
+        if self.enabled:
+            save_weights(weights, self.run_dir / "last.safetensors", self.config, step)
+            write_state(self.run_dir / STATE_FILE, state)
+
+    def save_best(self, step: int, weights: nn.Module, val_psnr: float) -> None:
+        if self.enabled:
+            extra = {"val_psnr": f"{val_psnr:.4f}"}
+            save_weights(weights, self.run_dir / "best.safetensors", self.config, step, extra)
+
+    def load(self, device: torch.device) -> dict:
+        return read_state(self.run_dir / STATE_FILE, device)
+
+    def start(self) -> None:
+        """A fresh run: the folder and its ``config.json``."""
+        if self.enabled:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(config_to_dict(self.config), indent=2) + "\n"
+            atomic_write_bytes(self.run_dir / CONFIG_FILE, text.encode())

@@ -1,0 +1,178 @@
+"""The three training stages as small classes: each builds its networks, computes its losses for a batch, and names
+the extra state it checkpoints. The loop (:mod:`kdsr.train.loop`) owns everything they share: data, degradations,
+optimiser, mixed precision, logging, validation, checkpoints and DDP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdsr.checkpoint import load_model
+from kdsr.errors import KDSRError
+from kdsr.models import KDSRStudent, KDSRTeacher, build_model, create_model
+from kdsr.models.discriminator import UNetDiscriminatorSN
+from kdsr.train.config import TrainConfig
+from kdsr.train.losses import PerceptualLoss, gan_loss, group_contrast_loss, kd_loss, load_vgg19
+
+
+def _load_role(path: str, teacher: bool) -> KDSRStudent | KDSRTeacher:
+    model = load_model(path)
+    if isinstance(model, KDSRTeacher) != teacher:
+        raise KDSRError(f"{path}: expected a {'teacher' if teacher else 'student'} checkpoint")
+    return model
+
+
+def build_networks(config: TrainConfig, device: torch.device):
+    """(trained model, frozen teacher or None) for the stage, initialised as the official code does."""
+    torch.manual_seed(config.seed)
+    if config.stage == "teacher":
+        if config.distill.init:  # continue from a trained teacher's weights (a fresh optimiser)
+            return _load_role(config.distill.init, teacher=True).to(device), None
+        m = config.model
+        overrides = {k: v for k, v in dataclasses.asdict(m).items() if k != "preset" and v is not None}
+        return create_model(m.preset, teacher=True, scale=config.data.scale, **overrides).to(device), None
+    if not config.distill.teacher:  # a student continued without distillation (distill.weight 0; see the config)
+        return _load_role(config.distill.init, teacher=False).to(device), None
+    teacher = _load_role(config.distill.teacher, teacher=True).to(device).eval().requires_grad_(False)
+    if config.stage == "gan":
+        return _load_role(config.distill.init, teacher=False).to(device).train(), teacher
+    # Student: G copied from the init checkpoint (default: the teacher), a fresh encoder (official stage 4); an init
+    # that is itself a student is continued whole, encoder included (a longer run in several legs).
+    student = build_model(dataclasses.replace(teacher.config, teacher=False))
+    source = load_model(config.distill.init) if config.distill.init else teacher
+    if isinstance(source, KDSRStudent):
+        if source.config != student.config:
+            raise KDSRError(f"{config.distill.init}: the student's architecture differs from the teacher's")
+        student.load_state_dict(source.state_dict())
+    else:
+        student.G.load_state_dict(source.G.state_dict())
+    return student.to(device), teacher
+
+
+class Stage:
+    """One stage: ``model`` is the network it trains (its weights are what the run saves), ``net`` the module the
+    forward pass goes through (``model`` itself, or its DDP wrapper), ``teacher`` the frozen teacher if any."""
+
+    def __init__(self, config: TrainConfig, device: torch.device) -> None:
+        self.config = config
+        model, teacher = build_networks(config, device)
+        # channels_last: oneDNN's NHWC convolutions made a bf16 step 1.22x (teacher) / 1.15x (student) faster here
+        # (benchmarks/train_speed.py); same results.
+        self.model = model.to(memory_format=torch.channels_last).train()
+        self.teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
+        self.net: nn.Module = self.model
+
+    def distribute(self, find_unused_parameters: bool = False) -> None:
+        """Wrap the trained networks for DistributedDataParallel."""
+        self.net = nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=find_unused_parameters)
+
+    def losses(self, lr: torch.Tensor, hr: torch.Tensor, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The weighted losses of one batch (summed into the generator's loss) and the SR output."""
+        raise NotImplementedError
+
+    def after_step(self, hr: torch.Tensor, sr: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
+        """Work after the generator's optimiser step (the GAN's discriminator update); losses to log."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """State beyond the trained network and its optimiser that a resume needs."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`; KeyError/RuntimeError/ValueError mean the state does not fit."""
+
+
+class TeacherStage(Stage):
+    """KD-IDE_T + SR network on (LR, HR): L1, optionally the grouped IDR and the contrastive loss on D'."""
+
+    def losses(self, lr, hr, step):
+        distill, group = self.config.distill, self.config.degradation.group
+        sr, idr = self.net(lr, hr, return_idr=True, idr_groups=group if distill.group_idr else 1)
+        losses = {"l1": F.l1_loss(sr.float(), hr)}
+        if distill.contrast_weight > 0:
+            contrast = group_contrast_loss(idr.d_prime, group, distill.contrast_temperature)
+            losses["contrast"] = distill.contrast_weight * contrast
+        return losses, sr
+
+
+class StudentStage(Stage):
+    """KD-IDE_S + SR network on the LR: KD towards the frozen teacher's D' plus L1 (after the optional KD-only
+    warm-up); without a teacher, L1 alone."""
+
+    @property
+    def warmup(self) -> bool:
+        return self.config.stage == "student" and self.config.distill.warmup_steps > 0
+
+    def losses(self, lr, hr, step):
+        distill = self.config.distill
+        sr, idr = self.net(lr, return_idr=True)
+        losses = {}
+        if self.teacher is not None:
+            with torch.no_grad():
+                target = self.teacher.encode(lr, hr).d_prime
+            losses["kd"] = distill.weight * kd_loss(idr.d_prime, target, distill.loss, distill.temperature)
+        if not (self.warmup and step < distill.warmup_steps):
+            losses["l1"] = F.l1_loss(sr.float(), hr)
+        return losses, sr
+
+
+class GanStage(StudentStage):
+    """The student fine-tuned with L1 + KD + VGG perceptual + GAN losses against a U-Net discriminator with
+    spectral normalisation, which has its own optimiser and loss scaler."""
+
+    def __init__(self, config: TrainConfig, device: torch.device) -> None:
+        gan = config.gan  # the VGG weights first, so that a missing file fails before any heavy work
+        vgg = load_vgg19(gan.vgg_weights, tuple(gan.perceptual_layers)).to(device)
+        self.perceptual = PerceptualLoss(vgg, gan.perceptual_layers)
+        super().__init__(config, device)
+        torch.manual_seed(config.seed + 1)
+        self.disc = UNetDiscriminatorSN(features=gan.d_features).to(device).train()
+        self.disc_net: nn.Module = self.disc
+        self.optimizer_d = torch.optim.Adam(self.disc.parameters(), lr=gan.d_lr, betas=tuple(gan.d_betas))
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+
+    def distribute(self, find_unused_parameters: bool = False) -> None:
+        super().distribute(find_unused_parameters)
+        self.disc_net = nn.parallel.DistributedDataParallel(self.disc)
+
+    def losses(self, lr, hr, step):
+        losses, sr = super().losses(lr, hr, step)
+        gan = self.config.gan
+        losses["perceptual"] = gan.perceptual_weight * self.perceptual(sr.float(), hr)
+        self.disc_net.requires_grad_(False)
+        losses["gan"] = gan.gan_weight * gan_loss(self.disc_net(sr), real=True)
+        return losses, sr
+
+    def after_step(self, hr, sr, autocast):
+        self.disc_net.requires_grad_(True)
+        self.optimizer_d.zero_grad(set_to_none=True)
+        with autocast:
+            d_real = gan_loss(self.disc_net(hr), real=True)
+            d_fake = gan_loss(self.disc_net(sr.detach()), real=False)
+        self.scaler_d.scale(d_real + d_fake).backward()
+        self.scaler_d.step(self.optimizer_d)
+        self.scaler_d.update()
+        return {"d_real": d_real, "d_fake": d_fake}
+
+    def state_dict(self) -> dict:
+        return {
+            "disc": self.disc.state_dict(),
+            "optimizer_d": self.optimizer_d.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.disc.load_state_dict(state["disc"])
+        self.optimizer_d.load_state_dict(state["optimizer_d"])
+        self.scaler_d.load_state_dict(state.get("scaler_d", self.scaler_d.state_dict()))
+
+
+STAGES = {"teacher": TeacherStage, "student": StudentStage, "gan": GanStage}
+
+
+def build_stage(config: TrainConfig, device: torch.device) -> Stage:
+    return STAGES[config.stage](config, device)
