@@ -12,7 +12,8 @@ from kdsr.degradations.resize import imresize
 from kdsr.image_io import read_rgb8
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.inference import Upscaler
-from kdsr.inference.fidelity import color_fix, keep_flat_alpha, pad_border
+from kdsr.inference.alpha import keep_flat_alpha
+from kdsr.inference.fidelity import color_fix, pad_border
 from tests.conftest import shared_path, synthetic_image, tiny_model
 
 BUNDLED = sorted(bundled_models())

@@ -9,8 +9,8 @@ import torch
 from kdsr.errors import ImageError, KDSRError
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.inference import Upscaler, estimate_idr, tiled_super_resolve
+from kdsr.inference.alpha import fill_transparent
 from kdsr.inference.tiling import axis_tiles, tiles, view_regions
-from kdsr.inference.upscaler import fill_transparent
 from tests.conftest import synthetic_image, tiny_model
 
 

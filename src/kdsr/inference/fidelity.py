@@ -10,15 +10,12 @@
   moves the low frequencies of every sub-pixel phase of the output onto those of the upsampled input: colour and mean
   brightness follow the input, detail comes from the network. It is the idea of the "colour fix" of diffusion
   upscalers (StableSR's wavelet/AdaIN fix), done per phase on the LR grid.
-- :func:`keep_flat_alpha`: an alpha channel that is constant around a pixel keeps that exact value.
 """
 
 from __future__ import annotations
 
 import math
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -56,15 +53,3 @@ def color_fix(sr: torch.Tensor, lr: torch.Tensor, sigma: float = COLOR_FIX_SIGMA
     target = F.interpolate(lr.to(sr.dtype), scale_factor=scale, mode="bilinear", align_corners=False)
     residual = _gaussian_blur(F.pixel_unshuffle(target - sr, scale), sigma)
     return sr + F.pixel_shuffle(residual, scale)
-
-
-def keep_flat_alpha(alpha_out: np.ndarray, alpha: np.ndarray, scale: int, radius: int = 2) -> np.ndarray:
-    """Upscaled alpha (sH, sW) with every pixel whose LR neighbourhood ((2 radius + 1)^2 pixels) has one alpha value
-    set to exactly that value: opaque stays 255, transparent stays 0, whatever the network did near them."""
-    size = 2 * radius + 1
-    kernel = np.ones((size, size), np.uint8)
-    low = cv2.erode(alpha, kernel, borderType=cv2.BORDER_REPLICATE)
-    high = cv2.dilate(alpha, kernel, borderType=cv2.BORDER_REPLICATE)
-    flat = np.repeat(np.repeat(low == high, scale, axis=0), scale, axis=1)
-    value = np.repeat(np.repeat(alpha, scale, axis=0), scale, axis=1)
-    return np.where(flat, value, alpha_out)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
-from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -18,34 +16,13 @@ from kdsr.constants import ALPHA_UPSAMPLERS, BORDER_PAD, DEFAULT_IDR_VIEW
 from kdsr.devices import resolve_device, resolve_dtype
 from kdsr.errors import ImageError, KDSRError
 from kdsr.image_io import from_float, read_image, to_float
-from kdsr.inference.fidelity import color_fix, keep_flat_alpha, pad_border
-from kdsr.inference.tiling import count_tiles, estimate_idr, tiled_super_resolve
+from kdsr.inference.alpha import upscale_rgba
+from kdsr.inference.backends import Backend, OnnxBackend, TorchBackend
+from kdsr.inference.fidelity import color_fix, pad_border
 from kdsr.models import KDSRStudent
 
 #: Largest output we agree to build (pixels); a 16384x16384 result already needs about 4 GB of accumulators.
 MAX_OUTPUT_PIXELS = 16384 * 16384
-
-
-def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Replace the colour of fully transparent pixels by that of nearby visible ones.
-
-    Files often store black under alpha 0; upscaling that would bleed dark fringes into the visible edges.
-    """
-    visible = (alpha > 0).astype(np.float32)
-    if visible.all() or not visible.any():
-        return rgb
-    filled = rgb.copy()
-    todo = visible == 0
-    for sigma in (2.0, 8.0, 32.0, 128.0):
-        weight = cv2.GaussianBlur(visible, (0, 0), sigma)
-        colour = cv2.GaussianBlur(rgb * visible[..., None], (0, 0), sigma)
-        reached = todo & (weight > 1e-4)
-        filled[reached] = colour[reached] / weight[reached][:, None]
-        todo &= ~reached
-        if not todo.any():
-            return filled
-    filled[todo] = (rgb * visible[..., None]).sum((0, 1)) / visible.sum()
-    return filled
 
 
 def check_outscale(outscale: float | None) -> None:
@@ -84,7 +61,6 @@ class Upscaler:
     ) -> None:
         if backend not in ("torch", "onnx"):
             raise KDSRError(f"unknown backend '{backend}' (use torch or onnx)")
-        self.onnx = None
         if backend == "onnx":
             if isinstance(model, nn.Module) or not str(model or "").endswith(".onnx"):
                 raise KDSRError("the onnx backend needs a .onnx file from `kdsr export` as the model")
@@ -97,21 +73,17 @@ class Upscaler:
             raise KDSRError("tile, tile pad, tile overlap, IDR view and border pad must be >= 0")
         if alpha_upsampler not in ALPHA_UPSAMPLERS:
             raise KDSRError(f"unknown alpha upsampler '{alpha_upsampler}' (use {' or '.join(ALPHA_UPSAMPLERS)})")
+        tile = (512 if self.device.type == "cuda" else 256) if tile is None else tile
+        self.backend: Backend
         if backend == "onnx":
-            from kdsr.export.onnx import OnnxStudent
-
-            self.onnx = OnnxStudent(model)
-            self.model = None
+            self.backend = OnnxBackend(model)
         else:
             # A caller's module is copied: converting dtype and memory format in place would change their model.
             loaded = copy.deepcopy(model) if isinstance(model, nn.Module) else load_model(model or default_model_name())
             if not isinstance(loaded, KDSRStudent):
                 raise KDSRError("a teacher model needs the HR image; upscaling needs a student model")
-            # channels_last: oneDNN (CPU) and cuDNN (GPU) run these convolutions markedly faster in NHWC.
-            self.model = loaded.to(self.device, self.dtype).to(memory_format=torch.channels_last).eval()
-        self.tile = (512 if self.device.type == "cuda" else 256) if tile is None else tile
-        self.tile_pad = tile_pad
-        self.tile_overlap = tile_overlap
+            self.backend = TorchBackend(loaded, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
+        self.tile, self.tile_pad, self.tile_overlap = tile, tile_pad, tile_overlap
         self.alpha_upsampler = alpha_upsampler
         self.idr_view = idr_view
         self.border_pad = border_pad
@@ -119,46 +91,29 @@ class Upscaler:
 
     @property
     def scale(self) -> int:
-        return self.onnx.scale if self.onnx else self.model.scale
+        return self.backend.scale
+
+    @property
+    def model(self) -> KDSRStudent | None:
+        """The torch module that runs (None for the onnx backend)."""
+        return getattr(self.backend, "model", None)
 
     @torch.inference_mode()
     def estimate_idr(self, image: np.ndarray) -> torch.Tensor:
         """The compact IDR ``d`` (1, C) of an (H, W, 3) uint8/uint16 RGB image, as :meth:`upscale` would estimate it;
         pass it back as ``idr=`` to upscale other images with it (the frames of one video)."""
-        if self.onnx:
+        d = self.backend.estimate_idr(torch.from_numpy(np.ascontiguousarray(to_float(image).transpose(2, 0, 1)))[None])
+        if d is None:
             raise KDSRError("the onnx backend estimates the IDR inside its graph; a fixed IDR needs the torch backend")
-        lr = torch.from_numpy(np.ascontiguousarray(to_float(image).transpose(2, 0, 1)))[None]
-        lr = lr.contiguous(memory_format=torch.channels_last)
-        return estimate_idr(self.model, lr, self.tile, self.device, self.dtype, view=self.idr_view).d
+        return d
 
     @torch.inference_mode()
     def upscale_tensor(self, lr: torch.Tensor, progress: bool = False, idr: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float32 in [0, 1] on ``lr``'s device; ``idr`` (B or 1, C)
         replaces the IDR estimated from ``lr``."""
         pad, s = self.border_pad, self.scale
-        padded = pad_border(lr, pad)
-        if self.onnx:
-            if idr is not None:
-                raise KDSRError("the onnx backend estimates the IDR inside its graph; a fixed IDR needs torch")
-            sr = self.onnx(padded)
-        else:
-            lr = lr.contiguous(memory_format=torch.channels_last)
-            padded = padded.contiguous(memory_format=torch.channels_last)
-            _, _, height, width = padded.shape
-            with _tile_bar(count_tiles(height, width, self.tile, self.tile_overlap), progress) as bar:
-                if idr is None:
-                    idr = estimate_idr(self.model, lr, self.tile, self.device, self.dtype, view=self.idr_view).d
-                sr = tiled_super_resolve(
-                    self.model,
-                    padded,
-                    idr.to(self.device, self.dtype).expand(lr.shape[0], -1),
-                    self.tile,
-                    self.tile_pad,
-                    self.tile_overlap,
-                    self.device,
-                    self.dtype,
-                    on_tile=bar.update if bar else None,
-                )
+        d = idr if idr is not None else self.backend.estimate_idr(lr)
+        sr = self.backend.super_resolve(pad_border(lr, pad), d, progress)
         if pad:
             sr = sr[:, :, pad * s : sr.shape[2] - pad * s, pad * s : sr.shape[3] - pad * s]
         if self.fix_color:
@@ -203,15 +158,8 @@ class Upscaler:
         elif channels == 3:
             out = self._run_rgb(pixels, progress, idr)
         else:
-            rgb, alpha = pixels[:, :, :3], pixels[:, :, 3]
-            rgb_out = self._run_rgb(fill_transparent(rgb, alpha), progress, idr)
-            if self.alpha_upsampler == "kdsr":
-                alpha_out = self._run_rgb(np.repeat(alpha[:, :, None], 3, axis=2), progress).mean(axis=2)
-                alpha_out = keep_flat_alpha(alpha_out, alpha, self.scale)
-            else:
-                size = (width * self.scale, height * self.scale)
-                alpha_out = cv2.resize(alpha, size, interpolation=cv2.INTER_CUBIC)
-            out = np.concatenate([rgb_out, np.clip(alpha_out, 0, 1)[:, :, None]], axis=2)
+            out = upscale_rgba(pixels, lambda rgb, own_idr: self._run_rgb(rgb, progress, None if own_idr else idr),
+                               self.scale, self.alpha_upsampler)  # fmt: skip
         if size is not None and size != (out.shape[1], out.shape[0]):
             interpolation = cv2.INTER_LANCZOS4 if size[0] * size[1] > out.shape[0] * out.shape[1] else cv2.INTER_AREA
             out = cv2.resize(out, size, interpolation=interpolation).reshape(size[1], size[0], -1)
@@ -220,17 +168,6 @@ class Upscaler:
     def _run_rgb(self, rgb: np.ndarray, progress: bool, idr: torch.Tensor | None = None) -> np.ndarray:
         lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
         return self.upscale_tensor(lr, progress, idr)[0].permute(1, 2, 0).numpy()
-
-
-@contextlib.contextmanager
-def _tile_bar(total: int, enabled: bool) -> Iterator[object | None]:
-    if not enabled or total <= 1:
-        yield None
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=total, desc="tiles", unit="tile", leave=False) as bar:
-        yield bar
 
 
 def upscale(
