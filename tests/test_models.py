@@ -166,3 +166,17 @@ def test_student_rejects_teacher_config_and_vice_versa():
         KDSRStudent(KDSRConfig(8, 1, 1, teacher=True))
     with pytest.raises(ValueError):
         KDSRTeacher(KDSRConfig(8, 1, 1))
+
+
+def test_models_say_what_they_support():
+    from kdsr.devices import resolve_dtype
+    from kdsr.models.kdsr import Capabilities
+
+    for teacher in (False, True):
+        capabilities = create_model("kdsr-s", teacher=teacher).capabilities
+        assert capabilities.global_idr and capabilities.size_multiple == 1
+        assert capabilities.supports_half and capabilities.supports_bfloat16
+    cuda = torch.device("cuda")  # resolve_dtype only reads the device type
+    assert resolve_dtype("auto", cuda, Capabilities()) == torch.float16
+    assert resolve_dtype("auto", cuda, Capabilities(supports_half=False)) == torch.float32
+    assert resolve_dtype("auto", torch.device("cpu"), Capabilities()) == torch.float32

@@ -29,10 +29,12 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """``auto`` is fp16 on CUDA and fp32 elsewhere; ``fp32``, ``fp16`` and ``bf16`` are taken as asked."""
+def resolve_dtype(precision: str, device: torch.device, capabilities=None) -> torch.dtype:
+    """``auto`` is fp16 on CUDA for a model whose ``capabilities`` support half precision (all KDSR networks; the
+    default when none is given) and fp32 elsewhere; ``fp32``, ``fp16`` and ``bf16`` are taken as asked."""
     if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        half = capabilities is None or capabilities.supports_half
+        return torch.float16 if device.type == "cuda" and half else torch.float32
     if precision not in PRECISIONS:
         raise KDSRError(f"unknown precision '{precision}' (use auto, {', '.join(PRECISIONS)})")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -68,7 +68,6 @@ class Upscaler:
                 raise KDSRError("the onnx backend runs whole images (its graph estimates the IDR per input); use -t 0")
             tile, device, precision = 0, "cpu", "fp32"
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(precision, self.device)
         if (tile is not None and tile < 0) or min(tile_pad, tile_overlap, idr_view, border_pad) < 0:
             raise KDSRError("tile, tile pad, tile overlap, IDR view and border pad must be >= 0")
         if alpha_upsampler not in ALPHA_UPSAMPLERS:
@@ -76,12 +75,14 @@ class Upscaler:
         tile = (512 if self.device.type == "cuda" else 256) if tile is None else tile
         self.backend: Backend
         if backend == "onnx":
+            self.dtype = resolve_dtype(precision, self.device)
             self.backend = OnnxBackend(model)
         else:
             # A caller's module is copied: converting dtype and memory format in place would change their model.
             loaded = copy.deepcopy(model) if isinstance(model, nn.Module) else load_model(model or default_model_name())
             if not isinstance(loaded, KDSRStudent):
                 raise KDSRError("a teacher model needs the HR image; upscaling needs a student model")
+            self.dtype = resolve_dtype(precision, self.device, loaded.capabilities)
             self.backend = TorchBackend(loaded, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
         self.tile, self.tile_pad, self.tile_overlap = tile, tile_pad, tile_overlap
         self.alpha_upsampler = alpha_upsampler

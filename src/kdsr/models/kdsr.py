@@ -8,7 +8,7 @@ Exactly the computation of the official code (KDSR-classic ``model_ST/blindsr.py
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 import torch
 import torch.nn.functional as F
@@ -121,10 +121,24 @@ def pack_teacher_input(lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.
     return torch.cat([lr, F.pixel_unshuffle(hr, scale)], dim=1)
 
 
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What a loaded network supports, for hosts that run it (as spandrel's model descriptors say): half and
+    bfloat16 precision, whether the image must be seen whole for its IDR (a host must not cut it into independent
+    tiles; kdsr tiles with one IDR itself), and the multiple the input size must be (1: any size)."""
+
+    supports_half: bool = True
+    supports_bfloat16: bool = True
+    global_idr: bool = True
+    size_multiple: int = 1
+
+
 class _KDSRBase(nn.Module):
     """Shared parts of the student and the teacher: the generator and the config."""
 
     G: KDSRGenerator
+    #: every KDSR network: any input size, the IDR pooled over the whole image; fp16 (the CUDA default) and bf16
+    capabilities = Capabilities()
 
     def __init__(self, config: KDSRConfig) -> None:
         super().__init__()
@@ -160,7 +174,12 @@ class KDSRStudent(_KDSRBase):
     def encode(self, lr: torch.Tensor) -> IDR:
         return self.E_st(lr)
 
-    def forward(self, lr: torch.Tensor, return_idr: bool = False):
+    @overload
+    def forward(self, lr: torch.Tensor, return_idr: Literal[False] = False) -> torch.Tensor: ...
+    @overload
+    def forward(self, lr: torch.Tensor, return_idr: Literal[True]) -> tuple[torch.Tensor, IDR]: ...
+
+    def forward(self, lr: torch.Tensor, return_idr: bool = False) -> torch.Tensor | tuple[torch.Tensor, IDR]:
         idr = self.E_st(lr)
         sr = self.G(lr, idr.d)
         return (sr, idr) if return_idr else sr
@@ -182,7 +201,18 @@ class KDSRTeacher(_KDSRBase):
     def encode(self, lr: torch.Tensor, hr: torch.Tensor) -> IDR:
         return self.E(pack_teacher_input(lr, hr, self.scale))
 
-    def forward(self, lr: torch.Tensor, hr: torch.Tensor, return_idr: bool = False, idr_groups: int = 1):
+    @overload
+    def forward(
+        self, lr: torch.Tensor, hr: torch.Tensor, return_idr: Literal[False] = False, idr_groups: int = 1
+    ) -> torch.Tensor: ...
+    @overload
+    def forward(
+        self, lr: torch.Tensor, hr: torch.Tensor, return_idr: Literal[True], idr_groups: int = 1
+    ) -> tuple[torch.Tensor, IDR]: ...
+
+    def forward(
+        self, lr: torch.Tensor, hr: torch.Tensor, return_idr: bool = False, idr_groups: int = 1
+    ) -> torch.Tensor | tuple[torch.Tensor, IDR]:
         """``idr_groups`` > 1: consecutive groups of that many images (which share one degradation) are each
         super-resolved with their group's mean IDR, so that the IDR can only carry what the group has in common."""
         idr = self.encode(lr, hr)
