@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from kdsr.models import PRESETS, KDSRConfig, create_model, list_models, pack_teacher_input
 from tests.conftest import official_keys, tiny_model
@@ -65,59 +64,22 @@ def test_create_model_rejects_unknown_names_and_fields():
         KDSRConfig(16, 3, 2, scale=5)
 
 
-def _reference_forward(sd, x, config: KDSRConfig, encoder_input):
-    """Straightforward re-implementation of the official forward pass from the spec, on a raw state dict,
-    with the dynamic convolution done per sample (not as one grouped conv over B*C groups)."""
-    prefix = "E." if config.teacher else "E_st."
-    r_blocks, c = config.n_resblocks, config.n_feats
-
-    def conv(t, key):
-        return F.conv2d(t, sd[key + ".weight"], sd[key + ".bias"], padding=1)
-
-    def act(t):
-        return F.leaky_relu(t, 0.1)
-
-    e = act(conv(encoder_input, prefix + "E.0"))
-    for i in range(2, r_blocks + 2):
-        e = e + conv(act(conv(e, f"{prefix}E.{i}.body.0")), f"{prefix}E.{i}.body.2")
-    for i in (r_blocks + 2, r_blocks + 4, r_blocks + 6):
-        e = act(conv(e, f"{prefix}E.{i}"))
-    e = e.mean(dim=(2, 3))
-    e = act(F.linear(e, sd[prefix + "mlp.0.weight"], sd[prefix + "mlp.0.bias"]))
-    d_prime = act(F.linear(e, sd[prefix + "mlp.2.weight"], sd[prefix + "mlp.2.bias"]))
-    d = act(F.linear(d_prime, sd[prefix + "compress.0.weight"], sd[prefix + "compress.0.bias"]))
-
-    h = conv(F.conv2d(x, sd["G.sub_mean.weight"], sd["G.sub_mean.bias"]).contiguous(), "G.head.0")
-    r = h
-    for i in range(config.n_blocks):
-        key = f"G.body.0.body.{i}"
-        kernels = F.linear(
-            act(F.linear(d, sd[key + ".da_conv1.kernel.0.weight"])), sd[key + ".da_conv1.kernel.2.weight"]
-        )
-        dyn = torch.cat(
-            [F.conv2d(r[b : b + 1], kernels[b].view(c, 1, 3, 3), padding=1, groups=c) for b in range(x.shape[0])]
-        )
-        r = r + conv(act(dyn), key + ".conv1")
-    r = conv(r, "G.body.1") + h
-    t = F.pixel_shuffle(conv(r, "G.tail.0.0"), 2)
-    t = F.pixel_shuffle(conv(t, "G.tail.0.2"), 2)
-    t = conv(t, "G.tail.1")
-    return F.conv2d(t, sd["G.add_mean.weight"], sd["G.add_mean.bias"]), d, d_prime
-
-
 @pytest.mark.parametrize("teacher", [False, True])
 def test_forward_equals_reference_implementation(teacher):
+    """Our networks against kdsr.reference, the official formulation written independently (grouped dynamic conv,
+    MeanShift convs), on the same state dict."""
+    from kdsr.reference import ReferenceStudent, ReferenceTeacher
+
     model = tiny_model(teacher=teacher, n_feats=8, n_blocks=3, n_resblocks=2)
+    reference = (ReferenceTeacher if teacher else ReferenceStudent)(8, 3, 2).eval()
+    reference.load_state_dict(model.state_dict())
     torch.manual_seed(1)
     lr, hr = torch.rand(2, 3, 7, 9), torch.rand(2, 3, 28, 36)
     with torch.no_grad():
-        if teacher:
-            sr, idr = model(lr, hr, return_idr=True)
-            packed = pack_teacher_input(lr, hr, 4)
-        else:
-            sr, idr = model(lr, return_idr=True)
-            packed = lr
-        ref_sr, ref_d, ref_dp = _reference_forward(model.state_dict(), lr, model.config, packed)
+        sr, idr = model(lr, hr, return_idr=True) if teacher else model(lr, return_idr=True)
+        encoder = reference.E if teacher else reference.E_st
+        ref_d, (ref_dp,) = encoder(pack_teacher_input(lr, hr, 4) if teacher else lr)
+        ref_sr = reference(lr, hr) if teacher else reference(lr)
     torch.testing.assert_close(idr.d, ref_d, rtol=0, atol=1e-6)
     torch.testing.assert_close(idr.d_prime, ref_dp, rtol=0, atol=1e-6)
     torch.testing.assert_close(sr, ref_sr, rtol=0, atol=1e-5)
