@@ -8,10 +8,23 @@ import sys
 import warnings
 
 from kdsr import __version__
-from kdsr.cli import benchmark, convert, degrade, estimate, export, idr, models, plot, profile, train, upscale
+from kdsr.cli import (
+    benchmark,
+    convert,
+    degrade,
+    estimate,
+    export,
+    idr,
+    models,
+    plot,
+    profile,
+    serve,
+    train,
+    upscale,
+)
 from kdsr.errors import KDSRError
 
-COMMANDS = (upscale, estimate, benchmark, degrade, idr, train, plot, convert, export, profile, models)
+COMMANDS = (upscale, serve, estimate, benchmark, degrade, idr, train, plot, convert, export, profile, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""The local web page of ``kdsr serve`` (the ``web`` extra: Gradio)."""

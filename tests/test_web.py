@@ -1,0 +1,124 @@
+"""`kdsr serve`: the job runner, and the page end to end in a real headless Chromium (Debian's, through Playwright)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from kdsr.checkpoint import save_model
+from kdsr.errors import KDSRError
+from kdsr.image_io import read_image, write_image
+from tests.conftest import REPO, synthetic_image, tiny_model
+
+pytest.importorskip("gradio")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture()
+def server(tmp_path):
+    from kdsr.web.app import Server
+
+    model = tmp_path / "tiny.safetensors"
+    save_model(tiny_model(), model)
+    return Server({"tiny": str(model)}, tmp_path / "work")
+
+
+def test_job_writes_results_zip_and_slider_and_reports_bad_files(server, tmp_path):
+    (tmp_path / "work").mkdir()
+    write_image(tmp_path / "a.png", synthetic_image(10, 12))
+    write_image(tmp_path / "b.jpg", synthetic_image(6, 8))
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    out = server.run([str(tmp_path / n) for n in ("a.png", "bad.png", "b.jpg")], "tiny", "x4", "fp32", 0)
+    assert [Path(p).name for p in out["results"]] == ["a_x4.png", "b_x4.jpg"]
+    assert read_image(out["results"][0]).shape == (40, 48, 3)
+    assert read_image(out["slider"][0]).shape == (40, 48, 3) and out["slider"][1] == out["results"][0]
+    assert sorted(zipfile.ZipFile(out["zip"]).namelist()) == ["a_x4.png", "b_x4.jpg"]
+    assert "bad.png: " in out["log"][1] and "12x10 -> 48x40" in out["log"][0]
+    assert all(Path(p).is_relative_to(tmp_path / "work") for p in out["results"])  # nothing outside the workdir
+    two = server.run([str(tmp_path / "a.png")], "tiny", "x2", "fp32", 0)
+    assert read_image(two["results"][0]).shape == (20, 24, 3)
+    with pytest.raises(KDSRError, match="add one or more images"):
+        server.run([], "tiny", "x4", "fp32", 0)
+    with pytest.raises(KDSRError, match="unknown model"):
+        server.run([str(tmp_path / "a.png")], "other", "x4", "fp32", 0)
+
+
+def test_pixel_limit_applies(server, tmp_path):
+    (tmp_path / "work").mkdir()
+    server.max_pixels = 50
+    write_image(tmp_path / "a.png", synthetic_image(10, 12))
+    out = server.run([str(tmp_path / "a.png")], "tiny", "x4", "fp32", 0)
+    assert out["results"] == [] and "over the limit" in out["log"][0] and out["zip"] is None
+
+
+def test_offered_models(tmp_path):
+    from kdsr.cli.serve import offered_models
+
+    assert list(offered_models(None))[0] == "kdsr-real-x4"
+    model = tmp_path / "m.safetensors"
+    save_model(tiny_model(), model)
+    assert offered_models([str(model), "kdsr-iso-x4"]) == {"m.safetensors": str(model), "kdsr-iso-x4": "kdsr-iso-x4"}
+    with pytest.raises(KDSRError, match="unknown model"):
+        offered_models(["nowhere.pt"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_page_in_a_real_browser(tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    model = tmp_path / "tiny.safetensors"
+    save_model(tiny_model(), model)
+    image = tmp_path / "photo.png"
+    write_image(image, synthetic_image(24, 32))
+    port, temp = _free_port(), tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "-m", "kdsr", "serve", "--port", str(port), "-n", str(model)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert process.poll() is None and time.time() < deadline, process.stdout.read().decode()
+                time.sleep(0.5)
+        flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[*flags, "--no-first-run", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.locator("#inputs input[type=file]").set_input_files(str(image))
+            page.wait_for_selector("#inputs :text('photo.png')")
+            page.click("#run")
+            page.wait_for_selector("#downloads a", timeout=120_000)
+            assert "32x24 -> 128x96" in page.locator("#log textarea").input_value()
+            with page.expect_download() as download:
+                page.locator("#downloads a").first.click()
+            result = tmp_path / "downloaded.png"
+            download.value.save_as(result)
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            browser.close()
+        assert read_image(result).shape == (96, 128, 3)  # the downloaded file decodes, at x4
+        assert (tmp_path / "page.png").stat().st_size > 10_000
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert not list(temp.glob("kdsr-serve-*"))  # the working folder is gone with the server
