@@ -9,11 +9,14 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "export",
         help="export a student model to ONNX",
-        description="Export a student to ONNX: input lr (1,3,h,w), output sr (1,3,s*h,s*w).",
+        description="Export a student to ONNX: one graph, input lr (1,3,h,w), output sr (1,3,s*h,s*w), for whole "
+        "images; or with --split three graphs in a folder (encoder features, encoder head, generator) that "
+        "`kdsr upscale --backend onnx` runs with tiles, exactly as the torch path.",
     )
     p.add_argument("-n", "--model", required=True, help="bundled model, preset or checkpoint")
-    p.add_argument("-o", "--output", required=True, help="ONNX file to write")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("-o", "--output", required=True, help="ONNX file to write (with --split: a folder)")
+    p.add_argument("--split", action="store_true", help="encoder and generator as separate graphs, for tiling")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--check", action="store_true", help="compare with PyTorch under onnxruntime after export")
     p.set_defaults(run=run)
 
@@ -22,15 +25,20 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from kdsr.checkpoint import load_model
-    from kdsr.export import OnnxStudent, export_onnx
+    from kdsr.export import OnnxGraphs, OnnxStudent, export_onnx, export_onnx_split
 
     model = load_model(args.model)
-    export_onnx(model, args.output, args.opset)
+    (export_onnx_split if args.split else export_onnx)(model, args.output, args.opset)
     print(args.output)
     if args.check:
         lr = torch.rand(1, 3, 37, 53, generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
             expected = model(lr)
-        diff = (OnnxStudent(args.output)(lr) - expected).abs().max().item()
+        if args.split:
+            graphs = OnnxGraphs(args.output)
+            got = graphs.super_resolve(lr, graphs.encoder(lr).d)
+        else:
+            got = OnnxStudent(args.output)(lr)
+        diff = (got - expected).abs().max().item()
         print(f"max abs difference to PyTorch at 37x53: {diff:.2e}")
     return 0

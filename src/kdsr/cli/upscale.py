@@ -117,7 +117,8 @@ def add_parser(sub) -> None:
         "--backend",
         default="torch",
         choices=["torch", "onnx"],
-        help="onnx: run a `kdsr export` file with onnxruntime (CPU, whole images)",
+        help="onnx: run a `kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as torch) or a .onnx "
+        "file (whole images)",
     )
     video = p.add_argument_group("video (.mp4 .mov .mkv .webm .avi; needs the video extra)")
     video.add_argument(

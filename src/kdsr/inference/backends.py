@@ -12,6 +12,7 @@ from typing import Protocol
 import torch
 
 from kdsr.errors import KDSRError
+from kdsr.export.onnx import OnnxGraphs
 from kdsr.inference.tiling import count_tiles, estimate_idr, tiled_super_resolve
 from kdsr.models import KDSRStudent
 
@@ -27,13 +28,14 @@ class Backend(Protocol):
         """(B, 3, H, W) -> (B, 3, sH, sW) float32 on ``padded``'s device, conditioned on ``d``."""
 
 
-class TorchBackend:
-    """A student module on a device and dtype: the IDR once per image (bounded view, exact tiled encoder), then the
+class TiledBackend:
+    """A student (a torch module already on ``device`` in ``dtype``, or the split ONNX graphs of
+    :class:`~kdsr.export.onnx.OnnxGraphs`): the IDR once per image (bounded view, exact tiled encoder), then the
     generator tile by tile with blended overlaps."""
 
     def __init__(
         self,
-        model: KDSRStudent,
+        network: KDSRStudent | OnnxGraphs,
         device: torch.device,
         dtype: torch.dtype,
         tile: int,
@@ -41,11 +43,10 @@ class TorchBackend:
         tile_overlap: int,
         idr_view: int,
     ) -> None:
-        # channels_last: oneDNN (CPU) and cuDNN (GPU) run these convolutions markedly faster in NHWC.
-        self.model = model.to(device, dtype).to(memory_format=torch.channels_last).eval()
+        self.model = network
         self.device, self.dtype = device, dtype
         self.tile, self.tile_pad, self.tile_overlap, self.idr_view = tile, tile_pad, tile_overlap, idr_view
-        self.scale = model.scale
+        self.scale = network.scale
 
     def estimate_idr(self, lr: torch.Tensor) -> torch.Tensor:
         lr = lr.contiguous(memory_format=torch.channels_last)
@@ -70,8 +71,8 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    """A ``kdsr export`` graph run by onnxruntime on the CPU: the whole student in one graph, so whole images only
-    and the IDR is estimated inside it."""
+    """A one-graph ``kdsr export`` file run by onnxruntime on the CPU: the whole student in one graph, so whole images
+    only and the IDR is estimated inside it (split graphs run as a :class:`TiledBackend`)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         from kdsr.export.onnx import OnnxStudent

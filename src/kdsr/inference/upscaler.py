@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,9 +16,10 @@ from kdsr.checkpoint import load_model
 from kdsr.constants import ALPHA_UPSAMPLERS, BORDER_PAD, DEFAULT_IDR_VIEW
 from kdsr.devices import resolve_device, resolve_dtype
 from kdsr.errors import ImageError, KDSRError
+from kdsr.export.onnx import OnnxGraphs
 from kdsr.image_io import from_float, read_image, to_float
 from kdsr.inference.alpha import upscale_rgba
-from kdsr.inference.backends import Backend, OnnxBackend, TorchBackend
+from kdsr.inference.backends import Backend, OnnxBackend, TiledBackend
 from kdsr.inference.fidelity import color_fix, pad_border
 from kdsr.models import KDSRStudent
 
@@ -61,12 +63,16 @@ class Upscaler:
     ) -> None:
         if backend not in ("torch", "onnx"):
             raise KDSRError(f"unknown backend '{backend}' (use torch or onnx)")
+        split = backend == "onnx" and Path(str(model or "")).is_dir()
         if backend == "onnx":
-            if isinstance(model, nn.Module) or not str(model or "").endswith(".onnx"):
-                raise KDSRError("the onnx backend needs a .onnx file from `kdsr export` as the model")
-            if tile:
-                raise KDSRError("the onnx backend runs whole images (its graph estimates the IDR per input); use -t 0")
-            tile, device, precision = 0, "cpu", "fp32"
+            if isinstance(model, nn.Module) or not (split or str(model or "").endswith(".onnx")):
+                raise KDSRError("the onnx backend needs a `kdsr export` .onnx file or --split folder as the model")
+            if tile and not split:
+                raise KDSRError(
+                    "a one-graph .onnx runs whole images (it estimates the IDR per input); use -t 0, or export "
+                    "with --split to tile"
+                )
+            tile, device, precision = (tile if split else 0), "cpu", "fp32"
         self.device = resolve_device(device)
         if (tile is not None and tile < 0) or min(tile_pad, tile_overlap, idr_view, border_pad) < 0:
             raise KDSRError("tile, tile pad, tile overlap, IDR view and border pad must be >= 0")
@@ -74,7 +80,11 @@ class Upscaler:
             raise KDSRError(f"unknown alpha upsampler '{alpha_upsampler}' (use {' or '.join(ALPHA_UPSAMPLERS)})")
         tile = (512 if self.device.type == "cuda" else 256) if tile is None else tile
         self.backend: Backend
-        if backend == "onnx":
+        if split:
+            self.dtype = resolve_dtype(precision, self.device)
+            graphs = OnnxGraphs(model)
+            self.backend = TiledBackend(graphs, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
+        elif backend == "onnx":
             self.dtype = resolve_dtype(precision, self.device)
             self.backend = OnnxBackend(model)
         else:
@@ -83,7 +93,9 @@ class Upscaler:
             if not isinstance(loaded, KDSRStudent):
                 raise KDSRError("a teacher model needs the HR image; upscaling needs a student model")
             self.dtype = resolve_dtype(precision, self.device, loaded.capabilities)
-            self.backend = TorchBackend(loaded, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
+            # channels_last: oneDNN (CPU) and cuDNN (GPU) run these convolutions markedly faster in NHWC.
+            network = loaded.to(self.device, self.dtype).to(memory_format=torch.channels_last).eval()
+            self.backend = TiledBackend(network, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
         self.tile, self.tile_pad, self.tile_overlap = tile, tile_pad, tile_overlap
         self.alpha_upsampler = alpha_upsampler
         self.idr_view = idr_view
@@ -95,8 +107,8 @@ class Upscaler:
         return self.backend.scale
 
     @property
-    def model(self) -> KDSRStudent | None:
-        """The torch module that runs (None for the onnx backend)."""
+    def model(self) -> KDSRStudent | OnnxGraphs | None:
+        """The network that runs (None for a one-graph onnx file)."""
         return getattr(self.backend, "model", None)
 
     @torch.inference_mode()
