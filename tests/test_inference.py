@@ -245,3 +245,23 @@ def test_split_onnx_graphs_run_the_same_tiling_path_as_torch(tmp_path):
     (tmp_path / "split" / "head.onnx").unlink()
     with pytest.raises(KDSRError, match="missing head.onnx"):
         OnnxGraphs(tmp_path / "split")
+
+
+def test_openvino_backend_runs_the_same_tiling_path(tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnx")
+    from kdsr.checkpoint import save_model
+
+    monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
+    model = tiny_model()
+    save_model(model, tmp_path / "m.safetensors")
+    image = synthetic_image(40, 52)
+    settings = {"tile": 16, "tile_pad": 6, "tile_overlap": 4, "idr_view": 24}
+    ours = Upscaler(model, precision="fp32", device="cpu", **settings).upscale(image)
+    vino = Upscaler(str(tmp_path / "m.safetensors"), backend="openvino", precision="fp32", **settings)
+    assert np.abs(ours.astype(int) - vino.upscale(image).astype(int)).max() <= 1
+    assert len(list((tmp_path / "cache" / "onnx-split").iterdir())) == 1  # exported once, cached by content
+    bf16 = Upscaler(str(tmp_path / "m.safetensors"), backend="openvino", precision="bf16", **settings).upscale(image)
+    assert np.abs(ours.astype(int) - bf16.astype(int)).mean() < 2
+    with pytest.raises(KDSRError, match="fp32 or bf16"):
+        Upscaler(str(tmp_path / "m.safetensors"), backend="openvino", precision="fp16")

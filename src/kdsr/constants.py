@@ -9,6 +9,8 @@ CONVENTIONS = ("official", "basicsr")
 #: Inference precisions (each maps to a torch dtype in ``kdsr.inference.upscaler.PRECISIONS``).
 PRECISION_NAMES = ("fp32", "fp16", "bf16")
 ALPHA_UPSAMPLERS = ("kdsr", "bicubic")
+#: What runs the network (``kdsr.inference.backends``): torch, onnxruntime, OpenVINO.
+BACKENDS = ("torch", "onnx", "openvino")
 #: LR pixels per side the IDR is estimated from by default; the README section "Speed" has the measurements behind it.
 DEFAULT_IDR_VIEW = 256
 #: LR pixels replicated around the image before the network (``kdsr.inference.fidelity``): with the colour fix a

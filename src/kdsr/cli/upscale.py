@@ -9,6 +9,7 @@ from kdsr.bundled import default_model_name
 from kdsr.cli.options import add_device_options
 from kdsr.constants import (
     ALPHA_UPSAMPLERS,
+    BACKENDS,
     BORDER_PAD,
     DEFAULT_CRF,
     DEFAULT_IDR_VIEW,
@@ -116,9 +117,10 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "onnx"],
+        choices=list(BACKENDS),
         help="onnx: run a `kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as torch) or a .onnx "
-        "file (whole images)",
+        "file (whole images); openvino: OpenVINO's CPU runtime (kdsr[openvino]) on any model, --precision fp32 or "
+        "bf16 (auto: fp32)",
     )
     video = p.add_argument_group("video (.mp4 .mov .mkv .webm .avi; needs the video extra)")
     video.add_argument(

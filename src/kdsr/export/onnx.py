@@ -23,11 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdsr.atomic import atomic_path
+from kdsr.atomic import atomic_path, atomic_write_bytes
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.models import IDR, KDSRConfig, KDSRStudent
 
 SPLIT_GRAPHS = ("features.onnx", "head.onnx", "generator.onnx")
+#: the architecture, beside the graphs, so that any runtime can read it
+SPLIT_CONFIG = "kdsr_config.json"
 
 
 def _student_copy(model: KDSRStudent) -> KDSRStudent:
@@ -103,6 +105,7 @@ def export_onnx_split(model: KDSRStudent, folder: str | os.PathLike, opset: int 
             {}, model.config, opset)  # fmt: skip
     _export(_Generator(model), (sample, torch.rand(1, c)), folder / SPLIT_GRAPHS[2], (["lr", "d"], ["sr"]),
             {"lr": spatial, "sr": {2: "out_height", 3: "out_width"}}, model.config, opset)  # fmt: skip
+    atomic_write_bytes(folder / SPLIT_CONFIG, json.dumps(dataclasses.asdict(model.config)).encode())
 
 
 def _session(path: str | os.PathLike, threads: int = 0):
@@ -124,12 +127,12 @@ def _session(path: str | os.PathLike, threads: int = 0):
     return session, KDSRConfig(**json.loads(meta["kdsr_config"]))
 
 
-def _run(session, feeds: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-    """One batch item at a time (the graphs are batch 1), outputs concatenated over the batch."""
+def _run(infer, feeds: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """``infer`` (numpy inputs by name -> outputs in order) one batch item at a time (the graphs are batch 1), the
+    outputs concatenated over the batch."""
     batch = next(iter(feeds.values())).shape[0]
     results = [
-        session.run(None, {k: np.ascontiguousarray(v[i : i + 1].float().numpy()) for k, v in feeds.items()})
-        for i in range(batch)
+        infer({k: np.ascontiguousarray(v[i : i + 1].float().numpy()) for k, v in feeds.items()}) for i in range(batch)
     ]
     return [torch.from_numpy(np.concatenate(parts)) for parts in zip(*results, strict=True)]
 
@@ -145,10 +148,10 @@ class OnnxStudent:
         return self.config.scale
 
     def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        return _run(self.session, {"lr": lr})[0]
+        return _run(lambda feeds: self.session.run(None, feeds), {"lr": lr})[0]
 
 
-class _OnnxEncoder:
+class _SplitEncoder:
     def __init__(self, features, head, radius: int) -> None:
         self.features, self.head, self.receptive_radius = features, head, radius
 
@@ -163,20 +166,26 @@ class _OnnxEncoder:
         return self.from_pooled(self.feature_map(x).mean(dim=(2, 3)))
 
 
-class OnnxGraphs:
-    """The split graphs of :func:`export_onnx_split` behind a student's interface (``encoder.feature_map``,
-    ``encoder.from_pooled``, ``super_resolve``, ``scale``), so that :mod:`kdsr.inference.tiling` runs them as it
-    runs a torch student: float32 on the CPU."""
+def read_split_folder(folder: str | os.PathLike) -> tuple[Path, KDSRConfig]:
+    """The folder of a split export and the architecture it holds; a one-line error when it is not one."""
+    folder = Path(folder)
+    missing = [name for name in (*SPLIT_GRAPHS, SPLIT_CONFIG) if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder}: not a split ONNX export (missing {', '.join(missing)})")
+    try:
+        return folder, KDSRConfig(**json.loads((folder / SPLIT_CONFIG).read_text()))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{folder / SPLIT_CONFIG}: unreadable ({e})") from None
 
-    def __init__(self, folder: str | os.PathLike, threads: int = 0) -> None:
-        folder = Path(folder)
-        missing = [name for name in SPLIT_GRAPHS if not (folder / name).is_file()]
-        if missing:
-            raise CheckpointError(f"{folder}: not a split ONNX export (missing {', '.join(missing)})")
-        (features, self.config), (head, _), (self.generator, _) = (
-            _session(folder / name, threads) for name in SPLIT_GRAPHS
-        )
-        self.encoder = _OnnxEncoder(features, head, 2 * self.config.n_resblocks + 4)
+
+class SplitGraphs:
+    """The three graphs of :func:`export_onnx_split`, each an ``infer`` callable (numpy inputs by name -> outputs in
+    order), behind a student's interface (``encoder.feature_map``, ``encoder.from_pooled``, ``super_resolve``,
+    ``scale``), so that :mod:`kdsr.inference.tiling` runs them as it runs a torch student (float32 tensors)."""
+
+    def __init__(self, features, head, generator, config: KDSRConfig) -> None:
+        self.config, self.generator = config, generator
+        self.encoder = _SplitEncoder(features, head, 2 * config.n_resblocks + 4)
 
     @property
     def scale(self) -> int:
@@ -184,3 +193,12 @@ class OnnxGraphs:
 
     def super_resolve(self, lr: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         return _run(self.generator, {"lr": lr, "d": d})[0]
+
+
+class OnnxGraphs(SplitGraphs):
+    """Split graphs run by onnxruntime on the CPU."""
+
+    def __init__(self, folder: str | os.PathLike, threads: int = 0) -> None:
+        folder, config = read_split_folder(folder)
+        sessions = [_session(folder / name, threads)[0] for name in SPLIT_GRAPHS]
+        super().__init__(*(lambda feeds, session=session: session.run(None, feeds) for session in sessions), config)

@@ -13,7 +13,7 @@ from torch import nn
 
 from kdsr.bundled import default_model_name
 from kdsr.checkpoint import load_model
-from kdsr.constants import ALPHA_UPSAMPLERS, BORDER_PAD, DEFAULT_IDR_VIEW
+from kdsr.constants import ALPHA_UPSAMPLERS, BACKENDS, BORDER_PAD, DEFAULT_IDR_VIEW
 from kdsr.devices import resolve_device, resolve_dtype
 from kdsr.errors import ImageError, KDSRError
 from kdsr.export.onnx import OnnxGraphs
@@ -61,8 +61,8 @@ class Upscaler:
         border_pad: int = BORDER_PAD,
         fix_color: bool = True,
     ) -> None:
-        if backend not in ("torch", "onnx"):
-            raise KDSRError(f"unknown backend '{backend}' (use torch or onnx)")
+        if backend not in BACKENDS:
+            raise KDSRError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
         split = backend == "onnx" and Path(str(model or "")).is_dir()
         if backend == "onnx":
             if isinstance(model, nn.Module) or not (split or str(model or "").endswith(".onnx")):
@@ -80,7 +80,13 @@ class Upscaler:
             raise KDSRError(f"unknown alpha upsampler '{alpha_upsampler}' (use {' or '.join(ALPHA_UPSAMPLERS)})")
         tile = (512 if self.device.type == "cuda" else 256) if tile is None else tile
         self.backend: Backend
-        if split:
+        if backend == "openvino":
+            from kdsr.export.openvino import OpenVinoGraphs
+
+            self.device, self.dtype = torch.device("cpu"), torch.float32  # tensors in fp32; OpenVINO's own precision
+            graphs = OpenVinoGraphs(model or default_model_name(), "fp32" if precision == "auto" else precision)
+            self.backend = TiledBackend(graphs, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
+        elif split:
             self.dtype = resolve_dtype(precision, self.device)
             graphs = OnnxGraphs(model)
             self.backend = TiledBackend(graphs, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
