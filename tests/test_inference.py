@@ -265,3 +265,19 @@ def test_openvino_backend_runs_the_same_tiling_path(tmp_path, monkeypatch):
     assert np.abs(ours.astype(int) - bf16.astype(int)).mean() < 2
     with pytest.raises(KDSRError, match="fp32 or bf16"):
         Upscaler(str(tmp_path / "m.safetensors"), backend="openvino", precision="fp16")
+
+
+def test_auto_backend_choice(monkeypatch):
+    import importlib.util
+
+    from kdsr.inference.upscaler import auto_backend
+
+    has_openvino = importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnx") is not None
+    import platform
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
+    assert auto_backend("kdsr-real-x4", "cpu", "fp32") == ("openvino" if has_openvino and x86 else "torch")
+    assert auto_backend(tiny_model(), "cpu", "fp32") == "torch"  # a module in memory stays with torch
+    assert auto_backend("kdsr-real-x4", "cpu", "fp16") == "torch"  # OpenVINO runs fp32 or bf16 here
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert auto_backend("kdsr-real-x4", "cpu", "fp32") == "torch"

@@ -117,10 +117,10 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--backend",
         default="torch",
-        choices=list(BACKENDS),
+        choices=["auto", *BACKENDS],
         help="onnx: run a `kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as torch) or a .onnx "
         "file (whole images); openvino: OpenVINO's CPU runtime (kdsr[openvino]) on any model, --precision fp32 or "
-        "bf16 (auto: fp32)",
+        "bf16 (auto: fp32); auto: OpenVINO on an x86 CPU when installed, else torch (-v says which)",
     )
     video = p.add_argument_group("video (.mp4 .mov .mkv .webm .avi; needs the video extra)")
     video.add_argument(
@@ -168,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
         border_pad=args.border_pad,
         fix_color=args.fix_color,
     )
+    if args.verbose:
+        print(
+            f"kdsr: backend {upscaler.backend_name}, {upscaler.device.type}, {str(upscaler.dtype)[6:]}", file=sys.stderr
+        )
     result = upscale_files(
         args.input,
         args.output,

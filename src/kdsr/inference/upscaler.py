@@ -27,6 +27,20 @@ from kdsr.models import KDSRStudent
 MAX_OUTPUT_PIXELS = 16384 * 16384
 
 
+def auto_backend(model, device, precision: str) -> str:
+    """The fastest installed backend for this device and precision: OpenVINO on an x86 CPU when installed (fp32 or
+    bf16, a model file or name), torch otherwise."""
+    import importlib.util
+    import platform
+
+    on_cpu = resolve_device(device).type == "cpu"
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
+    if on_cpu and x86 and precision in ("auto", "fp32", "bf16") and not isinstance(model, nn.Module):
+        if importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnx") is not None:
+            return "openvino"
+    return "torch"
+
+
 def check_outscale(outscale: float | None) -> None:
     """A final scale must be a positive number (None: the model's own)."""
     if outscale is not None and not outscale > 0:
@@ -61,8 +75,10 @@ class Upscaler:
         border_pad: int = BORDER_PAD,
         fix_color: bool = True,
     ) -> None:
-        if backend not in BACKENDS:
-            raise KDSRError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
+        if backend not in (*BACKENDS, "auto"):
+            raise KDSRError(f"unknown backend '{backend}' (use auto, {', '.join(BACKENDS)})")
+        if backend == "auto":
+            backend = auto_backend(model, device, precision)
         split = backend == "onnx" and Path(str(model or "")).is_dir()
         if backend == "onnx":
             if isinstance(model, nn.Module) or not (split or str(model or "").endswith(".onnx")):
@@ -103,6 +119,9 @@ class Upscaler:
             network = loaded.to(self.device, self.dtype).to(memory_format=torch.channels_last).eval()
             self.backend = TiledBackend(network, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
         self.tile, self.tile_pad, self.tile_overlap = tile, tile_pad, tile_overlap
+        self.backend_name = backend
+        #: the precision the network runs in (OpenVINO's own when it runs it)
+        self.precision = getattr(self.model, "precision", None) or str(self.dtype).removeprefix("torch.")
         self.alpha_upsampler = alpha_upsampler
         self.idr_view = idr_view
         self.border_pad = border_pad
