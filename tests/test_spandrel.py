@@ -1,0 +1,92 @@
+"""KDSR in spandrel (chaiNNer, ComfyUI): detection of each checkpoint kind, wrong files not claimed, same output."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+
+import pytest
+import torch
+
+from kdsr.checkpoint import save_model
+from kdsr.inference import Upscaler
+from tests.conftest import synthetic_image, tiny_model
+
+
+@pytest.fixture(scope="module")
+def spandrel():
+    """spandrel, imported; it imports torchvision for two unrelated architectures (LaMa, RestoreFormer), and the CPU
+    torch wheel of this project's machines has no torchvision that imports, so where the real one is missing those
+    two imports get a stand-in whose functions refuse to run. KDSR never touches torchvision."""
+    if importlib.util.find_spec("spandrel") is None:
+        pytest.skip("spandrel is not installed")
+    saved = {
+        name: sys.modules.get(name)
+        for name in ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
+    }
+    try:
+        import torchvision  # noqa: F401
+    except Exception:
+        functional = types.ModuleType("torchvision.transforms.functional")
+
+        def unavailable(*args, **kwargs):
+            raise RuntimeError("torchvision stand-in: not available in this environment")
+
+        functional.rotate = functional.normalize = unavailable
+        functional.InterpolationMode = types.SimpleNamespace(BILINEAR="bilinear", NEAREST="nearest")
+        transforms = types.ModuleType("torchvision.transforms")
+        transforms.functional = functional
+        package = types.ModuleType("torchvision")
+        package.transforms = transforms
+        sys.modules.update(
+            {
+                "torchvision": package,
+                "torchvision.transforms": transforms,
+                "torchvision.transforms.functional": functional,
+            }
+        )
+    module = importlib.import_module("spandrel")
+    importlib.import_module("kdsr.integrations.spandrel")
+    yield module
+    for name, value in saved.items():
+        if value is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = value
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "official-pt", "official-gan-pth"])
+def test_kdsr_checkpoints_are_detected_and_match_the_upscaler(spandrel, tmp_path, kind):
+    model = tiny_model()
+    state = model.state_dict()
+    if kind == "safetensors":
+        path = tmp_path / "m.safetensors"
+        save_model(model, path)
+    elif kind == "official-pt":
+        path = tmp_path / "KDSRsM_iso_x4.pt"
+        torch.save(state, path)
+    else:
+        path = tmp_path / "KDSRS-GAN.pth"
+        torch.save({"params_ema": state, "params": state}, path)
+    descriptor = spandrel.ModelLoader().load_from_file(path)
+    assert descriptor.architecture.id == "KDSR" and descriptor.purpose == "SR" and descriptor.scale == 4
+    assert descriptor.tiling == spandrel.ModelTiling.INTERNAL
+    assert descriptor.supports_half and descriptor.supports_bfloat16
+    assert descriptor.input_channels == descriptor.output_channels == 3
+    image = torch.from_numpy(synthetic_image(40, 56)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        got = descriptor(image)
+    expected = Upscaler(model, device="cpu", precision="fp32").upscale_tensor(image)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_teachers_and_other_files_are_not_claimed(spandrel, tmp_path):
+    teacher = tmp_path / "teacher.pt"
+    torch.save(tiny_model(teacher=True).state_dict(), teacher)
+    other = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.rand(4, 3, 3, 3)}, other)
+    for path in (teacher, other):
+        with pytest.raises(spandrel.UnsupportedModelError):
+            spandrel.ModelLoader().load_from_file(path)
