@@ -24,9 +24,11 @@ def add_parser(sub) -> None:
         help="'bicubic', a bundled model, preset or checkpoint (a teacher model is given the HR: upper bound)",
     )
     p.add_argument("--data", nargs="+", required=True, help="dataset folders (HR images; LR/ and HR/ for paired)")
-    p.add_argument("--protocol", default="gaussian8", choices=PROTOCOLS)
-    p.add_argument("--convention", default="official", choices=CONVENTIONS, help="PSNR/SSIM convention")
-    p.add_argument("--scale", type=int, default=4, help="scale (must match the model; for bicubic)")
+    p.add_argument("--protocol", default="gaussian8", choices=PROTOCOLS, help="default: gaussian8")
+    p.add_argument(
+        "--convention", default="official", choices=CONVENTIONS, help="PSNR/SSIM convention (default: official)"
+    )
+    p.add_argument("--scale", type=int, default=4, help="scale (must match the model; for bicubic; default 4)")
     p.add_argument("--json", dest="json_path", help="write every number to this JSON file")
     p.add_argument(
         "--lpips", metavar="WEIGHTS", help="also LPIPS (VGG, v0.1) with weights saved from the lpips package"

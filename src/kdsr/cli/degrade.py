@@ -24,21 +24,23 @@ def add_parser(sub) -> None:
     )
     p.add_argument("-i", "--input", required=True, help="folder of HR images")
     p.add_argument("-o", "--output", required=True, help="output folder (one PNG per input, same stem)")
-    p.add_argument("--scale", type=int, default=4)
-    p.add_argument("--blur", choices=["none", "iso", "aniso"], default="none")
+    p.add_argument("--scale", type=int, default=4, help="downscaling factor (default 4)")
+    p.add_argument("--blur", choices=["none", "iso", "aniso"], default="none", help="blur kernel (default: none)")
     p.add_argument("--sigma", type=float, help="iso kernel width")
     p.add_argument("--lambda1", type=float, help="aniso standard deviation along theta")
     p.add_argument("--lambda2", type=float, help="aniso standard deviation across theta")
-    p.add_argument("--theta", type=float, default=0.0, help="aniso angle in degrees, from +x towards +y")
-    p.add_argument("--noise", type=float, default=0.0, help="Gaussian noise level on the 0-255 scale")
+    p.add_argument("--theta", type=float, default=0.0, help="aniso angle in degrees, from +x towards +y (default 0)")
+    p.add_argument("--noise", type=float, default=0.0, help="Gaussian noise level on the 0-255 scale (default 0)")
     p.add_argument(
         "--border",
         choices=["replicate", "symmetric"],
         default="replicate",
-        help="bicubic border handling: replicate (official KDSR code) or symmetric (MATLAB)",
+        help="bicubic border handling: replicate (official KDSR code, the default) or symmetric (MATLAB)",
     )
     p.add_argument("--realworld", action="store_true", help="Real-ESRGAN second-order degradation (KDSR-GAN defaults)")
-    p.add_argument("--seed", type=int, default=0, help="base seed; each image's draws are seeded from it and its name")
+    p.add_argument(
+        "--seed", type=int, default=0, help="base seed; each image's draws are seeded from it and its name (default 0)"
+    )
     p.add_argument(
         "--paired",
         action="store_true",

@@ -25,7 +25,12 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--sigmas", type=float, nargs="+", default=[1.2, 2.4, 3.6], help="blur widths (default: 1.2 2.4 3.6)"
     )
-    p.add_argument("--blur", choices=["iso", "aniso"], default="iso", help="aniso: lambda1=sigma, lambda2=sigma/2")
+    p.add_argument(
+        "--blur",
+        choices=["iso", "aniso"],
+        default="iso",
+        help="default iso; aniso: lambda1=sigma, lambda2=sigma/2 at a per-image angle",
+    )
     p.add_argument("--noise", type=float, nargs="+", default=[0.0], help="noise levels, 0-255 scale (default: 0)")
     p.add_argument("--crop", type=int, default=0, help="HR centre crop in pixels (default 0: whole images)")
     p.add_argument("--max-images", type=int, default=0, help="use the first N images (default 0: all)")

@@ -9,7 +9,12 @@ from kdsr.errors import KDSRError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("models", help="list presets and bundled models; with a name, print that model's card")
+    p = sub.add_parser(
+        "models",
+        help="list presets and bundled models; with a name, print that model's card",
+        description="List the architecture presets and the bundled trained models; with a name, print that "
+        "model's card (how it was trained, what it measures, its limits).",
+    )
     p.add_argument("name", nargs="?", help="a bundled model whose model card to print")
     p.set_defaults(run=run)
 

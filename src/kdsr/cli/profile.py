@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("-n", "--model", default="kdsr-m", help="preset, bundled model or checkpoint (default: kdsr-m)")
     p.add_argument("--lr-size", default="180x320", help="LR input HEIGHTxWIDTH (default: 180x320, the paper's)")
     add_device_options(p, device="cpu", precision="fp32")
-    p.add_argument("--runs", type=int, default=5, help="timed runs after one warm-up (0: no timing)")
+    p.add_argument("--runs", type=int, default=5, help="timed runs after one warm-up (0: no timing; default 5)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
 

@@ -47,7 +47,12 @@ def add_parser(sub) -> None:
         help="LR tile size in pixels, 0 for the whole image (default: 512 on CUDA, 256 otherwise)",
     )
     p.add_argument(
-        "--tile-pad", "--tile_pad", dest="tile_pad", type=int, default=24, help="context pixels per tile side"
+        "--tile-pad",
+        "--tile_pad",
+        dest="tile_pad",
+        type=int,
+        default=24,
+        help="context pixels per tile side (default 24)",
     )
     p.add_argument(
         "--tile-overlap",
@@ -55,7 +60,7 @@ def add_parser(sub) -> None:
         dest="tile_overlap",
         type=int,
         default=8,
-        help="pixels shared and blended between adjacent tiles",
+        help="pixels shared and blended between adjacent tiles (default 8)",
     )
     p.add_argument(
         "--idr-view",
@@ -102,7 +107,12 @@ def add_parser(sub) -> None:
         f"(default {DEFAULT_MAX_PIXELS:,})",
     )
     p.add_argument("--suffix", default="out", help="suffix of output file names (default: out)")
-    p.add_argument("--ext", default="auto", choices=["auto", "png", "jpg", "webp"], help="output format")
+    p.add_argument(
+        "--ext",
+        default="auto",
+        choices=["auto", "png", "jpg", "webp"],
+        help="output format (default: auto, the input's)",
+    )
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP output quality, 1-100 (default 95)")
     add_device_options(p)
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
@@ -112,15 +122,16 @@ def add_parser(sub) -> None:
         dest="alpha_upsampler",
         default="kdsr",
         choices=ALPHA_UPSAMPLERS,
-        help="how the alpha channel is upscaled",
+        help="how the alpha channel is upscaled (default: kdsr)",
     )
     p.add_argument(
         "--backend",
         default="torch",
         choices=["auto", *BACKENDS],
-        help="onnx: run a `kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as torch) or a .onnx "
-        "file (whole images); openvino: OpenVINO's CPU runtime (kdsr[openvino]) on any model, --precision fp32 or "
-        "bf16 (auto: fp32); auto: OpenVINO on an x86 CPU when installed, else torch (-v says which)",
+        help="default torch; onnx: run a `kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as "
+        "torch) or a .onnx file (whole images); openvino: OpenVINO's CPU runtime (kdsr[openvino]) on any model, "
+        "--precision fp32 or bf16 (auto: fp32); auto: OpenVINO on an x86 CPU when installed, else torch (-v says "
+        "which)",
     )
     video = p.add_argument_group("video (.mp4 .mov .mkv .webm .avi; needs the video extra)")
     video.add_argument(
