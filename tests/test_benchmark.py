@@ -122,3 +122,26 @@ def test_cli_errors(tmp_path, hr_folder, capsys, args, message):
     extra = ["-i", str(hr_folder), "-o", str(tmp_path / "o")] if args[0] == "degrade" else ["--data", str(hr_folder)]
     assert main([*args, *extra]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_benchmark_under_another_backend(tmp_path, data_dir, monkeypatch):
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnx")
+    import json
+
+    from kdsr.checkpoint import save_model
+    from kdsr.cli import main
+    from tests.conftest import tiny_model
+
+    monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))  # the exported graphs stay in the test's folder
+    model = tmp_path / "m.safetensors"
+    save_model(tiny_model(), model)
+    reports = {}
+    for backend in ("torch", "openvino"):
+        out = tmp_path / f"{backend}.json"
+        argv = ["benchmark", "-n", str(model), "--data", str(data_dir), "--backend", backend, "--json", str(out), "-q"]
+        assert main(argv) == 0
+        reports[backend] = json.loads(out.read_text())
+    assert reports["openvino"]["backend"] == "openvino"
+    torch_psnr = reports["torch"]["results"][data_dir.name]["psnr"]
+    assert reports["openvino"]["results"][data_dir.name]["psnr"] == pytest.approx(torch_psnr, abs=0.01)

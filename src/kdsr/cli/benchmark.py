@@ -8,7 +8,7 @@ import sys
 
 from kdsr.atomic import atomic_write_bytes
 from kdsr.cli.options import add_device_options
-from kdsr.constants import CONVENTIONS, PROTOCOLS
+from kdsr.constants import BACKENDS, CONVENTIONS, PROTOCOLS
 
 
 def add_parser(sub) -> None:
@@ -34,6 +34,12 @@ def add_parser(sub) -> None:
         "--lpips", metavar="WEIGHTS", help="also LPIPS (VGG, v0.1) with weights saved from the lpips package"
     )
     add_device_options(p, precision="fp32")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="what runs the student (default torch): compare a runtime's quality with torch's (see kdsr upscale)",
+    )
     p.add_argument("-t", "--tile", type=int, default=0, help="LR tile size (default 0: whole image, as the paper)")
     p.add_argument(
         "--pipeline",
@@ -136,7 +142,10 @@ def run(args: argparse.Namespace) -> int:
 
         else:
             settings = {"border_pad": 0, "fix_color": False, "idr_view": 0} if pipeline == "raw" else {}
-            upscaler = Upscaler(model, device=device, precision=args.precision, tile=args.tile, **settings)
+            source = model if args.backend == "torch" else args.model  # other runtimes load the file themselves
+            upscaler = Upscaler(
+                source, device=device, precision=args.precision, tile=args.tile, backend=args.backend, **settings
+            )
 
             def sr_fn(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
                 return upscaler.upscale_tensor(lr)
@@ -153,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         "protocol": args.protocol,
         "convention": args.convention,
         "pipeline": "bicubic" if args.model == "bicubic" else pipeline,
+        "backend": args.backend,
+        "precision": args.precision,
         "scale": scale,
         "results": outcome["results"],
         "wall_time_s": round(outcome["wall_time_s"], 2),
