@@ -90,7 +90,9 @@ def test_page_in_a_real_browser(tmp_path):
     temp.mkdir()
     env = {**os.environ, "TMPDIR": str(temp), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO / "src")}
     command = [sys.executable, "-m", "kdsr", "serve", "--port", str(port), "-n", str(model)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = tmp_path / "serve.log"  # a file, not a pipe: an unread pipe that fills up would block the server
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 90
         while True:
@@ -119,6 +121,10 @@ def test_page_in_a_real_browser(tmp_path):
         assert read_image(result).shape == (96, 128, 3)  # the downloaded file decodes, at x4
         assert (tmp_path / "page.png").stat().st_size > 10_000
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        process.send_signal(signal.SIGINT)  # Ctrl-C, as a person stops it
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail(f"kdsr serve did not stop within 60 s of Ctrl-C:\n{log.read_text()[-2000:]}")
     assert not list(temp.glob("kdsr-serve-*"))  # the working folder is gone with the server

@@ -157,6 +157,12 @@ def serve(
     open_browser: bool = False,
 ) -> None:
     """Start the page and block until interrupted; the working folder is removed on the way out."""
+    import signal
+
+    def stop(signum, frame):  # SIGTERM (a service manager, `kill`) ends it like Ctrl-C: the finally below runs
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     workdir = Path(tempfile.mkdtemp(prefix="kdsr-serve-"))
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # Gradio's own copies of uploads go there too
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls
