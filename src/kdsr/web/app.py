@@ -163,6 +163,8 @@ def serve(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    # Ctrl-C too, explicitly: a process started in the background by a shell inherits SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     workdir = Path(tempfile.mkdtemp(prefix="kdsr-serve-"))
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # Gradio's own copies of uploads go there too
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls
