@@ -13,24 +13,18 @@ rows time a 64->64 3x3 convolution (fp32, bf16) at the same size: how close each
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from speed import timed as speed_timed  # the script's folder is on sys.path
 
 
 def timed(fn, runs: int):
-    """(median seconds over ``runs`` after one warm-up, the warm-up's output)."""
-    out = fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+    """(median seconds after one warm-up, the warm-up's output): benchmarks/speed.py's timer, in seconds."""
+    milliseconds, out = speed_timed(fn, runs)
+    return milliseconds / 1000, out
 
 
 def conv_peak(height: int, width: int, dtype: torch.dtype, runs: int) -> float:
