@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -431,3 +432,26 @@ def test_teacher_with_contrast_loss_logs_it(data_dir, tmp_path):
     assert all("contrast" in r for r in _log(tmp_path / "run") if "loss" in r)
     with pytest.raises(KDSRError, match="contrast_weight is for the teacher stage"):
         _config(data_dir, "distill.contrast_weight=0.01")
+
+
+def test_strip_groups_share_parameters_but_not_noise(data_dir):
+    from kdsr.degradations.classic import quantize
+    from kdsr.degradations.resize import imresize
+    from kdsr.train.loop import _degrade
+
+    hr = torch.rand(1, 3, 32, 32).expand(4, -1, -1, -1).contiguous()  # four copies of one patch
+    clean = quantize(imresize(hr[:1], 1 / 4))[0][:, :, 2:6]  # columns the seams do not reach
+    config = _config(data_dir, "degradation.kind=mixture", "degradation.group=2", "degradation.group_mode=strip")
+    config.degradation.mixture = dataclasses.replace(config.degradation.mixture, probs=(0.5, 0, 0, 0, 0.5), box_prob=0)
+    seen = set()
+    for seed in range(8):
+        lr = _degrade(config, hr, _gen(seed))
+        assert lr.shape == (4, 3, 8, 8)
+        for a, b in ((0, 1), (2, 3)):
+            a_clean, b_clean = (torch.equal(lr[i][:, :, 2:6], clean) for i in (a, b))
+            assert a_clean == b_clean  # one case per group (clean or real-world), never mixed
+            assert a_clean or not torch.equal(lr[a], lr[b])  # real-world members: independent noise
+            seen.add(a_clean)
+    assert seen == {True, False}
+    with pytest.raises(KDSRError, match="group_mode"):
+        _config(data_dir, "degradation.group_mode=other")

@@ -46,6 +46,10 @@ class DegradationSection:
     kind: str = "classic"  # classic | realworld | mixture
     # images per degradation draw: consecutive groups of this many share one draw (case, parameters, noise field)
     group: int = 1
+    # how a group is degraded: "replay" (each image from the same generator state: identical noise fields) or "strip"
+    # (the group side by side as one image: shared parameters, independent noise; a few pixels at the seams see the
+    # neighbouring patch through the blur)
+    group_mode: str = "replay"
     classic: ClassicSampling = dataclasses.field(default_factory=ClassicSampling)
     realworld: RealWorldConfig = dataclasses.field(default_factory=RealWorldConfig)
     mixture: MixtureConfig = dataclasses.field(default_factory=MixtureConfig)
@@ -153,6 +157,7 @@ class TrainConfig:
                 self.degradation.group >= 1 and self.data.batch_size % self.degradation.group == 0,
                 "degradation.group must be >= 1 and divide data.batch_size",
             ),
+            (self.degradation.group_mode in ("replay", "strip"), "degradation.group_mode must be replay or strip"),
             (
                 not self.distill.group_idr or (self.stage == "teacher" and self.degradation.group > 1),
                 "distill.group_idr is for the teacher stage and needs degradation.group > 1",

@@ -102,11 +102,17 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def _degrade(config: TrainConfig, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The LR batch; with ``degradation.group`` > 1 every image of a group is degraded from the same generator state,
-    so the group shares one draw."""
+    """The LR batch; with ``degradation.group`` > 1 each group shares one draw: every image degraded from the same
+    generator state (``replay``), or the group degraded as one image laid side by side (``strip``)."""
     group = config.degradation.group
     if group == 1:
         return _degrade_batch(config, hr, generator)
+    if config.degradation.group_mode == "strip":
+        b, c, h, w = hr.shape
+        strips = hr.reshape(b // group, group, c, h, w).permute(0, 2, 3, 1, 4).reshape(b // group, c, h, group * w)
+        out = torch.cat([_degrade_batch(config, strip[None], generator) for strip in strips])
+        lw = out.shape[-1] // group
+        return out.reshape(b // group, c, out.shape[2], group, lw).permute(0, 3, 1, 2, 4).reshape(b, c, -1, lw)
     out = []
     for start in range(0, hr.shape[0], group):
         state = generator.get_state()
