@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -16,6 +17,11 @@ def bundled_models() -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     return {Path(f.name).stem: Path(str(f)) for f in folder.iterdir() if f.name.endswith(".safetensors")}
+
+
+def model_file(source: str | os.PathLike) -> Path:
+    """The file behind a bundled model's name, or ``source`` itself as a path."""
+    return bundled_models().get(str(source), Path(source))
 
 
 def default_model_name() -> str:

@@ -13,6 +13,9 @@ ALPHA_UPSAMPLERS = ("kdsr", "bicubic")
 BACKENDS = ("torch", "onnx", "openvino")
 #: LR pixels per side the IDR is estimated from by default; the README section "Speed" has the measurements behind it.
 DEFAULT_IDR_VIEW = 256
+#: LR context pixels each tile sees beyond its borders, and pixels blended between adjacent tiles.
+TILE_PAD = 24
+TILE_OVERLAP = 8
 #: LR pixels replicated around the image before the network (``kdsr.inference.fidelity``): with the colour fix a
 #: flat 48x64 image comes out within 0 levels at 8 and 16, but 4 levels off at 4 and 9 at 2 (kdsr-real-x4, seven
 #: colours).

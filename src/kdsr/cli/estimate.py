@@ -49,17 +49,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _estimate(args: argparse.Namespace) -> int:
-    from kdsr.checkpoint import load_model
     from kdsr.image_io import IMAGE_EXTENSIONS, read_image
     from kdsr.inference.files import collect_inputs
     from kdsr.inference.upscaler import default_model_name
-    from kdsr.insight.estimator import estimate_image, read_head
+    from kdsr.insight.estimator import load_estimator
 
     name = args.model or default_model_name()
-    head = read_head(name)
-    if head is None:
+    estimate = load_estimator(name)
+    if estimate is None:
         raise KDSRError(f"{name} has no degradation estimator; fit one with `kdsr estimate --fit HR_DIR -o FILE`")
-    model = load_model(name)
     results, failed = {}, []
     paths = collect_inputs(args.input)
     images = [p for p in paths if p.suffix.lower() in IMAGE_EXTENSIONS]
@@ -67,7 +65,7 @@ def _estimate(args: argparse.Namespace) -> int:
         print(f"kdsr: skipped {len(paths) - len(images)} file(s) that are not images (by extension)", file=sys.stderr)
     for path in images:
         try:
-            results[path.name] = estimate_image(model, head, read_image(path))
+            results[path.name] = estimate(read_image(path))
         except KDSRError as e:
             failed.append(str(e))
             continue

@@ -14,6 +14,8 @@ from kdsr.constants import (
     DEFAULT_CRF,
     DEFAULT_IDR_VIEW,
     DEFAULT_MAX_PIXELS,
+    TILE_OVERLAP,
+    TILE_PAD,
 )
 from kdsr.errors import KDSRError
 
@@ -51,16 +53,16 @@ def add_parser(sub) -> None:
         "--tile_pad",
         dest="tile_pad",
         type=int,
-        default=24,
-        help="context pixels per tile side (default 24)",
+        default=TILE_PAD,
+        help=f"context pixels per tile side (default {TILE_PAD})",
     )
     p.add_argument(
         "--tile-overlap",
         "--tile_overlap",
         dest="tile_overlap",
         type=int,
-        default=8,
-        help="pixels shared and blended between adjacent tiles (default 8)",
+        default=TILE_OVERLAP,
+        help=f"pixels shared and blended between adjacent tiles (default {TILE_OVERLAP})",
     )
     p.add_argument(
         "--idr-view",
@@ -216,16 +218,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _degradation_reporter(model: str | None):
     """``-v``: print the degradation the model's estimator reads off each image (stderr; stdout lists outputs)."""
-    from kdsr.checkpoint import load_model
     from kdsr.cli.estimate import describe
-    from kdsr.insight.estimator import estimate_image, read_head
+    from kdsr.insight.estimator import load_estimator
 
     name = model or default_model_name()
-    head = read_head(name)
-    if head is None:
+    estimate = load_estimator(name)
+    if estimate is None:
         print(f"kdsr: {name} has no degradation estimator (kdsr estimate --fit)", file=sys.stderr)
         return None
-    encoder_model = load_model(name)
-    return lambda path, image: print(
-        f"{path.name}: {describe(estimate_image(encoder_model, head, image))}", file=sys.stderr
-    )
+    return lambda path, image: print(f"{path.name}: {describe(estimate(image))}", file=sys.stderr)

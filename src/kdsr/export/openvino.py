@@ -29,11 +29,11 @@ def cache_root() -> Path:
 def split_graphs_for(source: str | os.PathLike) -> Path:
     """The split ONNX folder of a model: ``source`` itself when it is one, else a cached export of the bundled
     model or checkpoint file (built on first use, atomically: a temp folder renamed into place)."""
-    from kdsr.bundled import bundled_models
+    from kdsr.bundled import model_file
 
     if Path(source).is_dir():
         return read_split_folder(source)[0]
-    path = bundled_models().get(str(source), Path(source))
+    path = model_file(source)
     if not path.is_file():
         raise KDSRError(f"unknown model '{source}': not a bundled model, checkpoint or split ONNX folder")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]

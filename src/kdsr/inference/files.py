@@ -22,7 +22,7 @@ from kdsr.image_io import (
     visible_files,
     write_image,
 )
-from kdsr.inference.upscaler import Upscaler
+from kdsr.inference.upscaler import Upscaler, fit_size
 from kdsr.inference.video import VIDEO_EXTENSIONS, VideoSettings, is_video, upscale_video
 
 
@@ -82,18 +82,6 @@ def output_path(
         extension = ".png"
     name = f"{source.stem}_{suffix}" if suffix else source.stem
     return output / f"{name}{extension}"
-
-
-def fit_size(width: int, height: int, target_width: int | None, target_height: int | None) -> tuple[int, int] | None:
-    """The final size for ``--width``/``--height``: one given, the other side follows the aspect ratio; both, that
-    exact size; neither, None."""
-    if target_width and target_height:
-        return target_width, target_height
-    if target_width:
-        return target_width, max(1, round(height * target_width / width))
-    if target_height:
-        return max(1, round(width * target_height / height)), target_height
-    return None
 
 
 def _key(path: Path) -> str:

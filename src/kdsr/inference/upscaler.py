@@ -13,11 +13,12 @@ from torch import nn
 
 from kdsr.bundled import default_model_name
 from kdsr.checkpoint import load_model
-from kdsr.constants import ALPHA_UPSAMPLERS, BACKENDS, BORDER_PAD, DEFAULT_IDR_VIEW
+from kdsr.constants import ALPHA_UPSAMPLERS, BACKENDS, BORDER_PAD, DEFAULT_IDR_VIEW, TILE_OVERLAP, TILE_PAD
 from kdsr.devices import resolve_device, resolve_dtype
 from kdsr.errors import ImageError, KDSRError
 from kdsr.export.onnx import OnnxGraphs
 from kdsr.image_io import from_float, read_image, to_float
+from kdsr.image_tensor import image_to_tensor
 from kdsr.inference.alpha import upscale_rgba
 from kdsr.inference.backends import Backend, OnnxBackend, TiledBackend
 from kdsr.inference.fidelity import color_fix, pad_border
@@ -39,6 +40,39 @@ def auto_backend(model, device, precision: str) -> str:
         if importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnx") is not None:
             return "openvino"
     return "torch"
+
+
+def run_pipeline(
+    backend: Backend,
+    lr: torch.Tensor,
+    border_pad: int = BORDER_PAD,
+    fix_color: bool = True,
+    progress: bool = False,
+    idr: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """kdsr's inference on (B, 3, H, W) float in [0, 1]: edge replication around the border, the IDR (``idr``, or
+    the backend's estimate), the network, the border cropped, the colour fix; float32 in [0, 1] on ``lr``'s device.
+    Shared by :class:`Upscaler` and the spandrel integration."""
+    pad, s = border_pad, backend.scale
+    d = idr if idr is not None else backend.estimate_idr(lr)
+    sr = backend.super_resolve(pad_border(lr, pad), d, progress)
+    if pad:
+        sr = sr[:, :, pad * s : sr.shape[2] - pad * s, pad * s : sr.shape[3] - pad * s]
+    if fix_color:
+        sr = color_fix(sr, lr.to(sr.device, torch.float32))
+    return sr.clamp_(0, 1)
+
+
+def fit_size(width: int, height: int, target_width: int | None, target_height: int | None) -> tuple[int, int] | None:
+    """The final size for ``--width``/``--height``: one given, the other side follows the aspect ratio; both, that
+    exact size; neither, None."""
+    if target_width and target_height:
+        return target_width, target_height
+    if target_width:
+        return target_width, max(1, round(height * target_width / width))
+    if target_height:
+        return max(1, round(width * target_height / height)), target_height
+    return None
 
 
 def check_outscale(outscale: float | None) -> None:
@@ -67,8 +101,8 @@ class Upscaler:
         device: str | torch.device | None = None,
         precision: str = "auto",
         tile: int | None = None,
-        tile_pad: int = 24,
-        tile_overlap: int = 8,
+        tile_pad: int = TILE_PAD,
+        tile_overlap: int = TILE_OVERLAP,
         alpha_upsampler: str = "kdsr",
         backend: str = "torch",
         idr_view: int = DEFAULT_IDR_VIEW,
@@ -140,7 +174,7 @@ class Upscaler:
     def estimate_idr(self, image: np.ndarray) -> torch.Tensor:
         """The compact IDR ``d`` (1, C) of an (H, W, 3) uint8/uint16 RGB image, as :meth:`upscale` would estimate it;
         pass it back as ``idr=`` to upscale other images with it (the frames of one video)."""
-        d = self.backend.estimate_idr(torch.from_numpy(np.ascontiguousarray(to_float(image).transpose(2, 0, 1)))[None])
+        d = self.backend.estimate_idr(image_to_tensor(image))
         if d is None:
             raise KDSRError("the onnx backend estimates the IDR inside its graph; a fixed IDR needs the torch backend")
         return d
@@ -149,14 +183,7 @@ class Upscaler:
     def upscale_tensor(self, lr: torch.Tensor, progress: bool = False, idr: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float32 in [0, 1] on ``lr``'s device; ``idr`` (B or 1, C)
         replaces the IDR estimated from ``lr``."""
-        pad, s = self.border_pad, self.scale
-        d = idr if idr is not None else self.backend.estimate_idr(lr)
-        sr = self.backend.super_resolve(pad_border(lr, pad), d, progress)
-        if pad:
-            sr = sr[:, :, pad * s : sr.shape[2] - pad * s, pad * s : sr.shape[3] - pad * s]
-        if self.fix_color:
-            sr = color_fix(sr, lr.to(sr.device, torch.float32))
-        return sr.clamp_(0, 1)
+        return run_pipeline(self.backend, lr, self.border_pad, self.fix_color, progress, idr)
 
     def upscale(
         self,

@@ -19,7 +19,7 @@ import torch
 from kdsr.atomic import atomic_path
 from kdsr.constants import DEFAULT_CRF
 from kdsr.errors import ImageError, KDSRError
-from kdsr.inference.upscaler import MAX_OUTPUT_PIXELS, Upscaler
+from kdsr.inference.upscaler import MAX_OUTPUT_PIXELS, Upscaler, fit_size
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 #: container -> (ffmpeg muxer, default video codec, audio codec, subtitle codec or None where subtitles cannot be
@@ -125,8 +125,6 @@ def video_idr(upscaler: Upscaler, path: Path, info: VideoInfo) -> torch.Tensor:
 def output_size(info: VideoInfo, factor: float, width: int | None = None, height: int | None = None) -> tuple[int, int]:
     """Output width and height from the factor, or from ``width``/``height`` (one given: the other follows the
     aspect ratio), rounded down to even numbers (4:2:0 chroma needs them)."""
-    from kdsr.inference.files import fit_size
-
     w, h = fit_size(info.width, info.height, width, height) or (round(info.width * factor), round(info.height * factor))
     return max(2, w // 2 * 2), max(2, h // 2 * 2)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdsr.checkpoint import bundled_models, load_model, read_metadata, save_model
+from kdsr.bundled import model_file
+from kdsr.checkpoint import load_model, read_metadata, save_model
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.image_tensor import image_to_tensor
 from kdsr.insight._optional import require
@@ -141,12 +142,6 @@ def fit_head(
     return fit_ridge(samples.features, targets, fitted_on, groups=samples.image)
 
 
-def model_file(source: str | os.PathLike) -> Path:
-    """The file behind a bundled name or a path."""
-    bundled = bundled_models()
-    return bundled[str(source)] if str(source) in bundled else Path(source)
-
-
 def read_head(source: str | os.PathLike) -> DegradationHead | None:
     """The degradation head stored in a model file (bundled name or path); None when it has none (or is not ours)."""
     path = model_file(source)
@@ -172,6 +167,16 @@ def estimate_image(model, head: DegradationHead, image: np.ndarray) -> dict[str,
     image = image[:, :, None] if image.ndim == 2 else image
     rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
     return head.predict(encode(model, image_to_tensor(rgb), None))
+
+
+def load_estimator(source: str | os.PathLike):
+    """``image -> estimate`` for a model (bundled name or file) that carries a degradation head, else None: what
+    ``kdsr estimate``, ``kdsr upscale -v`` and ``kdsr serve`` read images with."""
+    head = read_head(source)
+    if head is None:
+        return None
+    model = load_model(source)
+    return lambda image: estimate_image(model, head, image)
 
 
 def head_errors(

@@ -19,10 +19,10 @@ from spandrel import MAIN_REGISTRY, ArchRegistry, ArchSupport, ImageModelDescrip
 from spandrel.util import KeyCondition
 
 from kdsr.checkpoint import infer_config
-from kdsr.constants import BORDER_PAD, DEFAULT_IDR_VIEW
+from kdsr.constants import DEFAULT_IDR_VIEW, TILE_OVERLAP, TILE_PAD
 from kdsr.errors import CheckpointError
-from kdsr.inference.fidelity import color_fix, pad_border
-from kdsr.inference.tiling import estimate_idr, tiled_super_resolve
+from kdsr.inference.backends import TiledBackend
+from kdsr.inference.upscaler import run_pipeline
 from kdsr.models import KDSRConfig, KDSRStudent
 
 try:  # spandrel >= 0.4
@@ -43,11 +43,8 @@ class KDSRUpscale(KDSRStudent):
         self.tile, self.idr_view = tile, idr_view
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        device, dtype, s, pad = lr.device, lr.dtype, self.scale, BORDER_PAD
-        d = estimate_idr(self, lr, self.tile, device, dtype, view=self.idr_view).d
-        sr = tiled_super_resolve(self, pad_border(lr, pad), d, self.tile, 24, 8, device, dtype)
-        sr = sr[:, :, pad * s : sr.shape[2] - pad * s, pad * s : sr.shape[3] - pad * s]
-        return color_fix(sr, lr.float()).clamp_(0, 1).to(dtype)
+        backend = TiledBackend(self, lr.device, lr.dtype, self.tile, TILE_PAD, TILE_OVERLAP, self.idr_view)
+        return run_pipeline(backend, lr).to(lr.dtype)
 
 
 def _is_student(state_dict) -> bool:

@@ -31,6 +31,7 @@ class Server:
     workdir: Path
     max_pixels: int = DEFAULT_MAX_PIXELS
     _upscalers: dict = field(default_factory=dict)
+    _estimators: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def upscaler(self, label: str, precision: str, tile: int):
@@ -46,12 +47,14 @@ class Server:
             return self._upscalers[key]
 
     def estimator(self, label: str):
-        """(model, degradation head) when the model file carries an estimator (``kdsr estimate --fit``), else None."""
-        from kdsr.checkpoint import load_model
-        from kdsr.insight.estimator import read_head
+        """``image -> estimate`` when the model file carries an estimator (``kdsr estimate --fit``), else None;
+        loaded once per model."""
+        from kdsr.insight.estimator import load_estimator
 
-        head = read_head(self.models[label])
-        return (load_model(self.models[label]), head) if head is not None else None
+        with self._lock:
+            if label not in self._estimators:
+                self._estimators[label] = load_estimator(self.models[label])
+            return self._estimators[label]
 
     def run(self, paths: list[str], label: str, scale: str, precision: str, tile: int, progress=None) -> dict:
         """Upscale the uploaded files into a fresh job folder; returns the slider pair (bicubic, kdsr) of the first
@@ -82,9 +85,8 @@ class Server:
             line = f"{source.name}: {image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]}"
             if estimator is not None:
                 from kdsr.cli.estimate import describe
-                from kdsr.insight.estimator import estimate_image
 
-                line += f"; the model sees {describe(estimate_image(estimator[0], estimator[1], image))}"
+                line += f"; the model sees {describe(estimator(image))}"
             lines.append(line)
             if slider is None:
                 size = (out.shape[1], out.shape[0])
