@@ -104,7 +104,7 @@ def main() -> None:
         for name, engine in engines.items():
             if engine is None:
                 continue
-            engine.tile, engine.backend.tile, engine.backend.idr_view = 256, 256, 256
+            engine.backend.tile, engine.backend.idr_view = 256, 256  # the tiled path, as `kdsr upscale` runs it
             tiled[name] = timed(lambda e=engine: e.upscale(big), max(1, args.runs // 2))[0]
         for name, seconds in tiled.items():
             print(f"| {name} | {seconds:.1f} | {tiled['kdsr torch fp32'] / seconds:.2f}x |")

@@ -152,18 +152,22 @@ class Upscaler:
             # channels_last: oneDNN (CPU) and cuDNN (GPU) run these convolutions markedly faster in NHWC.
             network = loaded.to(self.device, self.dtype).to(memory_format=torch.channels_last).eval()
             self.backend = TiledBackend(network, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
-        self.tile, self.tile_pad, self.tile_overlap = tile, tile_pad, tile_overlap
         self.backend_name = backend
         #: the precision the network runs in (OpenVINO's own when it runs it)
         self.precision = getattr(self.model, "precision", None) or str(self.dtype).removeprefix("torch.")
         self.alpha_upsampler = alpha_upsampler
-        self.idr_view = idr_view
         self.border_pad = border_pad
         self.fix_color = fix_color
 
     @property
     def scale(self) -> int:
         return self.backend.scale
+
+    # The tiling settings are the backend's (0 for a one-graph onnx file, which runs whole images).
+    tile = property(lambda self: getattr(self.backend, "tile", 0))
+    tile_pad = property(lambda self: getattr(self.backend, "tile_pad", 0))
+    tile_overlap = property(lambda self: getattr(self.backend, "tile_overlap", 0))
+    idr_view = property(lambda self: getattr(self.backend, "idr_view", 0))
 
     @property
     def model(self) -> KDSRStudent | OnnxGraphs | None:
