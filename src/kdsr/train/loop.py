@@ -35,7 +35,7 @@ from kdsr.train.runstate import (
     check_resume_config,
     prepare_run_dir,
 )
-from kdsr.train.stages import StudentStage, build_stage
+from kdsr.train.stages import build_stage
 
 
 @dataclasses.dataclass
@@ -233,7 +233,7 @@ def train(
     else:
         checkpoints.start()
     if ddp.world > 1:
-        stage.distribute(find_unused_parameters=isinstance(stage, StudentStage) and stage.warmup)
+        stage.distribute()
 
     images = load_rgb_folder(config.data.train)
     dataset = HRPatches(images, config.data.patch_size * config.data.scale, config.seed)

@@ -66,9 +66,12 @@ class Stage:
         self.teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
         self.net: nn.Module = self.model
 
-    def distribute(self, find_unused_parameters: bool = False) -> None:
+    #: whether some trained parameters get no gradient on some steps (DDP must then look for them)
+    find_unused_parameters = False
+
+    def distribute(self) -> None:
         """Wrap the trained networks for DistributedDataParallel."""
-        self.net = nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=find_unused_parameters)
+        self.net = nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=self.find_unused_parameters)
 
     def losses(self, lr: torch.Tensor, hr: torch.Tensor, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The weighted losses of one batch (summed into the generator's loss) and the SR output."""
@@ -107,6 +110,10 @@ class StudentStage(Stage):
     def warmup(self) -> bool:
         return self.config.stage == "student" and self.config.distill.warmup_steps > 0
 
+    @property
+    def find_unused_parameters(self) -> bool:  # the KD-only warm-up leaves the generator without gradients
+        return self.warmup
+
     def losses(self, lr, hr, step):
         distill = self.config.distill
         sr, idr = self.net(lr, return_idr=True)
@@ -135,8 +142,8 @@ class GanStage(StudentStage):
         self.optimizer_d = torch.optim.Adam(self.disc.parameters(), lr=gan.d_lr, betas=tuple(gan.d_betas))
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
 
-    def distribute(self, find_unused_parameters: bool = False) -> None:
-        super().distribute(find_unused_parameters)
+    def distribute(self) -> None:
+        super().distribute()
         self.disc_net = nn.parallel.DistributedDataParallel(self.disc)
 
     def losses(self, lr, hr, step):
