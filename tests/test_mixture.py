@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import cv2
 import numpy as np
@@ -114,3 +115,34 @@ def test_everyday_protocol_scores_bicubic_at_zero_gain(tmp_path, capsys):
     assert all(v["gain"] == 0 and v["psnr"] == v["bicubic_psnr"] for v in settings.values())
     table = capsys.readouterr().out
     assert "| clean |" in table and "| mean |" in table and "gain (dB)" in table
+
+
+def test_labels_come_with_the_same_draws():
+    hr = torch.rand(12, 3, 32, 32)
+    plain = mixture.degrade(hr, mixture.MixtureConfig(), 4, torch.Generator().manual_seed(3))
+    lr, labels = mixture.degrade_with_labels(hr, mixture.MixtureConfig(), 4, torch.Generator().manual_seed(3))
+    assert torch.equal(lr, plain) and labels.shape == (12, len(mixture.LABEL_FIELDS))
+    cases = [mixture.MIXTURE_CASES[int(c)] for c in labels[:, 0]]
+    assert set(cases) >= {"clean", "jpeg"}
+    for case, (_, blur, noise, quality) in zip(cases, labels.tolist(), strict=True):
+        if case == "realworld":
+            assert all(math.isnan(v) for v in (blur, noise, quality))
+        elif case == "clean":
+            assert (blur, noise, quality) == (0, 0, 100)
+        elif case == "jpeg":
+            assert (blur, noise) == (0, 0) and 30 <= quality <= 95 and quality == round(quality)
+        elif case == "blur_noise":
+            assert 0.2 <= blur <= 3 and 0 <= noise <= 20 and quality == 100
+        else:
+            assert 0.2 <= blur <= 1.5 and 0 <= noise <= 8 and 60 <= quality <= 95
+
+
+def test_labels_say_what_was_done():
+    """A clean label means plain downscaling; a JPEG label's quality reproduces the LR exactly."""
+    hr = torch.rand(6, 3, 32, 32)
+    config = mixture.MixtureConfig(probs=(0.5, 0.5, 0, 0, 0), box_prob=0)
+    lr, labels = mixture.degrade_with_labels(hr, config, 4, torch.Generator().manual_seed(0))
+    clean = quantize(imresize(hr, 1 / 4))
+    for i, (case, _, _, quality) in enumerate(labels.tolist()):
+        expected = clean[i : i + 1] if case == 0 else mixture.libjpeg(clean[i : i + 1], quality)
+        assert torch.equal(lr[i : i + 1], expected)

@@ -19,7 +19,7 @@ from kdsr import load_model
 from kdsr.errors import KDSRError
 from kdsr.train import load_config, train
 from kdsr.train.losses import kd_loss
-from kdsr.train.runstate import read_state
+from kdsr.train.runstate import STATE_FILE, read_state
 from kdsr.train.stages import build_networks
 from tests.conftest import REPO
 
@@ -455,3 +455,65 @@ def test_strip_groups_share_parameters_but_not_noise(data_dir):
     assert seen == {True, False}
     with pytest.raises(KDSRError, match="group_mode"):
         _config(data_dir, "degradation.group_mode=other")
+
+
+def test_degradation_head_loss_is_low_for_the_right_answer():
+    from kdsr.train.losses import DegradationHead, degradation_head_loss
+
+    head = DegradationHead(4, 5)
+    labels = torch.tensor([[0, 0, 0, 100], [1, 0, 0, 40], [4, math.nan, math.nan, math.nan]])
+    d = torch.eye(3, 4)
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.zero_()
+        head.linear.weight[[0, 1, 4], [0, 1, 2]] = 50  # each input's own case
+        head.linear.weight[7, 1] = 60 / 70  # JPEG strength of the second input
+    right = degradation_head_loss(head, d, labels)
+    assert right.item() < 1e-6
+    wrong = degradation_head_loss(head, d, labels[[1, 0, 2]])
+    assert wrong.item() > 10  # swapped cases, and strengths 0 and 60/70 exchanged
+    d = d.clone().requires_grad_(True)
+    degradation_head_loss(head, d, labels[[1, 0, 2]]).backward()
+    assert d.grad.abs().sum() > 0  # the loss reaches the IDR
+
+
+@pytest.mark.parametrize("stage", ["teacher", "student"])
+def test_degradation_head_trains_and_resumes_exactly(data_dir, teacher_run, tmp_path, stage):
+    overrides = [
+        f"stage={stage}",
+        "degradation.kind=mixture",
+        "distill.degradation_weight=0.5",
+        "optim.steps=6",
+        "checkpoint_every=3",
+        *([f"distill.teacher={teacher_run / 'last.safetensors'}"] if stage == "student" else []),
+    ]
+    train(_config(data_dir, *overrides), tmp_path / "full")
+    train(_config(data_dir, *overrides), tmp_path / "cut", stop_after=3)
+    train(_config(data_dir, *overrides), tmp_path / "cut", resume=True)
+    full, cut = _log(tmp_path / "full"), _log(tmp_path / "cut")
+    assert all(r["degradation"] > 0 for r in full)
+    assert [r["loss"] for r in full] == [r["loss"] for r in cut]
+    assert "degradation_head" in read_state(tmp_path / "full" / STATE_FILE, torch.device("cpu"))
+
+
+def test_degradation_head_without_it_sees_the_same_data(data_dir):
+    """The head changes the losses, never the batches: a run with it and one without see the same LR."""
+    from kdsr.train.loop import _degrade, _degrade_labelled
+
+    config = _config(data_dir, "degradation.kind=mixture")
+    hr = torch.rand(4, 3, 32, 32)
+    lr, labels = _degrade_labelled(config, hr, _gen(5))
+    assert torch.equal(lr, _degrade(config, hr, _gen(5))) and labels.shape == (4, 4)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["distill.degradation_weight=1"],  # classic degradations have no labels
+        ["degradation.kind=mixture", "degradation.group=2", "distill.degradation_weight=1"],
+        ["degradation.kind=mixture", "distill.degradation_weight=-1"],
+    ],
+)
+def test_degradation_head_settings_are_checked(data_dir, overrides):
+    with pytest.raises(KDSRError, match="degradation_weight"):
+        _config(data_dir, *overrides)

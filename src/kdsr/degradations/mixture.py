@@ -28,6 +28,8 @@ from kdsr.degradations.kernels import isotropic_gaussian
 from kdsr.degradations.resize import imresize
 
 MIXTURE_CASES = ("clean", "jpeg", "blur_noise", "camera", "realworld")
+#: Columns of the labels :func:`degrade_with_labels` returns.
+LABEL_FIELDS = ("case", "blur", "noise", "jpeg_quality")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +99,11 @@ def _gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, ge
     return x + noise * (sigma.to(x).view(b, 1, 1, 1) / 255)
 
 
-def _case(name: str, hr: torch.Tensor, config: MixtureConfig, scale: int, generator) -> torch.Tensor:
+def _case(name: str, hr: torch.Tensor, config: MixtureConfig, scale: int, generator):
+    """(LR, labels) of one case for the whole batch; labels as :func:`degrade_with_labels`."""
     b = hr.shape[0]
     device = generator.device if generator is not None else hr.device
+    index = MIXTURE_CASES.index(name)
 
     def uniform(bounds: tuple[float, float]) -> torch.Tensor:
         low, high = bounds
@@ -108,31 +112,54 @@ def _case(name: str, hr: torch.Tensor, config: MixtureConfig, scale: int, genera
     def coin(p: float) -> torch.Tensor:
         return (torch.rand(b, generator=generator, device=device) < p).to(hr.device)
 
+    def labels(blur_sigma=0.0, noise=0.0, quality=100.0) -> torch.Tensor:
+        columns = [torch.full((b,), float(index)), blur_sigma, noise, quality]
+        return torch.stack([torch.as_tensor(c, dtype=torch.float32).cpu().expand(b) for c in columns], dim=1)
+
     if name == "realworld":
-        return realworld.degrade(hr, config.realworld, scale, generator)
+        unknown = float("nan")
+        return realworld.degrade(hr, config.realworld, scale, generator), labels(unknown, unknown, unknown)
     if name in ("clean", "jpeg"):
         lr = quantize(downscale(hr, scale, coin(config.box_prob)))
-        return libjpeg(lr, uniform(config.jpeg_range)) if name == "jpeg" else lr
+        if name == "clean":
+            return lr, labels()
+        quality = uniform(config.jpeg_range)
+        return libjpeg(lr, quality), labels(quality=quality.round())
     if name == "blur_noise":
         sigma, noise, gray = uniform(config.blur_range), uniform(config.noise_range), coin(config.gray_noise_prob)
         lr = imresize(blur(hr, isotropic_gaussian(sigma.cpu()).to(hr)), 1 / scale)
-        return quantize(_gaussian_noise(lr, noise, gray, generator))
+        return quantize(_gaussian_noise(lr, noise, gray, generator)), labels(sigma, noise)
     sigma, noise, gray = uniform(config.camera_blur_range), uniform(config.camera_noise_range), coin(0.5)
     quality, box = uniform(config.camera_jpeg_range), coin(config.box_prob)
     lr = downscale(blur(hr, isotropic_gaussian(sigma.cpu()).to(hr)), scale, box)
-    return libjpeg(_gaussian_noise(lr, noise, gray, generator).clamp(0, 1), quality)
+    return libjpeg(_gaussian_noise(lr, noise, gray, generator).clamp(0, 1), quality), labels(
+        sigma, noise, quality.round()
+    )
 
 
 def degrade(hr: torch.Tensor, config: MixtureConfig = MixtureConfig(), scale: int = 4, generator=None) -> torch.Tensor:
     """(B, 3, H, W) HR in [0, 1] -> (B, 3, H//scale, W//scale) LR on the 8-bit grid, one random case per image."""
+    return degrade_with_labels(hr, config, scale, generator)[0]
+
+
+def degrade_with_labels(
+    hr: torch.Tensor, config: MixtureConfig = MixtureConfig(), scale: int = 4, generator=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`degrade` (the same draws) plus what each image went through, a (B, 4) float tensor on the CPU with
+    columns ``LABEL_FIELDS``: the case's index in ``MIXTURE_CASES``, the HR blur sigma (0 when not blurred beyond the
+    antialiasing), the noise level on the 0-255 scale (0: none) and the JPEG quality (100: not compressed). The
+    real-world case's second-order draws have no such summary: NaN there."""
     device = generator.device if generator is not None else hr.device
     weights = torch.tensor(config.probs, dtype=torch.float64, device=device)
     cases = torch.multinomial(weights, hr.shape[0], replacement=True, generator=generator).cpu()
     out = torch.empty(
         (hr.shape[0], hr.shape[1], hr.shape[2] // scale, hr.shape[3] // scale), dtype=hr.dtype, device=hr.device
     )
+    labels = torch.empty((hr.shape[0], len(LABEL_FIELDS)))
     for index, name in enumerate(MIXTURE_CASES):
         members = (cases == index).nonzero().flatten()
         if len(members):
-            out[members.to(hr.device)] = _case(name, hr[members.to(hr.device)], config, scale, generator)
-    return out
+            out[members.to(hr.device)], labels[members] = _case(
+                name, hr[members.to(hr.device)], config, scale, generator
+            )
+    return out, labels

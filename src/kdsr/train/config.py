@@ -83,6 +83,10 @@ class DistillSection:
     # degradation.group > 1), so that the IDR learns the degradation; 0: off (the paper's training)
     contrast_weight: float = 0.0
     contrast_temperature: float = 0.1
+    # teacher or student stage: weight of a supervised loss in which a linear head on the IDR's D predicts the mixture
+    # case, blur, noise and JPEG quality of each input (needs degradation.kind mixture and group 1), so that the IDR
+    # carries the degradation; 0: off (the paper's training)
+    degradation_weight: float = 0.0
     warmup_steps: int = 0  # KD-only steps on the student encoder first (official aniso recipe)
     warmup_lr: float = 2e-4
     warmup_decay_steps: int = 0
@@ -170,6 +174,13 @@ class TrainConfig:
                 self.distill.contrast_weight >= 0 and self.distill.contrast_temperature > 0,
                 "distill.contrast_weight must be >= 0 and distill.contrast_temperature > 0",
             ),
+            (
+                self.distill.degradation_weight == 0
+                or (self.stage != "gan" and self.degradation.kind == "mixture" and self.degradation.group == 1),
+                "distill.degradation_weight is for the teacher and student stages with degradation.kind mixture and "
+                "degradation.group 1",
+            ),
+            (self.distill.degradation_weight >= 0, "distill.degradation_weight must be >= 0"),
             (self.optim.lr > 0 and self.optim.lr_decay_steps >= 0, "optim.lr must be > 0, lr_decay_steps >= 0"),
             (
                 self.model.preset in PRESETS,

@@ -101,6 +101,13 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return o.lr * o.lr_gamma ** (joint // o.lr_decay_steps if o.lr_decay_steps else 0)
 
 
+def _degrade_labelled(
+    config: TrainConfig, hr: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LR batch and its degradation labels (mixture, one draw per image: what the degradation head learns)."""
+    return mixture.degrade_with_labels(hr, config.degradation.mixture, config.data.scale, generator)
+
+
 def _degrade(config: TrainConfig, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """The LR batch; with ``degradation.group`` > 1 each group shares one draw: every image degraded from the same
     generator state (``replay``), or the group degraded as one image laid side by side (``strip``)."""
@@ -211,7 +218,7 @@ def train(
     stage = build_stage(config, device)
     model = stage.model
     ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = stage.trained_parameters()
     optimizer = torch.optim.Adam(params, lr=config.optim.lr, betas=tuple(config.optim.betas))
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
 
@@ -272,11 +279,16 @@ def train(
                 group["lr"] = lr_value
             hr = hr.to(device, non_blocking=True)
             generator = torch.Generator(device).manual_seed(step_seed(config.seed, step, ddp.rank))
+            labels = None
             with torch.no_grad():
-                lr = _degrade(config, hr, generator).contiguous(memory_format=torch.channels_last)
+                if stage.wants_labels:
+                    lr, labels = _degrade_labelled(config, hr, generator)
+                else:
+                    lr = _degrade(config, hr, generator)
+                lr = lr.contiguous(memory_format=torch.channels_last)
             hr = hr.contiguous(memory_format=torch.channels_last)
             with autocast:
-                losses, sr = stage.losses(lr, hr, step)
+                losses, sr = stage.losses(lr, hr, step, labels)
             loss = sum(losses.values())
             finite = torch.isfinite(loss.detach()).float()
             if ddp.world > 1:

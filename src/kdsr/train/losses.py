@@ -1,4 +1,5 @@
-"""Training losses: knowledge distillation on D', VGG19 perceptual loss, vanilla GAN loss."""
+"""Training losses: knowledge distillation on D', the supervised degradation head on D, VGG19 perceptual loss,
+vanilla GAN loss."""
 
 from __future__ import annotations
 
@@ -48,6 +49,38 @@ def group_contrast_loss(features: torch.Tensor, group: int, temperature: float =
     positives = (labels[:, None] == labels[None, :]) & ~self_mask
     log_prob = similarity - torch.logsumexp(similarity.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
     return -(log_prob * positives).sum(dim=1).div(positives.sum(dim=1).clamp(min=1)).mean()
+
+
+#: Scales that bring the degradation labels' blur sigma, noise level and JPEG strength (100 - quality) to about [0, 1].
+_LABEL_SCALES = (3.0, 20.0, 70.0)
+
+
+class DegradationHead(nn.Module):
+    """A linear read-out of the IDR ``d`` (B, C): logits of the mixture's cases and its blur sigma, noise level and
+    JPEG strength (scaled to about [0, 1]). Trained next to the network so that ``d`` has to carry the degradation;
+    the encoders trained by the paper's losses alone do not (README, "Inside the IDR")."""
+
+    def __init__(self, idr_channels: int, cases: int) -> None:
+        super().__init__()
+        self.cases = cases
+        self.linear = nn.Linear(idr_channels, cases + len(_LABEL_SCALES))
+
+    def forward(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.linear(d.float())
+        return out[:, : self.cases], out[:, self.cases :]
+
+
+def degradation_head_loss(head: DegradationHead, d: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the case plus mean squared error on the scaled blur, noise and JPEG strength where they are
+    known (``labels`` as :func:`kdsr.degradations.mixture.degrade_with_labels`; NaN columns are left out)."""
+    logits, values = head(d)
+    labels = labels.to(d.device)
+    target = torch.stack([labels[:, 1], labels[:, 2], 100 - labels[:, 3]], dim=1) / labels.new_tensor(_LABEL_SCALES)
+    known = torch.isfinite(target)
+    loss = F.cross_entropy(logits, labels[:, 0].long())
+    if known.any():
+        loss = loss + F.mse_loss(values[known], target[known])
+    return loss
 
 
 def load_vgg19(path: str | Path, layers: tuple[str, ...]) -> VGG19Features:

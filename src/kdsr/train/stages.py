@@ -12,11 +12,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdsr.checkpoint import load_model
+from kdsr.degradations.mixture import MIXTURE_CASES
 from kdsr.errors import KDSRError
 from kdsr.models import KDSRStudent, KDSRTeacher, build_model, create_model
 from kdsr.models.discriminator import UNetDiscriminatorSN
 from kdsr.train.config import TrainConfig
-from kdsr.train.losses import PerceptualLoss, gan_loss, group_contrast_loss, kd_loss, load_vgg19
+from kdsr.train.losses import (
+    DegradationHead,
+    PerceptualLoss,
+    degradation_head_loss,
+    gan_loss,
+    group_contrast_loss,
+    kd_loss,
+    load_vgg19,
+)
 
 
 def _load_role(path: str, teacher: bool) -> KDSRStudent | KDSRTeacher:
@@ -65,6 +74,29 @@ class Stage:
         self.model = model.to(memory_format=torch.channels_last).train()
         self.teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
         self.net: nn.Module = self.model
+        self.degradation_head: DegradationHead | None = None
+        if config.distill.degradation_weight > 0:
+            torch.manual_seed(config.seed + 2)
+            head = DegradationHead(self.model.config.n_feats, len(MIXTURE_CASES)).to(device)
+            self.degradation_head = head
+        self.degradation_net: nn.Module | None = self.degradation_head
+
+    @property
+    def wants_labels(self) -> bool:
+        """Whether :meth:`losses` needs the degradation labels of the batch."""
+        return self.degradation_head is not None
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """What the generator's optimiser updates: the network, and the degradation head if any."""
+        head = list(self.degradation_head.parameters()) if self.degradation_head is not None else []
+        return [p for p in self.model.parameters() if p.requires_grad] + head
+
+    def degradation_loss(self, d: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The weighted degradation-head loss on the IDR's D, when the config asks for it."""
+        if self.degradation_net is None:
+            return {}
+        weight = self.config.distill.degradation_weight
+        return {"degradation": weight * degradation_head_loss(self.degradation_net, d, labels)}
 
     #: whether some trained parameters get no gradient on some steps (DDP must then look for them)
     find_unused_parameters = False
@@ -72,9 +104,14 @@ class Stage:
     def distribute(self) -> None:
         """Wrap the trained networks for DistributedDataParallel."""
         self.net = nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=self.find_unused_parameters)
+        if self.degradation_head is not None:
+            self.degradation_net = nn.parallel.DistributedDataParallel(self.degradation_head)
 
-    def losses(self, lr: torch.Tensor, hr: torch.Tensor, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The weighted losses of one batch (summed into the generator's loss) and the SR output."""
+    def losses(
+        self, lr: torch.Tensor, hr: torch.Tensor, step: int, labels: torch.Tensor | None = None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The weighted losses of one batch (summed into the generator's loss) and the SR output; ``labels`` are the
+        batch's degradation labels when :attr:`wants_labels`."""
         raise NotImplementedError
 
     def after_step(self, hr: torch.Tensor, sr: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
@@ -83,19 +120,21 @@ class Stage:
 
     def state_dict(self) -> dict:
         """State beyond the trained network and its optimiser that a resume needs."""
-        return {}
+        return {"degradation_head": self.degradation_head.state_dict()} if self.degradation_head is not None else {}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`; KeyError/RuntimeError/ValueError mean the state does not fit."""
+        if self.degradation_head is not None:
+            self.degradation_head.load_state_dict(state["degradation_head"])
 
 
 class TeacherStage(Stage):
     """KD-IDE_T + SR network on (LR, HR): L1, optionally the grouped IDR and the contrastive loss on D'."""
 
-    def losses(self, lr, hr, step):
+    def losses(self, lr, hr, step, labels=None):
         distill, group = self.config.distill, self.config.degradation.group
         sr, idr = self.net(lr, hr, return_idr=True, idr_groups=group if distill.group_idr else 1)
-        losses = {"l1": F.l1_loss(sr.float(), hr)}
+        losses = {"l1": F.l1_loss(sr.float(), hr), **self.degradation_loss(idr.d, labels)}
         if distill.contrast_weight > 0:
             contrast = group_contrast_loss(idr.d_prime, group, distill.contrast_temperature)
             losses["contrast"] = distill.contrast_weight * contrast
@@ -114,10 +153,10 @@ class StudentStage(Stage):
     def find_unused_parameters(self) -> bool:  # the KD-only warm-up leaves the generator without gradients
         return self.warmup
 
-    def losses(self, lr, hr, step):
+    def losses(self, lr, hr, step, labels=None):
         distill = self.config.distill
         sr, idr = self.net(lr, return_idr=True)
-        losses = {}
+        losses = self.degradation_loss(idr.d, labels)
         if self.teacher is not None:
             with torch.no_grad():
                 target = self.teacher.encode(lr, hr).d_prime
@@ -146,8 +185,8 @@ class GanStage(StudentStage):
         super().distribute()
         self.disc_net = nn.parallel.DistributedDataParallel(self.disc)
 
-    def losses(self, lr, hr, step):
-        losses, sr = super().losses(lr, hr, step)
+    def losses(self, lr, hr, step, labels=None):
+        losses, sr = super().losses(lr, hr, step, labels)
         gan = self.config.gan
         losses["perceptual"] = gan.perceptual_weight * self.perceptual(sr.float(), hr)
         self.disc_net.requires_grad_(False)
@@ -167,12 +206,14 @@ class GanStage(StudentStage):
 
     def state_dict(self) -> dict:
         return {
+            **super().state_dict(),
             "disc": self.disc.state_dict(),
             "optimizer_d": self.optimizer_d.state_dict(),
             "scaler_d": self.scaler_d.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
         self.disc.load_state_dict(state["disc"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
         self.scaler_d.load_state_dict(state.get("scaler_d", self.scaler_d.state_dict()))
