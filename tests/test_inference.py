@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kdsr.errors import ImageError, KDSRError
+from kdsr.image_io import write_image
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.inference import Upscaler, estimate_idr, tiled_super_resolve
 from kdsr.inference.alpha import fill_transparent
@@ -223,7 +224,7 @@ def test_split_onnx_graphs_run_the_same_tiling_path_as_torch(tmp_path):
     pytest.importorskip("onnxruntime")
     from kdsr.cli import main
     from kdsr.export import OnnxGraphs, export_onnx_split
-    from kdsr.image_io import read_image, write_image
+    from kdsr.image_io import read_image
 
     model = tiny_model()
     export_onnx_split(model, tmp_path / "split")
@@ -263,8 +264,60 @@ def test_openvino_backend_runs_the_same_tiling_path(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache" / "onnx-split").iterdir())) == 1  # exported once, cached by content
     bf16 = Upscaler(str(tmp_path / "m.safetensors"), backend="openvino", precision="bf16", **settings).upscale(image)
     assert np.abs(ours.astype(int) - bf16.astype(int)).mean() < 2
-    with pytest.raises(KDSRError, match="fp32 or bf16"):
+    with pytest.raises(KDSRError, match="fp32, bf16, int8"):
         Upscaler(str(tmp_path / "m.safetensors"), backend="openvino", precision="fp16")
+
+
+def test_openvino_int8_is_calibrated_checked_and_cached(tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnx")
+    pytest.importorskip("nncf")
+    from kdsr.checkpoint import save_model
+    from kdsr.export import openvino
+
+    monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
+    model = tiny_model()
+    save_model(model, tmp_path / "m.safetensors")
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for i in range(2):
+        write_image(calibration / f"{i}.png", synthetic_image(64, 72, seed=i))
+    image = synthetic_image(40, 52)
+    settings = {"tile": 16, "tile_pad": 6, "tile_overlap": 4, "idr_view": 24}
+    ours = Upscaler(model, precision="fp32", device="cpu", **settings).upscale(image)
+    path = str(tmp_path / "m.safetensors")
+    int8 = Upscaler(path, backend="openvino", precision="int8", calibration=calibration, **settings)
+    assert int8.precision == "int8"
+    assert np.abs(ours.astype(int) - int8.upscale(image).astype(int)).mean() < 3
+    assert len(list((tmp_path / "cache" / "openvino-int8").iterdir())) == 1
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("quantised again")
+
+    monkeypatch.setattr(openvino, "quantize_generator", no_rebuild)
+    Upscaler(path, backend="openvino", precision="int8", calibration=calibration, **settings)  # from the cache
+    write_image(calibration / "2.png", synthetic_image(64, 64, seed=2))
+    with pytest.raises(AssertionError, match="quantised again"):  # other calibration images: built anew
+        Upscaler(path, backend="openvino", precision="int8", calibration=calibration, **settings)
+    write_image(calibration / "small.png", synthetic_image(40, 40))
+    with pytest.raises(KDSRError, match="too small to calibrate"):
+        Upscaler(path, backend="openvino", precision="int8", calibration=calibration, **settings)
+    with pytest.raises(KDSRError, match="add --backend openvino"):
+        Upscaler(path, precision="int8")
+
+
+def test_default_calibration_pairs_are_everyday_inputs():
+    from kdsr.export.openvino import CALIBRATION_CASES, calibration_pairs, default_calibration_folder
+
+    model = tiny_model()
+    with torch.no_grad():
+        pairs = calibration_pairs(None, model.encode, 4)
+    images = list(default_calibration_folder().glob("*.png"))
+    assert len(images) == 6 and len(pairs) == 6 * len(CALIBRATION_CASES)
+    feeds, hr = pairs[0]
+    assert feeds["lr"].shape == (1, 3, 48, 48) and feeds["d"].shape == (1, model.config.n_feats)
+    assert hr.shape == (192, 192, 3) and hr.dtype == np.uint8
+    assert not np.array_equal(pairs[0][0]["lr"], pairs[1][0]["lr"])  # clean, then JPEG: different inputs
 
 
 def test_auto_backend_choice(monkeypatch):

@@ -8,6 +8,8 @@ PROTOCOLS = ("gaussian8", "aniso", "paired", "everyday")
 CONVENTIONS = ("official", "basicsr")
 #: Inference precisions (each maps to a torch dtype in ``kdsr.inference.upscaler.PRECISIONS``).
 PRECISION_NAMES = ("fp32", "fp16", "bf16")
+#: What the OpenVINO backend adds: the generator quantised to INT8 (``kdsr.export.openvino``).
+OPENVINO_ONLY_PRECISIONS = ("int8",)
 ALPHA_UPSAMPLERS = ("kdsr", "bicubic")
 #: What runs the network (``kdsr.inference.backends``): torch, onnxruntime, OpenVINO.
 BACKENDS = ("torch", "onnx", "openvino")

@@ -7,7 +7,7 @@ import json
 import sys
 
 from kdsr.atomic import atomic_write_bytes
-from kdsr.cli.options import add_device_options
+from kdsr.cli.options import add_calibration_option, add_device_options
 from kdsr.constants import BACKENDS, CONVENTIONS, PROTOCOLS
 
 
@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--lpips", metavar="WEIGHTS", help="also LPIPS (VGG, v0.1) with weights saved from the lpips package"
     )
-    add_device_options(p, precision="fp32")
+    add_device_options(p, precision="fp32", openvino=True)
+    add_calibration_option(p)
     p.add_argument(
         "--backend",
         default="torch",
@@ -131,10 +132,10 @@ def run(args: argparse.Namespace) -> int:
         from kdsr.devices import resolve_device, resolve_dtype
 
         device = resolve_device(args.device)
-        dtype = resolve_dtype(args.precision, device)
         model = load_model(args.model)
         scale = model.scale
         if isinstance(model, KDSRTeacher):
+            dtype = resolve_dtype(args.precision, device)
             model = model.to(device, dtype)
 
             def sr_fn(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
@@ -144,7 +145,13 @@ def run(args: argparse.Namespace) -> int:
             settings = {"border_pad": 0, "fix_color": False, "idr_view": 0} if pipeline == "raw" else {}
             source = model if args.backend == "torch" else args.model  # other runtimes load the file themselves
             upscaler = Upscaler(
-                source, device=device, precision=args.precision, tile=args.tile, backend=args.backend, **settings
+                source,
+                device=device,
+                precision=args.precision,
+                tile=args.tile,
+                backend=args.backend,
+                calibration=args.calibration,
+                **settings,
             )
 
             def sr_fn(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from kdsr.constants import PRECISION_NAMES
+from kdsr.constants import OPENVINO_ONLY_PRECISIONS, PRECISION_NAMES
 
 
-def add_device_options(parser: argparse.ArgumentParser, device: str = "auto", precision: str = "auto") -> None:
-    """``--device`` and ``--precision`` with the same choices and help everywhere; defaults per subcommand."""
+def add_device_options(
+    parser: argparse.ArgumentParser, device: str = "auto", precision: str = "auto", openvino: bool = False
+) -> None:
+    """``--device`` and ``--precision`` with the same choices and help everywhere; defaults per subcommand;
+    ``openvino``: the subcommand has ``--backend openvino``, so its precisions are offered too."""
     parser.add_argument(
         "--device",
         default=device,
@@ -17,6 +20,18 @@ def add_device_options(parser: argparse.ArgumentParser, device: str = "auto", pr
     parser.add_argument(
         "--precision",
         default=precision,
-        choices=["auto", *PRECISION_NAMES],
-        help=f"auto: fp16 on CUDA, fp32 elsewhere; bf16 is fast on CPUs with native bf16 (default: {precision})",
+        choices=["auto", *PRECISION_NAMES, *(OPENVINO_ONLY_PRECISIONS if openvino else ())],
+        help="auto: fp16 on CUDA, fp32 elsewhere; bf16 is fast on CPUs with native bf16"
+        + ("; int8: the OpenVINO backend only, quantised on first use (see --calibration)" if openvino else "")
+        + f" (default: {precision})",
+    )
+
+
+def add_calibration_option(parser: argparse.ArgumentParser) -> None:
+    """``--calibration DIR``: the HR photos that INT8 quantisation is calibrated and checked on."""
+    parser.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="--precision int8: HR photos (at least 64 pixels a side) to calibrate on and to hold INT8 within 0.05 dB "
+        "of float on (default: six photo crops shipped with kdsr); the result is cached per model and folder",
     )

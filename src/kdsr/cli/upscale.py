@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from kdsr.bundled import default_model_name
-from kdsr.cli.options import add_device_options
+from kdsr.cli.options import add_calibration_option, add_device_options
 from kdsr.constants import (
     ALPHA_UPSAMPLERS,
     BACKENDS,
@@ -116,7 +116,7 @@ def add_parser(sub) -> None:
         help="output format (default: auto, the input's)",
     )
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP output quality, 1-100 (default 95)")
-    add_device_options(p)
+    add_device_options(p, openvino=True)
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.add_argument(
         "--alpha-upsampler",
@@ -132,9 +132,10 @@ def add_parser(sub) -> None:
         choices=["auto", *BACKENDS],
         help="default torch; onnx: run a `kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as "
         "torch) or a .onnx file (whole images); openvino: OpenVINO's CPU runtime (kdsr[openvino]) on any model, "
-        "--precision fp32 or bf16 (auto: fp32); auto: OpenVINO on an x86 CPU when installed, else torch (-v says "
+        "--precision fp32, bf16 or int8 (auto: fp32); auto: OpenVINO on an x86 CPU when installed, else torch (-v says "
         "which)",
     )
+    add_calibration_option(p)
     video = p.add_argument_group("video (.mp4 .mov .mkv .webm .avi; needs the video extra)")
     video.add_argument(
         "--crf", type=int, default=DEFAULT_CRF, help=f"constant quality, lower is better (default {DEFAULT_CRF})"
@@ -180,10 +181,11 @@ def run(args: argparse.Namespace) -> int:
         idr_view=args.idr_view,
         border_pad=args.border_pad,
         fix_color=args.fix_color,
+        calibration=args.calibration,
     )
     if args.verbose:
         print(
-            f"kdsr: backend {upscaler.backend_name}, {upscaler.device.type}, {str(upscaler.dtype)[6:]}", file=sys.stderr
+            f"kdsr: backend {upscaler.backend_name}, {upscaler.device.type}, {upscaler.precision}", file=sys.stderr
         )
     result = upscale_files(
         args.input,

@@ -13,7 +13,15 @@ from torch import nn
 
 from kdsr.bundled import default_model_name
 from kdsr.checkpoint import load_model
-from kdsr.constants import ALPHA_UPSAMPLERS, BACKENDS, BORDER_PAD, DEFAULT_IDR_VIEW, TILE_OVERLAP, TILE_PAD
+from kdsr.constants import (
+    ALPHA_UPSAMPLERS,
+    BACKENDS,
+    BORDER_PAD,
+    DEFAULT_IDR_VIEW,
+    OPENVINO_ONLY_PRECISIONS,
+    TILE_OVERLAP,
+    TILE_PAD,
+)
 from kdsr.devices import resolve_device, resolve_dtype
 from kdsr.errors import ImageError, KDSRError
 from kdsr.export.onnx import OnnxGraphs
@@ -29,14 +37,14 @@ MAX_OUTPUT_PIXELS = 16384 * 16384
 
 
 def auto_backend(model, device, precision: str) -> str:
-    """The fastest installed backend for this device and precision: OpenVINO on an x86 CPU when installed (fp32 or
-    bf16, a model file or name), torch otherwise."""
+    """The fastest installed backend for this device and precision: OpenVINO on an x86 CPU when installed (fp32,
+    bf16 or int8, a model file or name), torch otherwise."""
     import importlib.util
     import platform
 
     on_cpu = resolve_device(device).type == "cpu"
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
-    if on_cpu and x86 and precision in ("auto", "fp32", "bf16") and not isinstance(model, nn.Module):
+    if on_cpu and x86 and precision in ("auto", "fp32", "bf16", "int8") and not isinstance(model, nn.Module):
         if importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnx") is not None:
             return "openvino"
     return "torch"
@@ -108,11 +116,14 @@ class Upscaler:
         idr_view: int = DEFAULT_IDR_VIEW,
         border_pad: int = BORDER_PAD,
         fix_color: bool = True,
+        calibration: str | os.PathLike | None = None,
     ) -> None:
         if backend not in (*BACKENDS, "auto"):
             raise KDSRError(f"unknown backend '{backend}' (use auto, {', '.join(BACKENDS)})")
         if backend == "auto":
             backend = auto_backend(model, device, precision)
+        if precision in OPENVINO_ONLY_PRECISIONS and backend != "openvino":
+            raise KDSRError(f"--precision {precision} runs on the OpenVINO backend: add --backend openvino")
         split = backend == "onnx" and Path(str(model or "")).is_dir()
         if backend == "onnx":
             if isinstance(model, nn.Module) or not (split or str(model or "").endswith(".onnx")):
@@ -134,7 +145,9 @@ class Upscaler:
             from kdsr.export.openvino import OpenVinoGraphs
 
             self.device, self.dtype = torch.device("cpu"), torch.float32  # tensors in fp32; OpenVINO's own precision
-            graphs = OpenVinoGraphs(model or default_model_name(), "fp32" if precision == "auto" else precision)
+            graphs = OpenVinoGraphs(
+                model or default_model_name(), "fp32" if precision == "auto" else precision, calibration
+            )
             self.backend = TiledBackend(graphs, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
         elif split:
             self.dtype = resolve_dtype(precision, self.device)
