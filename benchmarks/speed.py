@@ -1,13 +1,15 @@
-"""Inference speed of kdsr against a reference implementation of the official forward pass (not a test).
+"""Inference speed of kdsr's engines against a reference implementation of the official forward pass (not a test).
 
-    python benchmarks/speed.py [--model kdsr-m] [--runs 5] [--weights CKPT] [--skip-large]
+    python benchmarks/speed.py [--model kdsr-m] [--runs 5] [--weights CKPT] [--skip-large] [--no-openvino]
 
 The reference (:mod:`kdsr.reference`) computes the way the official code does: MeanShift as frozen 1x1 convs,
 the dynamic depthwise conv as one grouped conv over B*C groups on a reshaped (1, B*C, H, W) tensor, NCHW tensors,
 the encoder on the whole image, and for the large size the official ``forward_chop`` (recursive quadrants, shave
 10, min_size 160000, one IDR per quadrant). Both get the same weights (random, or ``--weights``). Printed: median
-latencies (after one warm-up), ratios reference/ours, output agreement, bf16 quality on Set14 LRs, onnxruntime
-latency, and peak RSS.
+latencies (after one warm-up) of every engine (torch fp32/bf16, onnxruntime on the split graphs, OpenVINO fp32, bf16
+and INT8; all through kdsr's Upscaler and its one tiling path), ratios reference/engine, achieved GFLOP/s next to
+this CPU's measured peaks (matmul and a 64->64 3x3 conv, fp32 and bf16), output agreement, and peak RSS. OpenVINO's
+exports and the INT8 quantisation (default calibration) are built inside the run, before the timing.
 """
 
 from __future__ import annotations
@@ -88,6 +90,39 @@ def set14_lrs(limit: int) -> list[torch.Tensor]:
     return lrs
 
 
+def machine_peaks(height: int, width: int, runs: int) -> dict[str, float]:
+    """This CPU's measured limits (GFLOP/s): a 2048^3 matmul and one 64->64 3x3 convolution (channels_last) at the
+    LR size, in fp32 and bf16: what each engine's achieved GFLOP/s is compared with."""
+    import torch.nn.functional as F
+
+    peaks = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.rand(2048, 2048, dtype=dtype), torch.rand(2048, 2048, dtype=dtype)
+        peaks[f"matmul {name}"] = 2 * 2048**3 / timed(lambda a=a, b=b: a @ b, runs)[0] / 1e6
+        x = torch.rand(1, 64, height, width, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        w = torch.rand(64, 64, 3, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        conv_flops = 2 * 64 * 64 * 9 * height * width
+        peaks[f"conv {name}"] = conv_flops / timed(lambda x=x, w=w: F.conv2d(x, w, padding=1), runs)[0] / 1e6
+    return peaks
+
+
+def engines(model, work: Path, settings: dict, with_openvino: bool) -> dict:
+    """kdsr's engines on one model, each an Upscaler with ``settings`` (whole image or tiled)."""
+    from kdsr.inference import Upscaler
+
+    found = {
+        "kdsr torch fp32": Upscaler(model, device="cpu", precision="fp32", **settings),
+        "kdsr torch bf16": Upscaler(model, device="cpu", precision="bf16", **settings),
+        "onnxruntime fp32 (split graphs)": Upscaler(str(work / "split"), backend="onnx", **settings),
+    }
+    if with_openvino:
+        for precision in ("fp32", "bf16", "int8"):
+            found[f"OpenVINO {precision}"] = Upscaler(
+                str(work / "m.safetensors"), backend="openvino", precision=precision, **settings
+            )
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="kdsr-m", help="preset (random weights) unless --weights is given")
@@ -100,11 +135,16 @@ def main() -> None:
     parser.add_argument(
         "--idr-view", type=int, help="LR pixels per side the IDR is estimated from (default: the Upscaler's; 0: all)"
     )
+    parser.add_argument("--no-openvino", action="store_true", help="leave out the OpenVINO rows")
     args = parser.parse_args()
 
+    import importlib.util
+    import os
+
     from kdsr import create_model, load_model
-    from kdsr.export import OnnxStudent, export_onnx
-    from kdsr.inference import Upscaler
+    from kdsr.checkpoint import save_model
+    from kdsr.export import export_onnx_split
+    from kdsr.profiling import count_flops
     from kdsr.reference import ReferenceStudent
 
     warnings.simplefilter("ignore")
@@ -113,68 +153,74 @@ def main() -> None:
     c = model.config
     reference = ReferenceStudent(c.n_feats, c.n_blocks, c.n_resblocks).eval()
     reference.load_state_dict(model.state_dict())
+    work = Path(tempfile.mkdtemp(prefix="kdsr-speed-"))
+    os.environ["KDSR_CACHE"] = str(work / "cache")  # OpenVINO exports and INT8 built afresh, not from a user's cache
+    save_model(model, work / "m.safetensors")
+    export_onnx_split(model, work / "split")
+    with_openvino = not args.no_openvino and importlib.util.find_spec("openvino") is not None
     print(
         f"model {args.weights or args.model} (C={c.n_feats} N={c.n_blocks} R={c.n_resblocks}), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, runs {args.runs} (median)"
     )
-    # whole image and whole-image IDR, as the reference: the outputs must agree to float rounding
-    ours32 = Upscaler(model, device="cpu", precision="fp32", tile=0, idr_view=0)
-    ours16 = Upscaler(model, device="cpu", precision="bf16", tile=0, idr_view=0)
+    h, w = 180, 320
+    peaks = machine_peaks(h, w, args.runs)
+    print("this CPU: " + ", ".join(f"{name} {value:.0f} GFLOP/s" for name, value in peaks.items()))
 
     if not args.only_large:
-        lr = torch.rand(1, 3, 180, 320, generator=torch.Generator().manual_seed(0))
+        flops = count_flops(model, h, w)
+        lr = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+        whole = {"tile": 0, "idr_view": 0, "border_pad": 0, "fix_color": False}  # the network alone, as the reference
+        rows = {}
         with torch.inference_mode():
-            t_ref, ref_out = timed(lambda: reference(lr), args.runs)
-            t_32, out_32 = timed(lambda: ours32.upscale_tensor(lr), args.runs)
-            t_16, _ = timed(lambda: ours16.upscale_tensor(lr), args.runs)
-            diff = (out_32 - ref_out.clamp(0, 1)).abs().max().item()
-        with tempfile.TemporaryDirectory() as tmp:
-            export_onnx(model, Path(tmp) / "m.onnx")
-            runner = OnnxStudent(Path(tmp) / "m.onnx")
-            t_onnx, onnx_out = timed(lambda: runner(lr), args.runs)
-            onnx_diff = (onnx_out - ref_out).abs().max().item()
-        print("\nLR 180x320 (x4 -> 720x1280), whole image")
-        print(f"  reference fp32      {t_ref:9.1f} ms")
-        print(f"  kdsr fp32           {t_32:9.1f} ms   ratio {t_ref / t_32:.2f}x   max|diff| vs reference {diff:.1e}")
-        print(f"  kdsr bf16           {t_16:9.1f} ms   ratio {t_ref / t_16:.2f}x (vs reference fp32)")
-        print(
-            f"  onnxruntime fp32    {t_onnx:9.1f} ms   ratio {t_ref / t_onnx:.2f}x   "
-            f"max|diff| vs reference {onnx_diff:.1e}"
-        )
-
+            rows["reference fp32 NCHW (official formulation)"] = timed(lambda: reference(lr), args.runs)
+            for name, engine in engines(model, work, whole, with_openvino).items():
+                rows[name] = timed(lambda e=engine: e.upscale_tensor(lr), args.runs)
+        t_ref, ref_out = rows["reference fp32 NCHW (official formulation)"]
+        print(f"\nLR {h}x{w} (x4 -> {4 * h}x{4 * w}), whole image, {flops / 1e9:.0f} GFLOPs per image")
+        print("| engine | latency (ms) | vs reference | GFLOP/s | of fp32 conv peak | max abs diff vs reference |")
+        print("|---|---|---|---|---|---|")
+        for name, (ms, out) in rows.items():
+            diff = (out.float().clamp(0, 1) - ref_out.clamp(0, 1)).abs().max().item()
+            achieved = flops / ms / 1e6
+            print(
+                f"| {name} | {ms:.0f} | {t_ref / ms:.2f}x | {achieved:.0f} | {achieved / peaks['conv fp32']:.0%} | "
+                f"{diff:.1e} |"
+            )
         lrs = set14_lrs(14)
         if lrs:
+            from kdsr.inference import Upscaler
+
+            ours32 = Upscaler(model, device="cpu", precision="fp32", **whole)
+            ours16 = Upscaler(model, device="cpu", precision="bf16", **whole)
             with torch.inference_mode():
                 values = [psnr(ours16.upscale_tensor(x), ours32.upscale_tensor(x)) for x in lrs]
             print(
-                f"  bf16 vs fp32 output on {len(lrs)} Set14 LRs (sigma 2.6): PSNR min {min(values):.1f} dB, "
-                f"mean {np.mean(values):.1f} dB"
+                f"torch bf16 vs fp32 output on {len(lrs)} Set14 LRs (sigma 2.6): PSNR min {min(values):.1f} dB, "
+                f"mean {np.mean(values):.1f} dB (quality against the HR: `kdsr benchmark --backend`)"
             )
-        else:
-            print("  (../shared/data/Set14 not found: bf16 quality check skipped)")
 
     if not args.skip_large:
         big = torch.rand(1, 3, 720, 1280, generator=torch.Generator().manual_seed(1))
         given = {"tile": args.tile, "tile_pad": args.tile_pad, "idr_view": args.idr_view}
         settings = {k: v for k, v in given.items() if v is not None}
-        tiled32 = Upscaler(model, device="cpu", precision="fp32", **settings)
-        tiled16 = Upscaler(model, device="cpu", precision="bf16", **settings)
+        rows = {}
         with torch.inference_mode():
-            t_ref_big, ref_big = timed(lambda: ref_forward_chop(reference, big), args.runs)
-            t_32_big, ours_big = timed(lambda: tiled32.upscale_tensor(big), args.runs)
-            t_16_big, _ = timed(lambda: tiled16.upscale_tensor(big), args.runs)
-            agreement = psnr(ours_big, ref_big)
+            rows["reference fp32, official forward_chop"] = timed(lambda: ref_forward_chop(reference, big), args.runs)
+            tiled = engines(model, work, settings, with_openvino)
+            for name, engine in tiled.items():
+                rows[name] = timed(lambda e=engine: e.upscale_tensor(big), args.runs)
+        t_ref_big, ref_big = rows["reference fp32, official forward_chop"]
+        first = tiled["kdsr torch fp32"]
         print(
-            f"\nLR 720x1280 (x4 -> 2880x5120), tiled: reference = official forward_chop; kdsr = tile {tiled32.tile}, "
-            f"pad {tiled32.tile_pad}, overlap {tiled32.tile_overlap}, one IDR per image from a {tiled32.idr_view} view "
-            "(0: whole image)"
+            f"\nLR 720x1280 (x4 -> 2880x5120), tiled: reference = official forward_chop; kdsr = tile {first.tile}, "
+            f"pad {first.tile_pad}, overlap {first.tile_overlap}, one IDR per image from a {first.idr_view} view "
+            "(0: whole image), the same tiling path for every engine"
         )
-        print(f"  reference fp32      {t_ref_big:9.1f} ms")
-        print(
-            f"  kdsr fp32           {t_32_big:9.1f} ms   ratio {t_ref_big / t_32_big:.2f}x   "
-            f"PSNR vs reference {agreement:.1f} dB (IDR per image vs per quadrant)"
-        )
-        print(f"  kdsr bf16           {t_16_big:9.1f} ms   ratio {t_ref_big / t_16_big:.2f}x (vs reference fp32)")
+        print("| engine | latency (ms) | vs reference | PSNR vs reference (IDR per image vs per quadrant) |")
+        print("|---|---|---|---|")
+        for name, (ms, out) in rows.items():
+            agreement = "-" if out is ref_big else f"{psnr(out, ref_big):.1f} dB"
+            print(f"| {name} | {ms:.0f} | {t_ref_big / ms:.2f}x | {agreement} |")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"\npeak RSS {peak:.2f} GB")
     sys.stdout.flush()

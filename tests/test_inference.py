@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -296,6 +298,25 @@ def test_openvino_int8_is_calibrated_checked_and_cached(tmp_path, monkeypatch):
 
     monkeypatch.setattr(openvino, "quantize_generator", no_rebuild)
     Upscaler(path, backend="openvino", precision="int8", calibration=calibration, **settings)  # from the cache
+    # kdsr export --format openvino --int8: the same cached generator, in a folder that runs as INT8 as it is
+    from kdsr.cli import main
+
+    exported = tmp_path / "ir8"
+    argv = ["export", "-n", path, "-o", str(exported), "--format", "openvino", "--int8", "--calibration"]
+    assert main([*argv, str(calibration)]) == 0
+    assert json.loads((exported / "openvino.json").read_text()) == {"int8": True}
+    from_folder = Upscaler(str(exported), backend="openvino", precision="bf16", **settings)
+    assert from_folder.precision == "int8"
+    assert np.abs(from_folder.upscale(image).astype(int) - int8.upscale(image).astype(int)).mean() < 1
+    assert main([*argv, str(calibration)]) == 1  # the folder exists: refused, left alone
+    float_ir = tmp_path / "ir"
+    assert main(["export", "-n", path, "-o", str(float_ir), "--format", "openvino", "--check"]) == 0
+    vino = Upscaler(str(float_ir), backend="openvino", precision="fp32", **settings)
+    assert vino.precision == "fp32" and np.abs(ours.astype(int) - vino.upscale(image).astype(int)).max() <= 1
+    (float_ir / "head.xml").unlink()
+    with pytest.raises(KDSRError, match="missing head.xml"):
+        Upscaler(str(float_ir), backend="openvino")
+    assert main(["export", "-n", path, "-o", str(tmp_path / "x.onnx"), "--int8"]) == 1
     write_image(calibration / "2.png", synthetic_image(64, 64, seed=2))
     with pytest.raises(AssertionError, match="quantised again"):  # other calibration images: built anew
         Upscaler(path, backend="openvino", precision="int8", calibration=calibration, **settings)
@@ -314,10 +335,10 @@ def test_default_calibration_pairs_are_everyday_inputs():
         pairs = calibration_pairs(None, model.encode, 4)
     images = list(default_calibration_folder().glob("*.png"))
     assert len(images) == 6 and len(pairs) == 6 * len(CALIBRATION_CASES)
-    feeds, hr = pairs[0]
+    feeds, hr, case = pairs[0]
     assert feeds["lr"].shape == (1, 3, 48, 48) and feeds["d"].shape == (1, model.config.n_feats)
-    assert hr.shape == (192, 192, 3) and hr.dtype == np.uint8
-    assert not np.array_equal(pairs[0][0]["lr"], pairs[1][0]["lr"])  # clean, then JPEG: different inputs
+    assert hr.shape == (192, 192, 3) and hr.dtype == np.uint8 and case == CALIBRATION_CASES[0]
+    assert not np.array_equal(pairs[0].feeds["lr"], pairs[1].feeds["lr"])  # clean, then JPEG: different inputs
 
 
 def test_auto_backend_choice(monkeypatch):

@@ -517,3 +517,16 @@ def test_degradation_head_without_it_sees_the_same_data(data_dir):
 def test_degradation_head_settings_are_checked(data_dir, overrides):
     with pytest.raises(KDSRError, match="degradation_weight"):
         _config(data_dir, *overrides)
+
+
+def test_degradation_head_learns_at_its_own_rate(data_dir, teacher_run, tmp_path):
+    from kdsr.train.stages import build_stage
+
+    config = _config(data_dir, "degradation.kind=mixture", "distill.degradation_weight=1", "stage=teacher")
+    config.distill.degradation_lr_scale = 50.0
+    groups = build_stage(config, torch.device("cpu")).param_groups()
+    assert [g["lr_scale"] for g in groups] == [1.0, 50.0]
+    assert sum(p.numel() for p in groups[1]["params"]) == (8 + 1) * (5 + 3)  # linear C=8 -> 5 cases + 3 values
+    train(config, tmp_path / "run", stop_after=1)
+    state = read_state(tmp_path / "run" / STATE_FILE, torch.device("cpu"))
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [config.optim.lr, 50 * config.optim.lr]

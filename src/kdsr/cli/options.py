@@ -32,6 +32,7 @@ def add_calibration_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--calibration",
         metavar="DIR",
-        help="--precision int8: HR photos (at least 64 pixels a side) to calibrate on and to hold INT8 within 0.05 dB "
-        "of float on (default: six photo crops shipped with kdsr); the result is cached per model and folder",
+        help="INT8 (--precision int8, kdsr export --int8): HR photos (at least 64 pixels a side) to calibrate on and "
+        "to hold INT8 within 0.05 dB of float on (default: six photo crops shipped with kdsr); cached per model and "
+        "folder",
     )

@@ -184,9 +184,7 @@ def run(args: argparse.Namespace) -> int:
         calibration=args.calibration,
     )
     if args.verbose:
-        print(
-            f"kdsr: backend {upscaler.backend_name}, {upscaler.device.type}, {upscaler.precision}", file=sys.stderr
-        )
+        print(f"kdsr: backend {upscaler.backend_name}, {upscaler.device.type}, {upscaler.precision}", file=sys.stderr)
     result = upscale_files(
         args.input,
         args.output,

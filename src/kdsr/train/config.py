@@ -87,6 +87,8 @@ class DistillSection:
     # case, blur, noise and JPEG quality of each input (needs degradation.kind mixture and group 1), so that the IDR
     # carries the degradation; 0: off (the paper's training)
     degradation_weight: float = 0.0
+    # the head's learning rate relative to the schedule's: a linear read-out of a small IDR needs large weights soon
+    degradation_lr_scale: float = 100.0
     warmup_steps: int = 0  # KD-only steps on the student encoder first (official aniso recipe)
     warmup_lr: float = 2e-4
     warmup_decay_steps: int = 0
@@ -180,7 +182,10 @@ class TrainConfig:
                 "distill.degradation_weight is for the teacher and student stages with degradation.kind mixture and "
                 "degradation.group 1",
             ),
-            (self.distill.degradation_weight >= 0, "distill.degradation_weight must be >= 0"),
+            (
+                self.distill.degradation_weight >= 0 and self.distill.degradation_lr_scale > 0,
+                "distill.degradation_weight must be >= 0 and distill.degradation_lr_scale > 0",
+            ),
             (self.optim.lr > 0 and self.optim.lr_decay_steps >= 0, "optim.lr must be > 0, lr_decay_steps >= 0"),
             (
                 self.model.preset in PRESETS,

@@ -218,8 +218,9 @@ def train(
     stage = build_stage(config, device)
     model = stage.model
     ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
-    params = stage.trained_parameters()
-    optimizer = torch.optim.Adam(params, lr=config.optim.lr, betas=tuple(config.optim.betas))
+    groups = stage.param_groups()
+    params = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.Adam(groups, lr=config.optim.lr, betas=tuple(config.optim.betas))
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
 
     start, best = 0, -math.inf
@@ -276,7 +277,7 @@ def train(
         for step, hr in zip(range(start, end), loader, strict=False):
             lr_value = learning_rate(config, step)
             for group in optimizer.param_groups:
-                group["lr"] = lr_value
+                group["lr"] = lr_value * group.get("lr_scale", 1.0)  # checkpoints before lr_scale: 1
             hr = hr.to(device, non_blocking=True)
             generator = torch.Generator(device).manual_seed(step_seed(config.seed, step, ddp.rank))
             labels = None

@@ -86,10 +86,14 @@ class Stage:
         """Whether :meth:`losses` needs the degradation labels of the batch."""
         return self.degradation_head is not None
 
-    def trained_parameters(self) -> list[nn.Parameter]:
-        """What the generator's optimiser updates: the network, and the degradation head if any."""
-        head = list(self.degradation_head.parameters()) if self.degradation_head is not None else []
-        return [p for p in self.model.parameters() if p.requires_grad] + head
+    def param_groups(self) -> list[dict]:
+        """What the generator's optimiser updates: the network, and the degradation head if any, whose learning
+        rate is ``distill.degradation_lr_scale`` times the schedule's (``lr_scale``)."""
+        groups = [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+        if self.degradation_head is not None:
+            scale = self.config.distill.degradation_lr_scale
+            groups.append({"params": list(self.degradation_head.parameters()), "lr_scale": scale})
+        return groups
 
     def degradation_loss(self, d: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """The weighted degradation-head loss on the IDR's D, when the config asks for it."""
