@@ -460,7 +460,7 @@ def test_strip_groups_share_parameters_but_not_noise(data_dir):
 def test_degradation_head_loss_is_low_for_the_right_answer():
     from kdsr.train.losses import DegradationHead, degradation_head_loss
 
-    head = DegradationHead(4, 5)
+    head = DegradationHead(4, 5).eval()  # running statistics 0 and 1: the read-out sees D itself
     labels = torch.tensor([[0, 0, 0, 100], [1, 0, 0, 40], [4, math.nan, math.nan, math.nan]])
     d = torch.eye(3, 4)
     with torch.no_grad():
@@ -530,3 +530,12 @@ def test_degradation_head_learns_at_its_own_rate(data_dir, teacher_run, tmp_path
     train(config, tmp_path / "run", stop_after=1)
     state = read_state(tmp_path / "run" / STATE_FILE, torch.device("cpu"))
     assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [config.optim.lr, 50 * config.optim.lr]
+
+
+def test_degradation_head_standardises_a_small_idr():
+    """A D that barely varies (as the trained encoders' does) reaches the read-out at unit scale."""
+    from kdsr.train.losses import DegradationHead
+
+    head = DegradationHead(4, 5).train()
+    d = 0.38 + 0.006 * torch.randn(16, 4)
+    assert head.norm(d).std(dim=0).mean().item() == pytest.approx(1.0, abs=0.05)

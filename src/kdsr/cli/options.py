@@ -33,6 +33,6 @@ def add_calibration_option(parser: argparse.ArgumentParser) -> None:
         "--calibration",
         metavar="DIR",
         help="INT8 (--precision int8, kdsr export --int8): HR photos (at least 64 pixels a side) to calibrate on and "
-        "to hold INT8 within 0.05 dB of float on (default: six photo crops shipped with kdsr); cached per model and "
-        "folder",
+        "to hold INT8 within 0.02 dB of fp32 on, on each kind of input (default: six photo crops shipped with kdsr); "
+        "cached per model and folder",
     )

@@ -31,8 +31,9 @@ from kdsr.models.kdsr import KDSRConfig
 
 #: precision name -> OpenVINO inference precision hint (int8: the float layers at the plugin's default)
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": None}
-#: default PSNR budget (dB) of the INT8 generator against the float one on the calibration pairs
-INT8_MAX_DROP = 0.05
+#: default PSNR budget (dB) of the INT8 generator against the fp32 one on the worst calibration case: 0.02 on six
+#: calibration photos kept kdsr-iso-x4 within 0.05 dB on Set5 and Set14 (0.05 did not: -0.09 on Set5)
+INT8_MAX_DROP = 0.02
 #: the inputs the calibration pairs are made with: everyday cases (kdsr.evaluation.protocols.EVERYDAY_CASES) and
 #: two of the paper's Gaussian8 blurs, so that every bundled model meets inputs it was trained for
 CALIBRATION_CASES = ("clean", "jpeg60", "blur1.0+noise5", "camera", "gaussian2.0", "gaussian3.0")
