@@ -324,3 +324,21 @@ def test_a_file_in_a_newer_format_is_refused(tmp_path, model_file):
     save_file(tensors, str(tmp_path / "new.safetensors"), metadata=metadata)
     with pytest.raises(CheckpointError, match="format '2'.*upgrade kdsr"):
         load_model(tmp_path / "new.safetensors")
+
+
+def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
+    from kdsr.atomic import atomic_folder
+
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError), atomic_folder(target) as building:
+        (building / "a").write_text("half")
+        raise RuntimeError("interrupted")
+    assert not target.exists() and list(tmp_path.iterdir()) == []  # nothing left, not even the temp folder
+    target.mkdir()
+    (target / "old").write_text("old")
+    with atomic_folder(target) as building:
+        (building / "new").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new"] and len(list(tmp_path.iterdir())) == 1
+    with pytest.raises(OSError), atomic_folder(target, replace=False) as building:  # a full folder is never replaced
+        (building / "other").write_text("other")
+    assert [p.name for p in target.iterdir()] == ["new"] and len(list(tmp_path.iterdir())) == 1

@@ -1,10 +1,11 @@
-"""Atomic file writes: write to a temp file in the target folder, then rename, so that no reader ever sees a
-half-written file and an interrupted write leaves the old file (or nothing) in place."""
+"""Atomic file and folder writes: write to a temp file (or folder) beside the target, then rename, so that no reader
+ever sees a half-written one and an interrupted write leaves the old one (or nothing) in place."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,3 +48,19 @@ def remove_stale_temporaries(folder: str | os.PathLike, names: list[str]) -> Non
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
+    """Yield a new temp folder beside ``path``; on success it is renamed to ``path`` (with ``replace``, an old folder
+    there is removed first; without, a folder that appeared meanwhile is never touched), on failure it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield building
+        if replace:
+            shutil.rmtree(path, ignore_errors=True)
+        building.rename(path)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)

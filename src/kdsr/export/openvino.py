@@ -18,13 +18,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from kdsr.atomic import atomic_folder
 from kdsr.errors import KDSRError
 from kdsr.export.onnx import SPLIT_CONFIG, SPLIT_GRAPHS, SplitGraphs, read_split_folder
 from kdsr.models.kdsr import KDSRConfig
@@ -64,14 +63,8 @@ def split_graphs_for(source: str | os.PathLike) -> Path:
         from kdsr.checkpoint import load_model
         from kdsr.export.onnx import export_onnx_split
 
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        with atomic_folder(folder) as building:
             export_onnx_split(load_model(path), building)
-            shutil.rmtree(folder, ignore_errors=True)
-            building.rename(folder)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
     return folder
 
 
@@ -81,6 +74,27 @@ def _openvino():
     except ImportError:
         raise KDSRError("the openvino backend needs OpenVINO: pip install 'kdsr[openvino]'") from None
     return ov
+
+
+def _nncf():
+    try:
+        import nncf
+    except ImportError:
+        raise KDSRError("INT8 needs NNCF: pip install 'kdsr[openvino]'") from None
+    return nncf
+
+
+def _calibration_folder(calibration: str | os.PathLike | None) -> Path:
+    """The folder of HR calibration photos: the caller's, or the package's."""
+    folder = Path(calibration) if calibration else default_calibration_folder()
+    if not folder.is_dir():
+        raise KDSRError(f"{folder}: calibration folder not found")
+    return folder
+
+
+def _infer(compiled):
+    """A compiled OpenVINO model as a :class:`SplitGraphs` ``infer`` callable (feeds -> outputs in order)."""
+    return lambda feeds: list(compiled(feeds).values())
 
 
 def _compile(core, model, precision: str):
@@ -114,9 +128,7 @@ def calibration_pairs(folder: str | os.PathLike | None, encoder, scale: int) -> 
     from kdsr.image_io import list_images, read_rgb8
     from kdsr.image_tensor import image_to_tensor
 
-    folder = Path(folder) if folder else default_calibration_folder()
-    if not folder.is_dir():
-        raise KDSRError(f"{folder}: calibration folder not found")
+    folder = _calibration_folder(folder)
     pairs = []
     for index, path in enumerate(list_images(folder)):
         hr = read_rgb8(path)
@@ -147,11 +159,7 @@ def quantize_generator(generator_path: str | os.PathLike, pairs, max_drop: float
     """The generator graph quantised to INT8 by NNCF with accuracy control: on every case of ``pairs`` (see
     :func:`calibration_pairs`) the mean PSNR may fall at most ``max_drop`` dB below the fp32 graph's; layers that
     cost more go back to float. Returns an ``ov.Model``."""
-    ov = _openvino()
-    try:
-        import nncf
-    except ImportError:
-        raise KDSRError("INT8 needs NNCF: pip install 'kdsr[openvino]'") from None
+    ov, nncf = _openvino(), _nncf()
     core = ov.Core()
     model = core.read_model(str(generator_path))
     reference = case_psnr(_compile(core, model, "fp32"), pairs)
@@ -213,33 +221,29 @@ class OpenVinoGraphs(SplitGraphs):
         ov = _openvino()
         if precision not in PRECISION_HINTS:
             raise KDSRError(f"the openvino backend runs {', '.join(PRECISION_HINTS)}, not {precision}")
-        files, kdsr_config, quantized = _graph_files(source)
         core = ov.Core()
-        models = [core.read_model(str(path)) for path in files]
-        if precision == "int8" and not quantized:
-            models[2] = core.read_model(str(_int8_generator(files, kdsr_config, calibration, max_drop)))
-        compiled = [_compile(core, model, precision) for model in models]
+        models, kdsr_config, quantized = _read_graphs(core, source, precision == "int8", calibration, max_drop)
+        super().__init__(*(_infer(_compile(core, model, precision)) for model in models), kdsr_config)
+        self.precision = "int8" if quantized else precision
 
-        def infer(model):
-            return lambda feeds: [value for value in model(feeds).values()]
 
-        super().__init__(*(infer(model) for model in compiled), kdsr_config)
-        self.precision = "int8" if quantized or precision == "int8" else precision
+def _read_graphs(core, source, int8: bool, calibration, max_drop: float) -> tuple[list, KDSRConfig, bool]:
+    """(the three ``ov.Model`` graphs, the architecture, whether the generator is INT8) of a source as
+    :func:`_graph_files` takes it; with ``int8`` a float generator is replaced by its cached INT8 version."""
+    files, kdsr_config, quantized = _graph_files(source)
+    models = [core.read_model(str(path)) for path in files]
+    if int8 and not quantized:
+        models[2] = core.read_model(str(_int8_generator(files, kdsr_config, calibration, max_drop)))
+    return models, kdsr_config, int8 or quantized
 
 
 def _int8_generator(files: list[Path], kdsr_config, calibration, max_drop: float) -> Path:
     """The cached INT8 generator IR of the split graphs ``files``, keyed by the generator graph, the calibration
     images, ``max_drop`` and the OpenVINO and NNCF versions (any change rebuilds it); built atomically on first use."""
-    ov = _openvino()
-    try:
-        import nncf
-    except ImportError:
-        raise KDSRError("INT8 needs NNCF: pip install 'kdsr[openvino]'") from None
+    ov, nncf = _openvino(), _nncf()
     from kdsr.image_io import list_images
 
-    calibration_folder = Path(calibration) if calibration else default_calibration_folder()
-    if not calibration_folder.is_dir():
-        raise KDSRError(f"{calibration_folder}: calibration folder not found")
+    calibration_folder = _calibration_folder(calibration)
     key = hashlib.sha256(files[2].read_bytes())
     if files[2].suffix == ".xml":
         key.update(files[2].with_suffix(".bin").read_bytes())
@@ -252,17 +256,11 @@ def _int8_generator(files: list[Path], kdsr_config, calibration, max_drop: float
         return xml
     core = ov.Core()
     features, head = (_compile(core, core.read_model(str(path)), "fp32") for path in files[:2])
-    graphs = SplitGraphs(*(lambda feeds, m=m: list(m(feeds).values()) for m in (features, head)), None, kdsr_config)
+    graphs = SplitGraphs(_infer(features), _infer(head), None, kdsr_config)
     pairs = calibration_pairs(calibration_folder, graphs.encoder, kdsr_config.scale)
     quantized = quantize_generator(files[2], pairs, max_drop)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_folder(target) as building:
         ov.save_model(quantized, str(building / "generator.xml"), compress_to_fp16=False)
-        shutil.rmtree(target, ignore_errors=True)
-        building.rename(target)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
     return xml
 
 
@@ -280,19 +278,10 @@ def export_openvino(
     folder = Path(folder)
     if folder.exists():
         raise KDSRError(f"{folder}: already exists (an OpenVINO export is written as a new folder)")
-    files, kdsr_config, quantized = _graph_files(source)
-    core = ov.Core()
-    models = [core.read_model(str(path)) for path in files]
-    if int8 and not quantized:
-        models[2] = core.read_model(str(_int8_generator(files, kdsr_config, calibration, max_drop)))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    models, kdsr_config, quantized = _read_graphs(ov.Core(), source, int8, calibration, max_drop)
+    with atomic_folder(folder, replace=False) as building:
         for model, name in zip(models, IR_GRAPHS, strict=True):
             ov.save_model(model, str(building / name), compress_to_fp16=False)
         (building / SPLIT_CONFIG).write_text(json.dumps(dataclasses.asdict(kdsr_config)))
-        (building / IR_INFO).write_text(json.dumps({"int8": int8 or quantized}))
-        building.rename(folder)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+        (building / IR_INFO).write_text(json.dumps({"int8": quantized}))
     return folder
