@@ -37,6 +37,7 @@ def test_safetensors_round_trip_describes_itself(tmp_path, teacher):
         "n_resblocks": 2,
         "scale": 4,
         "teacher": teacher,
+        "encoder": "official",
     }
     assert meta["kdsr_role"] == ("teacher" if teacher else "student") and meta["summary"] == "test model"
     loaded = load_model(path)

@@ -223,13 +223,14 @@ def test_output_size_options_and_metadata_are_kept(tmp_path):
     assert not (tmp_path / "bad.png").exists()
 
 
-def test_split_onnx_graphs_run_the_same_tiling_path_as_torch(tmp_path):
+@pytest.mark.parametrize("encoder", ["official", "energy"])
+def test_split_onnx_graphs_run_the_same_tiling_path_as_torch(tmp_path, encoder):
     pytest.importorskip("onnxruntime")
     from kdsr.cli import main
     from kdsr.export import OnnxGraphs, export_onnx_split
     from kdsr.image_io import read_image
 
-    model = tiny_model()
+    model = tiny_model(encoder=encoder)
     export_onnx_split(model, tmp_path / "split")
     graphs = OnnxGraphs(tmp_path / "split")
     lr = torch.rand(2, 3, 20, 28)

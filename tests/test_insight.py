@@ -53,6 +53,23 @@ def test_ridge_head_round_trip_on_synthetic_features():
         again.predict(np.zeros(3))
 
 
+def test_readings_outside_the_fitted_range_say_so():
+    from kdsr.cli.estimate import describe
+
+    rng = np.random.default_rng(1)
+    sigma, noise = rng.uniform(0.2, 4, 200), rng.uniform(0, 20, 200)
+    mixing = rng.normal(0, 1, (2, 8))
+    features = np.stack([sigma, noise], axis=1) @ mixing
+    ranges = {"sigma": [0.2, 4.0], "noise": [0.0, 20.0], "jpeg": [30, 95], "jpeg_prob": 0.0}
+    head = fit_ridge(features, {"blur_sigma": sigma, "noise": noise}, {"ranges": ranges})
+    inside = head.read(np.array([2.0, 10.0]) @ mixing)
+    assert inside == pytest.approx({"blur_sigma": 2.0, "noise": 10.0}, abs=0.05)
+    outside = head.read(np.array([7.0, 10.0]) @ mixing)
+    assert outside["blur_sigma"] == "above 4, outside the fitted range" and isinstance(outside["noise"], float)
+    assert describe(outside).startswith("blur sigma (HR px) above 4, outside the fitted range, noise (0-255) 10.0")
+    assert head.read(np.array([2.0, -9.0]) @ mixing)["noise"] == "below 0, outside the fitted range"
+
+
 @pytest.mark.parametrize("text", ["not json", '{"targets": ["colour"]}', '{"targets": ["x"], "mean": []}'])
 def test_broken_head_is_a_checkpoint_error(text):
     with pytest.raises(CheckpointError):
@@ -118,7 +135,9 @@ def test_idr_and_estimate_commands_end_to_end(data_dir, tmp_path, capsys):
         (data_dir / "notes.txt").unlink()
     estimates = json.loads((tmp_path / "e.json").read_text())
     assert estimates["model"] == str(fitted) and sorted(estimates["images"]) == ["0.png", "1.png", "2.png", "3.png"]
-    assert all(set(v) == {"blur_sigma", "noise"} and v["noise"] >= 0 for v in estimates["images"].values())
+    readings = [x for v in estimates["images"].values() for x in v.values()]
+    assert all(set(v) == {"blur_sigma", "noise"} for v in estimates["images"].values())
+    assert all(x >= 0 if isinstance(x, float) else x.endswith("outside the fitted range") for x in readings)
     assert "skipped 1 file(s) that are not images" in capsys.readouterr().err
 
 

@@ -57,11 +57,11 @@ def spandrel():
             sys.modules[name] = value
 
 
-@pytest.mark.parametrize("kind", ["safetensors", "official-pt", "official-gan-pth"])
+@pytest.mark.parametrize("kind", ["safetensors", "energy-safetensors", "official-pt", "official-gan-pth"])
 def test_kdsr_checkpoints_are_detected_and_match_the_upscaler(spandrel, tmp_path, kind):
-    model = tiny_model()
+    model = tiny_model(encoder="energy" if kind.startswith("energy") else "official")
     state = model.state_dict()
-    if kind == "safetensors":
+    if kind.endswith("safetensors"):
         path = tmp_path / "m.safetensors"
         save_model(model, path)
     elif kind == "official-pt":

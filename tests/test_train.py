@@ -509,7 +509,7 @@ def test_degradation_head_without_it_sees_the_same_data(data_dir):
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["distill.degradation_weight=1"],  # classic degradations have no labels
+        ["distill.degradation_weight=1"],  # classic with one draw per batch: the head would see no difference
         ["degradation.kind=mixture", "degradation.group=2", "distill.degradation_weight=1"],
         ["degradation.kind=mixture", "distill.degradation_weight=-1"],
     ],

@@ -135,7 +135,7 @@ def _read_safetensors(path: Path) -> tuple[KDSRConfig, dict[str, torch.Tensor]]:
     if found != config:
         differ = [
             f"{f}={getattr(config, f)!r}, tensors {getattr(found, f)!r}"
-            for f in ("n_feats", "n_blocks", "n_resblocks", "scale", "teacher")
+            for f in ("n_feats", "n_blocks", "n_resblocks", "scale", "teacher", "encoder")
             if getattr(config, f) != getattr(found, f)
         ]
         raise CheckpointError(f"{path}: kdsr_config does not match its tensors ({'; '.join(differ)})")
@@ -174,8 +174,9 @@ def infer_config(state_dict: dict[str, torch.Tensor], path: str | os.PathLike = 
         scale = 3
     else:
         raise CheckpointError(f"{path}: cannot infer the scale from the upsampler shapes {tail}")
+    encoder = "energy" if prefix + "energy" in state_dict else "official"  # the energy encoder's marker buffer
     try:
-        return KDSRConfig(n_feats, n_blocks, n_resblocks, scale, teacher)
+        return KDSRConfig(n_feats, n_blocks, n_resblocks, scale, teacher, encoder)
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
 

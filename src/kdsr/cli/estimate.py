@@ -37,9 +37,12 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def describe(estimate: dict[str, float]) -> str:
-    """One line: "blur sigma (HR px) 1.2, noise (0-255) 3.4"."""
-    return ", ".join(f"{UNITS[name]} {value:.1f}" for name, value in estimate.items())
+def describe(estimate: dict[str, float | str]) -> str:
+    """One line: "blur sigma (HR px) 1.2, noise (0-255) above 20, outside the fitted range"."""
+    return ", ".join(
+        f"{UNITS[name]} {value:.1f}" if isinstance(value, float) else f"{UNITS[name]} {value}"
+        for name, value in estimate.items()
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -114,10 +114,33 @@ def random_degrade(
     hr: torch.Tensor, sampling: ClassicSampling, scale: int = 4, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Training-time degradation: random kernel(s), random noise level(s), then :func:`degrade`."""
-    kernels, _ = sample_kernels(sampling, hr.shape[0], generator)
-    noise = 0.0
+    return random_degrade_with_labels(hr, sampling, scale, generator)[0]
+
+
+#: The mixture's case index that the classic degradation (blur, noise) falls under, for labels in its format.
+BLUR_NOISE_CASE = 2
+
+
+def random_degrade_with_labels(
+    hr: torch.Tensor, sampling: ClassicSampling, scale: int = 4, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`random_degrade` (the same draws) plus labels in the format of
+    :func:`kdsr.degradations.mixture.degrade_with_labels` ((B, 4): case, blur sigma, noise level, JPEG quality):
+    the case is always blur + noise, the blur the iso sigma (aniso: the geometric mean of lambda1 and lambda2), no
+    JPEG (quality 100)."""
+    b = hr.shape[0]
+    kernels, params = sample_kernels(sampling, b, generator)
+    noise = torch.zeros(1)
     if sampling.noise_max > 0:
-        n = hr.shape[0] if sampling.per_image else 1
+        n = b if sampling.per_image else 1
         device = generator.device if generator is not None else None
         noise = torch.rand(n, generator=generator, device=device) * sampling.noise_max
-    return degrade(hr, kernels.to(hr.device), scale, noise, generator)
+    lr = degrade(hr, kernels.to(hr.device), scale, noise if sampling.noise_max > 0 else 0.0, generator)
+    width = params["sigma"] if "sigma" in params else (params["lambda1"] * params["lambda2"]).sqrt()
+    columns = [
+        torch.full((b,), float(BLUR_NOISE_CASE)),
+        width.cpu().expand(b),
+        noise.cpu().expand(b),
+        torch.full((b,), 100.0),
+    ]
+    return lr, torch.stack([c.float() for c in columns], dim=1)

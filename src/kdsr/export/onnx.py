@@ -26,6 +26,7 @@ import torch
 from kdsr.atomic import atomic_path, atomic_write_bytes
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.models import IDR, KDSRConfig, KDSRStudent
+from kdsr.models.kdsr import standardise
 
 SPLIT_GRAPHS = ("features.onnx", "head.onnx", "generator.onnx")
 #: the architecture, beside the graphs, so that any runtime can read it
@@ -152,8 +153,14 @@ class OnnxStudent:
 
 
 class _SplitEncoder:
-    def __init__(self, features, head, radius: int) -> None:
-        self.features, self.head, self.receptive_radius = features, head, radius
+    def __init__(self, features, head, config: KDSRConfig) -> None:
+        self.features, self.head = features, head
+        self.receptive_radius = 2 * config.n_resblocks + 4
+        self.standardise_input = config.encoder == "energy"
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """As :meth:`kdsr.models.KDIDE.prepare` (outside the graphs: it needs the whole image's statistics)."""
+        return standardise(x) if self.standardise_input else x
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return _run(self.features, {"lr": x})[0]
@@ -163,7 +170,7 @@ class _SplitEncoder:
         return IDR(d, d_prime)
 
     def __call__(self, x: torch.Tensor) -> IDR:
-        return self.from_pooled(self.feature_map(x).mean(dim=(2, 3)))
+        return self.from_pooled(self.feature_map(self.prepare(x)).mean(dim=(2, 3)))
 
 
 def read_split_folder(folder: str | os.PathLike) -> tuple[Path, KDSRConfig]:
@@ -185,7 +192,7 @@ class SplitGraphs:
 
     def __init__(self, features, head, generator, config: KDSRConfig) -> None:
         self.config, self.generator = config, generator
-        self.encoder = _SplitEncoder(features, head, 2 * config.n_resblocks + 4)
+        self.encoder = _SplitEncoder(features, head, config)
 
     @property
     def scale(self) -> int:

@@ -86,6 +86,7 @@ def estimate_idr(
     if len(regions) == 1 and (tile <= 0 or (height <= tile and width <= tile)):
         return encoder(lr.to(device, dtype))
     halo = encoder.receptive_radius
+    lr = encoder.prepare(lr)  # the energy encoder standardises by the whole image's statistics, then tiles
     total, count = None, 0
     for ry0, ry1, rx0, rx1 in regions:
         step_y, step_x = (tile, tile) if tile > 0 else (ry1 - ry0, rx1 - rx0)

@@ -75,11 +75,42 @@ class DegradationHead:
 
     def predict(self, d: np.ndarray) -> dict[str, float]:
         """The degradation estimate for one compact IDR ``d`` (C,)."""
+        return {name: float(np.clip(v, *TARGETS[name][1])) for name, v in self._linear(d).items()}
+
+    def _linear(self, d: np.ndarray) -> dict[str, float]:
+        """The read-out before clipping."""
         if len(d) != len(self.mean):
             raise CheckpointError(f"degradation head expects an IDR of {len(self.mean)} values, got {len(d)}")
         z = (np.asarray(d, dtype=np.float64) - self.mean) / self.scale
         values = np.asarray(self.coef) @ z + np.asarray(self.intercept)
-        return {name: float(np.clip(v, *TARGETS[name][1])) for name, v in zip(self.targets, values, strict=True)}
+        return {name: float(v) for name, v in zip(self.targets, values, strict=True)}
+
+    def fitted_range(self, name: str) -> tuple[float, float] | None:
+        """The values of ``name`` the head was fitted on (JPEG: the compressed qualities and 100), if recorded."""
+        ranges = self.fitted_on.get("ranges")
+        if not ranges:
+            return None
+        low, high = ranges[TARGETS[name][0]]
+        return (float(low), NO_JPEG_QUALITY) if name == "jpeg_quality" else (float(low), float(high))
+
+    def read(self, d: np.ndarray) -> dict[str, float | str]:
+        """:meth:`predict`, except that a value beyond the fitted range (by more than a tenth of its width) is
+        replaced by a phrase saying so (e.g. ``"above 4.0, outside the fitted range"``): a linear read-out
+        extrapolates, so a number there would be a guess."""
+        reading: dict[str, float | str] = {}
+        for name, value in self._linear(d).items():
+            bounds = self.fitted_range(name)
+            if bounds is not None:
+                low, high = bounds
+                margin = 0.1 * (high - low)
+                if value > high + margin:
+                    reading[name] = f"above {high:g}, outside the fitted range"
+                    continue
+                if value < low - margin:
+                    reading[name] = f"below {low:g}, outside the fitted range"
+                    continue
+            reading[name] = float(np.clip(value, *TARGETS[name][1]))
+        return reading
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -160,13 +191,14 @@ def write_head(source: str | os.PathLike, head: DegradationHead, output: str | o
     save_model(load_model(path), output, metadata={**kept, HEAD_KEY: head.to_json()})
 
 
-def estimate_image(model, head: DegradationHead, image: np.ndarray) -> dict[str, float]:
-    """The degradation a student sees in an (H, W, 1|3|4) uint8/uint16 image (alpha ignored, grey as RGB)."""
+def estimate_image(model, head: DegradationHead, image: np.ndarray) -> dict[str, float | str]:
+    """The degradation a student sees in an (H, W, 1|3|4) uint8/uint16 image (alpha ignored, grey as RGB), as
+    :meth:`DegradationHead.read` words it."""
     if isinstance(model, KDSRTeacher):
         raise KDSRError("estimating needs a student model (a teacher needs the HR image)")
     image = image[:, :, None] if image.ndim == 2 else image
     rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
-    return head.predict(encode(model, image_to_tensor(rgb), None))
+    return head.read(encode(model, image_to_tensor(rgb), None))
 
 
 def load_estimator(source: str | os.PathLike):

@@ -30,6 +30,14 @@ class IDR(NamedTuple):
 MAX_SIZES = {"n_feats": 512, "n_blocks": 512, "n_resblocks": 64}
 #: Scales the sub-pixel upsampler supports.
 SCALES = (2, 3, 4, 8)
+#: KD-IDE variants: ``official`` (raw pixels in, mean of rectified features pooled: the paper's, loads official
+#: checkpoints) and ``energy`` (each image standardised at the input, the log of the features' mean energy pooled;
+#: the teacher sees the LR and the residual LR - box(HR) instead of the pixel-unshuffled HR). See :class:`KDIDE`.
+ENCODERS = ("official", "energy")
+#: Added to the standard deviation of an image before it divides it (a flat image stays finite): about 2.5 levels.
+STD_FLOOR = 0.01
+#: Added to the pooled energy before its log.
+ENERGY_FLOOR = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +49,7 @@ class KDSRConfig:
     n_resblocks: int
     scale: int = 4
     teacher: bool = False
+    encoder: str = "official"
 
     def __post_init__(self) -> None:
         for name in ("n_feats", "n_blocks", "n_resblocks"):
@@ -53,11 +62,16 @@ class KDSRConfig:
             raise ValueError(f"teacher must be true or false, got {self.teacher!r}")
         if self.scale not in SCALES:
             raise ValueError(f"scale must be 2, 3, 4 or 8, got {self.scale!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
 
     @property
     def encoder_in_channels(self) -> int:
-        """3 for the student (LR only); 3 + 3*s^2 for the teacher (LR + pixel-unshuffled HR)."""
-        return 3 + 3 * self.scale**2 if self.teacher else 3
+        """3 for the student (LR only); the teacher: 3 + 3*s^2 (LR + pixel-unshuffled HR) for the official encoder,
+        6 (LR + residual LR - box(HR)) for the energy encoder."""
+        if not self.teacher:
+            return 3
+        return 6 if self.encoder == "energy" else 3 + 3 * self.scale**2
 
 
 class KDSRGenerator(nn.Module):
@@ -80,14 +94,28 @@ class KDSRGenerator(nn.Module):
         return self.add_mean(self.tail(r))
 
 
-class KDIDE(nn.Module):
-    """KD-IDE encoder: conv stack at full LR resolution, global average pool, ``mlp`` -> D', ``compress`` -> D.
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    """Each image of (B, C, H, W) minus its mean, over its standard deviation (over C, H, W; plus :data:`STD_FLOOR`):
+    the energy encoder's input, so that image contrast and brightness are not confused with the degradation."""
+    flat = x.float().flatten(1)
+    mean, std = flat.mean(dim=1), flat.std(dim=1)
+    return ((x.float() - mean[:, None, None, None]) / (std[:, None, None, None] + STD_FLOOR)).to(x.dtype)
 
-    The input is the raw [0, 1] image (no mean subtraction): 3 channels for the student, LR + pixel-unshuffled HR for
-    the teacher.
+
+class KDIDE(nn.Module):
+    """KD-IDE encoder: conv stack at full LR resolution, global pool, ``mlp`` -> D', ``compress`` -> D.
+
+    ``official``: the raw [0, 1] input (no mean subtraction), 3 channels for the student, LR + pixel-unshuffled HR for
+    the teacher; the features' spatial mean is pooled. ``energy``: the student's image is standardised first
+    (:meth:`prepare`), and the log of the features' mean square is pooled. A degradation changes the *energy* of an
+    image's fine detail relative to its coarse content; a log of energies turns those ratios into differences the
+    linear layers read directly, where a mean of rectified features of raw pixels mixes them with contrast and
+    content (``benchmarks/idr_learnability.py`` measures both). The energy encoder carries a one-element ``energy``
+    buffer, so that its state dict says which encoder it needs (as spandrel detects architectures by their keys).
     """
 
-    def __init__(self, *, in_channels: int, n_feats: int, n_resblocks: int) -> None:
+    def __init__(self, *, in_channels: int, n_feats: int, n_resblocks: int, energy: bool = False,
+                 standardise_input: bool = False) -> None:  # fmt: skip
         super().__init__()
         c = n_feats
         layers: list[nn.Module] = [conv3x3(in_channels, c), lrelu()]
@@ -97,27 +125,49 @@ class KDIDE(nn.Module):
         self.E = nn.Sequential(*layers)
         self.mlp = nn.Sequential(nn.Linear(4 * c, 4 * c), lrelu(), nn.Linear(4 * c, 4 * c), lrelu())
         self.compress = nn.Sequential(nn.Linear(4 * c, c), lrelu())
+        self.energy_pool = energy
+        self.standardise_input = standardise_input
+        if energy:
+            self.register_buffer("energy", torch.ones(1))
         #: Input pixels of context that one pre-pool feature depends on (every conv is 3x3).
         self.receptive_radius = 2 * n_resblocks + 4
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The whole image as the conv stack sees it (standardised for the energy student; else unchanged). Tiled
+        runs apply it once to the whole image, then :meth:`feature_map` tile by tile."""
+        return standardise(x) if self.standardise_input else x
+
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, 4C, H, W) features whose spatial mean is pooled; exposed so that it can be computed in tiles."""
-        return self.E[:-1](x)
+        """The (B, 4C, H, W) map whose spatial mean is pooled (the features, or their squares for the energy
+        encoder) of a :meth:`prepare`-d input; exposed so that it can be computed in tiles."""
+        features = self.E[:-1](x)
+        return features.float().square() if self.energy_pool else features
 
     def from_pooled(self, pooled: torch.Tensor) -> IDR:
-        """The IDR from the pooled (B, 4C) features."""
+        """The IDR from the pooled (B, 4C) map."""
+        if self.energy_pool:
+            pooled = torch.log(pooled.float() + ENERGY_FLOOR).to(self.compress[0].weight.dtype)
         d_prime = self.mlp(pooled)
         return IDR(self.compress(d_prime), d_prime)
 
     def forward(self, x: torch.Tensor) -> IDR:
+        x = self.prepare(x)
+        if self.energy_pool:
+            return self.from_pooled(self.feature_map(x).mean(dim=(2, 3)))
         return self.from_pooled(self.E(x).flatten(1))
 
 
-def pack_teacher_input(lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """The teacher encoder's input: LR (channels 0-2) then PixelUnshuffle(scale) of the HR, colour-major, i.e.
-    channel ``3 + c*s*s + i*s + j`` holds ``hr[c, i::s, j::s]``."""
+def pack_teacher_input(lr: torch.Tensor, hr: torch.Tensor, scale: int, encoder: str = "official") -> torch.Tensor:
+    """The teacher encoder's input. ``official``: LR (channels 0-2) then PixelUnshuffle(scale) of the HR,
+    colour-major, i.e. channel ``3 + c*s*s + i*s + j`` holds ``hr[c, i::s, j::s]``. ``energy``: the standardised LR
+    and the residual LR - (s x s mean of the HR), divided by the same standard deviation: the residual is what the
+    degradation did, handed to the encoder instead of 48 raw channels it would have to relate to the LR itself."""
     if hr.shape[-2:] != (lr.shape[-2] * scale, lr.shape[-1] * scale):
         raise ValueError(f"HR size {tuple(hr.shape[-2:])} must be {scale}x the LR size {tuple(lr.shape[-2:])}")
+    if encoder == "energy":
+        std = lr.float().flatten(1).std(dim=1)[:, None, None, None] + STD_FLOOR
+        residual = (lr.float() - F.avg_pool2d(hr.float(), scale)) / std
+        return torch.cat([standardise(lr).float(), residual], dim=1).to(lr.dtype)
     return torch.cat([lr, F.pixel_unshuffle(hr, scale)], dim=1)
 
 
@@ -165,7 +215,9 @@ class KDSRStudent(_KDSRBase):
         if config.teacher:
             raise ValueError("KDSRStudent needs a student config (teacher=False)")
         super().__init__(config)
-        self.E_st = KDIDE(in_channels=3, n_feats=config.n_feats, n_resblocks=config.n_resblocks)
+        energy = config.encoder == "energy"
+        self.E_st = KDIDE(in_channels=3, n_feats=config.n_feats, n_resblocks=config.n_resblocks, energy=energy,
+                          standardise_input=energy)  # fmt: skip
 
     @property
     def encoder(self) -> KDIDE:
@@ -192,14 +244,19 @@ class KDSRTeacher(_KDSRBase):
         if not config.teacher:
             raise ValueError("KDSRTeacher needs a teacher config (teacher=True)")
         super().__init__(config)
-        self.E = KDIDE(in_channels=config.encoder_in_channels, n_feats=config.n_feats, n_resblocks=config.n_resblocks)
+        self.E = KDIDE(
+            in_channels=config.encoder_in_channels,
+            n_feats=config.n_feats,
+            n_resblocks=config.n_resblocks,
+            energy=config.encoder == "energy",
+        )
 
     @property
     def encoder(self) -> KDIDE:
         return self.E
 
     def encode(self, lr: torch.Tensor, hr: torch.Tensor) -> IDR:
-        return self.E(pack_teacher_input(lr, hr, self.scale))
+        return self.E(pack_teacher_input(lr, hr, self.scale, self.config.encoder))
 
     @overload
     def forward(

@@ -15,7 +15,7 @@ from kdsr.degradations.classic import ClassicSampling
 from kdsr.degradations.mixture import MixtureConfig
 from kdsr.degradations.realworld import RealWorldConfig
 from kdsr.errors import KDSRError
-from kdsr.models.kdsr import SCALES
+from kdsr.models.kdsr import ENCODERS, SCALES
 from kdsr.models.registry import PRESETS
 
 STAGES = ("teacher", "student", "gan")
@@ -27,6 +27,9 @@ class ModelSection:
     """Architecture of the teacher stage; the student and gan stages take theirs from the teacher checkpoint."""
 
     preset: str = "kdsr-s"
+    # KD-IDE variant: official (the paper's, loads official checkpoints) or energy (standardised input, log-energy
+    # pooling, the teacher sees the LR-HR residual; see kdsr.models.KDIDE); a student inherits its teacher's
+    encoder: str = "official"
     n_feats: int | None = None
     n_blocks: int | None = None
     n_resblocks: int | None = None
@@ -84,12 +87,14 @@ class DistillSection:
     contrast_weight: float = 0.0
     contrast_temperature: float = 0.1
     # teacher or student stage: weight of a supervised loss in which a linear head on the IDR's D predicts the mixture
-    # case, blur, noise and JPEG quality of each input (needs degradation.kind mixture and group 1), so that the IDR
+    # case, blur, noise and JPEG quality of each input (degradation.kind mixture or classic, group 1), so that the IDR
     # carries the degradation; 0: off (the paper's training)
     degradation_weight: float = 0.0
     # the head's learning rate relative to the schedule's: a linear read-out of a small IDR needs large weights soon
     degradation_lr_scale: float = 100.0
-    warmup_steps: int = 0  # KD-only steps on the student encoder first (official aniso recipe)
+    # steps that train the encoder alone first: the student on KD (official aniso recipe); the teacher on the
+    # degradation head's loss (needs degradation_weight > 0; as DASR pre-trains its encoder)
+    warmup_steps: int = 0
     warmup_lr: float = 2e-4
     warmup_decay_steps: int = 0
     warmup_gamma: float = 0.1
@@ -178,10 +183,30 @@ class TrainConfig:
             ),
             (
                 self.distill.degradation_weight == 0
-                or (self.stage != "gan" and self.degradation.kind == "mixture" and self.degradation.group == 1),
-                "distill.degradation_weight is for the teacher and student stages with degradation.kind mixture and "
-                "degradation.group 1",
+                or (
+                    self.stage != "gan"
+                    and self.degradation.kind in ("mixture", "classic")
+                    and self.degradation.group == 1
+                ),
+                "distill.degradation_weight is for the teacher and student stages with degradation.kind mixture or "
+                "classic and degradation.group 1",
             ),
+            (
+                self.distill.warmup_steps == 0
+                or self.stage == "student"
+                or (self.stage == "teacher" and self.distill.degradation_weight > 0),
+                "distill.warmup_steps is for the student stage, or the teacher stage with distill.degradation_weight "
+                "> 0",
+            ),
+            (
+                self.distill.degradation_weight == 0
+                or self.degradation.kind != "classic"
+                or self.degradation.classic.per_image,
+                "distill.degradation_weight with degradation.kind classic needs degradation.classic.per_image: true "
+                "(the head standardises D over the batch, which would remove a degradation the batch shares)",
+            ),
+            (self.distill.warmup_steps >= 0, "distill.warmup_steps must be >= 0"),
+            (self.model.encoder in ENCODERS, f"model.encoder must be one of {', '.join(ENCODERS)}"),
             (
                 self.distill.degradation_weight >= 0 and self.distill.degradation_lr_scale > 0,
                 "distill.degradation_weight must be >= 0 and distill.degradation_lr_scale > 0",

@@ -93,19 +93,22 @@ class EMA:
 def learning_rate(config: TrainConfig, step: int) -> float:
     """Step-decay schedule; during the KD-only warm-up its own lr and decay."""
     d = config.distill
-    if config.stage == "student" and step < d.warmup_steps:
+    if step < d.warmup_steps:
         decays = step // d.warmup_decay_steps if d.warmup_decay_steps else 0
         return d.warmup_lr * d.warmup_gamma**decays
     o = config.optim
-    joint = step - (d.warmup_steps if config.stage == "student" else 0)
+    joint = step - d.warmup_steps
     return o.lr * o.lr_gamma ** (joint // o.lr_decay_steps if o.lr_decay_steps else 0)
 
 
 def _degrade_labelled(
     config: TrainConfig, hr: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The LR batch and its degradation labels (mixture, one draw per image: what the degradation head learns)."""
-    return mixture.degrade_with_labels(hr, config.degradation.mixture, config.data.scale, generator)
+    """The LR batch and its degradation labels (mixture or classic, group 1: what the degradation head learns)."""
+    d = config.degradation
+    if d.kind == "classic":
+        return classic.random_degrade_with_labels(hr, d.classic, config.data.scale, generator)
+    return mixture.degrade_with_labels(hr, d.mixture, config.data.scale, generator)
 
 
 def _degrade(config: TrainConfig, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -39,8 +39,13 @@ def build_networks(config: TrainConfig, device: torch.device):
     """(trained model, frozen teacher or None) for the stage, initialised as the official code does."""
     torch.manual_seed(config.seed)
     if config.stage == "teacher":
-        if config.distill.init:  # continue from a trained teacher's weights (a fresh optimiser)
-            return _load_role(config.distill.init, teacher=True).to(device), None
+        if config.distill.init:  # a trained teacher continued whole, or a student's G under a fresh teacher encoder
+            source = load_model(config.distill.init)
+            if isinstance(source, KDSRTeacher):
+                return source.to(device), None
+            teacher = build_model(dataclasses.replace(source.config, teacher=True, encoder=config.model.encoder))
+            teacher.G.load_state_dict(source.G.state_dict())
+            return teacher.to(device), None
         m = config.model
         overrides = {k: v for k, v in dataclasses.asdict(m).items() if k != "preset" and v is not None}
         return create_model(m.preset, teacher=True, scale=config.data.scale, **overrides).to(device), None
@@ -133,12 +138,21 @@ class Stage:
 
 
 class TeacherStage(Stage):
-    """KD-IDE_T + SR network on (LR, HR): L1, optionally the grouped IDR and the contrastive loss on D'."""
+    """KD-IDE_T + SR network on (LR, HR): L1, optionally the degradation head, the grouped IDR and the contrastive
+    loss on D'; with ``distill.warmup_steps`` the encoder learns the degradation head's loss alone first."""
+
+    @property
+    def find_unused_parameters(self) -> bool:  # the encoder warm-up leaves the generator without gradients
+        return self.config.distill.warmup_steps > 0
 
     def losses(self, lr, hr, step, labels=None):
         distill, group = self.config.distill, self.config.degradation.group
+        if step < distill.warmup_steps and self.net is self.model:  # encoder warm-up: the generator is not needed
+            return self.degradation_loss(self.model.encode(lr, hr).d, labels), None
         sr, idr = self.net(lr, hr, return_idr=True, idr_groups=group if distill.group_idr else 1)
-        losses = {"l1": F.l1_loss(sr.float(), hr), **self.degradation_loss(idr.d, labels)}
+        losses = self.degradation_loss(idr.d, labels)
+        if step >= distill.warmup_steps:
+            losses["l1"] = F.l1_loss(sr.float(), hr)
         if distill.contrast_weight > 0:
             contrast = group_contrast_loss(idr.d_prime, group, distill.contrast_temperature)
             losses["contrast"] = distill.contrast_weight * contrast
@@ -151,7 +165,7 @@ class StudentStage(Stage):
 
     @property
     def warmup(self) -> bool:
-        return self.config.stage == "student" and self.config.distill.warmup_steps > 0
+        return self.config.distill.warmup_steps > 0
 
     @property
     def find_unused_parameters(self) -> bool:  # the KD-only warm-up leaves the generator without gradients
