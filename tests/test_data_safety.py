@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 import zlib
 
+import numpy as np
 import pytest
 
 from kdsr import save_model
@@ -227,6 +228,10 @@ def test_non_checkpoint_file_says_what_it_is_not(tmp_path, capsys):
     assert _upscale("-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-n", str(tmp_path / "obj.pt")) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "never unpickles" in err and "Weights only load failed" not in err
+    (tmp_path / "random.pth").write_bytes(np.random.default_rng(0).bytes(3000))
+    assert _upscale("-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-n", str(tmp_path / "random.pth")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "neither a safetensors file nor a PyTorch checkpoint" in err
 
 
 def _paired_set(root, lr_sizes, hr_size=(32, 32), names=("a", "b")):

@@ -53,6 +53,17 @@ def test_job_writes_results_zip_and_slider_and_reports_bad_files(server, tmp_pat
         server.run([str(tmp_path / "a.png")], "other", "x4", "fp32", 0)
 
 
+def test_two_uploads_with_one_name_keep_both_results(server, tmp_path):
+    (tmp_path / "work").mkdir(exist_ok=True)
+    write_image(tmp_path / "x" / "same.png", synthetic_image(10, 12, seed=1))
+    write_image(tmp_path / "y" / "same.png", synthetic_image(10, 12, seed=2))
+    out = server.run([str(tmp_path / d / "same.png") for d in "xy"], "tiny", "x4", "fp32", 0)
+    assert [Path(p).name for p in out["results"]] == ["same_x4.png", "same_x4-2.png"]
+    first, second = (read_image(p) for p in out["results"])
+    assert (first != second).any()
+    assert sorted(zipfile.ZipFile(out["zip"]).namelist()) == ["same_x4-2.png", "same_x4.png"]
+
+
 def test_pixel_limit_applies(server, tmp_path):
     (tmp_path / "work").mkdir()
     server.max_pixels = 50

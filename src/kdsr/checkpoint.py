@@ -106,7 +106,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, torc
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or unsafe pickles
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        is_torch_file = magic[:4] == b"PK\x03\x04" or magic[:1] == b"\x80"  # torch's zip, or a legacy pickle
+        if is_torch_file and ("weights_only" in str(e) or "Unsupported global" in str(e)):
             what = "it holds Python objects besides tensors, which kdsr never unpickles (that could run code)"
         else:
             what = "neither a safetensors file nor a PyTorch checkpoint, or damaged"

@@ -7,7 +7,7 @@ import json
 import sys
 
 from kdsr.atomic import atomic_write_bytes
-from kdsr.cli.options import add_calibration_option, add_device_options
+from kdsr.cli.options import add_calibration_option, add_device_options, add_overwrite_option, model_inputs
 from kdsr.constants import BACKENDS, CONVENTIONS, PROTOCOLS
 
 
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--scale", type=int, default=4, help="scale (must match the model; for bicubic; default 4)")
     p.add_argument("--json", dest="json_path", help="write every number to this JSON file")
+    add_overwrite_option(p)
     p.add_argument(
         "--lpips", metavar="WEIGHTS", help="also LPIPS (VGG, v0.1) with weights saved from the lpips package"
     )
@@ -117,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
     from kdsr.evaluation import run_benchmark
     from kdsr.inference.upscaler import Upscaler
     from kdsr.models import KDSRTeacher
+    from kdsr.outputs import check_output
 
+    if args.json_path:
+        check_output(args.json_path, [*args.data, *model_inputs(args.model)], overwrite=args.overwrite)
     pipeline = args.pipeline
     if pipeline == "auto":
         pipeline = "raw" if args.protocol in ("gaussian8", "aniso") else "upscale"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from kdsr.cli.options import add_overwrite_option
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -13,12 +15,15 @@ def add_parser(sub) -> None:
     )
     p.add_argument("input", help="checkpoint to read")
     p.add_argument("output", help="safetensors file to write")
+    add_overwrite_option(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from kdsr.checkpoint import load_model, save_model
+    from kdsr.outputs import check_output
 
+    check_output(args.output, [args.input], overwrite=args.overwrite)
     model = load_model(args.input)
     save_model(model, args.output, metadata={"converted_from": str(args.input)})
     c = model.config

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kdsr.atomic import atomic_write_bytes
+from kdsr.cli.options import add_overwrite_option
 from kdsr.errors import KDSRError
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="write OUTPUT/LR and OUTPUT/HR (mod-cropped) for `kdsr benchmark --protocol paired`",
     )
+    add_overwrite_option(p)
     p.set_defaults(run=run)
 
 
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from kdsr.evaluation.protocols import load_hr, noise_seed
     from kdsr.image_io import list_images, write_image
     from kdsr.image_tensor import image_to_tensor, tensor_to_image
+    from kdsr.outputs import check_output, check_outputs
 
     source, output = Path(args.input), Path(args.output)
     if not source.is_dir():
@@ -78,8 +81,12 @@ def run(args: argparse.Namespace) -> int:
         raise KDSRError("--noise must be >= 0 and --scale >= 1")
     kernel = None if args.realworld else _kernel(args)
     lr_dir, hr_dir = (output / "LR", output / "HR") if args.paired else (output, None)
+    check_output(output, [source], overwrite=True, folder=True)
+    paths = list_images(source)
+    planned = [output / "manifest.json"] + [d / f"{p.stem}.png" for p in paths for d in (lr_dir, hr_dir) if d]
+    check_outputs(planned, paths, args.overwrite)
     images, failed = {}, []
-    for path in list_images(source):
+    for path in paths:
         try:
             hr_image = load_hr(path, args.scale)
         except KDSRError as e:  # a bad file is reported at the end; the others are still degraded

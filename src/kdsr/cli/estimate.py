@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from kdsr.atomic import atomic_write_bytes
+from kdsr.cli.options import add_overwrite_option, model_inputs
 from kdsr.errors import KDSRError
 
 UNITS = {"blur_sigma": "blur sigma (HR px)", "noise": "noise (0-255)", "jpeg_quality": "JPEG quality"}
@@ -34,6 +35,7 @@ def add_parser(sub) -> None:
     fit.add_argument("--per-image", type=int, default=8, help="degradations drawn per HR image (default 8)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_overwrite_option(p)
     p.set_defaults(run=run)
 
 
@@ -46,8 +48,14 @@ def describe(estimate: dict[str, float | str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsr.outputs import check_output
+
     if bool(args.fit) == bool(args.input):
         raise KDSRError("give either -i IMAGES (estimate) or --fit HR_DIR ... -o MODEL (fit)")
+    if args.json_path:
+        check_output(args.json_path, [args.input] if args.input else [], overwrite=args.overwrite)
+    if args.fit and args.output:
+        check_output(args.output, model_inputs(args.model), overwrite=args.overwrite)
     return _fit(args) if args.fit else _estimate(args)
 
 

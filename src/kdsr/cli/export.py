@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kdsr.cli.options import add_calibration_option
+from kdsr.cli.options import add_calibration_option, add_overwrite_option, model_inputs
 from kdsr.errors import KDSRError
 
 
@@ -28,10 +28,15 @@ def add_parser(sub) -> None:
     add_calibration_option(p)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--check", action="store_true", help="compare with PyTorch under onnxruntime after export")
+    add_overwrite_option(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsr.outputs import check_output
+
+    folder = args.split or args.format == "openvino"
+    check_output(args.output, model_inputs(args.model), overwrite=args.overwrite, folder=folder)
     if args.format == "openvino":
         return _run_openvino(args)
     if args.int8 or args.calibration:
@@ -39,7 +44,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from kdsr.checkpoint import load_model
-    from kdsr.export import OnnxGraphs, OnnxStudent, export_onnx, export_onnx_split
+
+    try:
+        import onnx  # noqa: F401
+
+        from kdsr.export import OnnxGraphs, OnnxStudent, export_onnx, export_onnx_split
+    except ImportError:
+        raise KDSRError("ONNX export needs the onnx package: pip install 'kdsr[onnx]'") from None
 
     model = load_model(args.model)
     (export_onnx_split if args.split else export_onnx)(model, args.output, args.opset)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from kdsr.atomic import atomic_write_bytes
+from kdsr.cli.options import add_overwrite_option, model_inputs
 from kdsr.errors import KDSRError
 
 
@@ -38,6 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--plot", help="write the t-SNE figure here (PNG)")
     p.add_argument("--json", dest="json_path", help="write the separability numbers here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_overwrite_option(p)
     p.set_defaults(run=run)
 
 
@@ -46,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from kdsr.image_io import list_images
     from kdsr.insight.collect import Degradation, collect_idr
     from kdsr.insight.separability import separability, tsne_figure
+    from kdsr.outputs import check_outputs
+
+    outputs = [p for p in (args.plot, args.json_path) if p]
+    check_outputs(outputs, [args.data, *model_inputs(*args.model)], args.overwrite)
 
     if min(args.sigmas) < 0 or min(args.noise) < 0 or args.max_images < 0 or args.crop < 0:
         raise KDSRError("--sigmas, --noise, --crop and --max-images must be >= 0")

@@ -27,6 +27,18 @@ def add_device_options(
     )
 
 
+def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: the one way to let a command replace files that exist (never an input)."""
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist (never an input)")
+
+
+def model_inputs(*names: str | None) -> list[str]:
+    """The model arguments that name files (a bundled model's name or a preset is not a file the user owns)."""
+    import os
+
+    return [name for name in names if name and os.path.exists(name)]
+
+
 def add_calibration_option(parser: argparse.ArgumentParser) -> None:
     """``--calibration DIR``: the HR photos that INT8 quantisation is calibrated and checked on."""
     parser.add_argument(

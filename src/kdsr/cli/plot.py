@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kdsr.cli.options import add_overwrite_option
 from kdsr.errors import KDSRError
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("plot", help="plot the curves of a training run")
     p.add_argument("run_dir", help="run folder with log.jsonl")
-    p.add_argument("-o", "--output", help="PNG path (default: RUN_DIR/curves.png)")
+    p.add_argument("-o", "--output", help="PNG path (default: RUN_DIR/curves.png, replaced by each plot)")
+    add_overwrite_option(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsr.outputs import check_output
     from kdsr.train.runlog import RunLog
 
     try:
@@ -42,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         axes[0, 1].set(xlabel="step", ylabel="PSNR (dB)", title="validation")
     fig.tight_layout()
     output = Path(args.output or run_dir / "curves.png")
+    if args.output:
+        check_output(output, [], overwrite=args.overwrite)
     with atomic_path(output) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     print(output)

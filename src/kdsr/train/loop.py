@@ -34,6 +34,7 @@ from kdsr.train.runstate import (
     Checkpointer,
     check_resume_config,
     prepare_run_dir,
+    run_lock,
 )
 from kdsr.train.stages import build_stage
 
@@ -199,11 +200,18 @@ def train(
     """Run (or resume) a training stage into ``run_dir``; returns the last logged values.
 
     A fresh run refuses a non-empty ``run_dir`` unless ``overwrite``; ``resume`` refuses a config that differs from
-    the run's beyond :data:`kdsr.train.runstate.RESUMABLE_CHANGES`. SIGINT/SIGTERM save a checkpoint at the current
-    step, then raise :class:`TrainingInterrupted`. ``stop_after`` ends the run early after that many steps, leaving
-    a checkpoint as an interruption would.
+    the run's beyond :data:`kdsr.train.runstate.RESUMABLE_CHANGES`; a run folder has one writer at a time
+    (:func:`kdsr.train.runstate.run_lock`). SIGINT/SIGTERM save a checkpoint at the current step, then raise
+    :class:`TrainingInterrupted`. ``stop_after`` ends the run early after that many steps, leaving a checkpoint as an
+    interruption would.
     """
     run_dir = Path(run_dir)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    with run_lock(run_dir) if main_process else contextlib.nullcontext():
+        return _train(config, run_dir, resume, stop_after, overwrite)
+
+
+def _train(config: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None, overwrite: bool) -> dict:
     ddp = _init_distributed(config.device)
     device = _device(config.device, ddp)
     dtype = PRECISIONS[config.precision]

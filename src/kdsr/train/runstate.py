@@ -3,9 +3,12 @@ best weights, and the checks that keep a run from being destroyed or resumed wit
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -64,7 +67,10 @@ def write_state(path: Path, state: dict) -> None:
 def read_state(path: Path, device: torch.device) -> dict:
     """The resumable state of a run; a missing, truncated, altered or foreign file is a one-line error."""
     if not path.is_file():
-        raise KDSRError(f"{path.parent}: nothing to resume (no {STATE_FILE})")
+        raise KDSRError(
+            f"{path.parent}: nothing to resume (no {STATE_FILE}: stopped before its first checkpoint); "
+            f"start afresh with --overwrite -o {path.parent}"
+        )
 
     def load(data: bytes, location) -> object:
         try:
@@ -120,15 +126,59 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise KDSRError(f"{run_dir}: exists and is not a folder")
     remove_stale_temporaries(run_dir, list(RUN_FILES))
-    if resume or not run_dir.is_dir() or not any(run_dir.iterdir()):
+    if resume or not run_dir.is_dir() or not any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         return
     if not overwrite:
-        raise KDSRError(
-            f"{run_dir}: not empty (an earlier run?); continue it with --resume {run_dir}, "
-            "or replace it with --overwrite"
-        )
+        resumable = f"continue it with --resume {run_dir}, or " if (run_dir / STATE_FILE).is_file() else ""
+        raise KDSRError(f"{run_dir}: not empty (an earlier run?); {resumable}replace it with --overwrite")
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
+
+
+LOCK_FILE = ".kdsr-train.lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """One writer per run folder: a lock file holding the writer's PID, made with O_EXCL. A lock whose process is
+    gone (a killed run) is taken over; a live one is a one-line error naming the PID."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise KDSRError(f"{run_dir}: exists and is not a folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise KDSRError(f"{run_dir}: another kdsr train (pid {pid}) is writing to this run folder") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    else:
+        raise KDSRError(f"{run_dir}: cannot take the run folder's lock ({lock})")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class Checkpointer:

@@ -79,7 +79,7 @@ class Server:
             except KDSRError as e:
                 lines.append(f"{source.name}: {e}")
                 continue
-            target = job / f"{source.stem}_x{factor}{_output_suffix(source, image)}"
+            target = _unique(job / f"{source.stem}_x{factor}{_output_suffix(source, image)}", results)
             write_image(target, out)
             results.append(str(target))
             line = f"{source.name}: {image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]}"
@@ -100,6 +100,16 @@ class Server:
                 for path in results:
                     bundle.write(path, Path(path).name)
         return {"slider": slider, "results": results, "zip": str(archive) if archive else None, "log": lines}
+
+
+def _unique(target: Path, taken: list[str]) -> Path:
+    """``target``, or ``name-2.png``, ``name-3.png``, ... when an earlier upload of this job (same file name from
+    two folders) already has that name: every result is kept and the zip holds each once."""
+    candidate, count = target, 1
+    while str(candidate) in taken:
+        count += 1
+        candidate = target.with_name(f"{target.stem}-{count}{target.suffix}")
+    return candidate
 
 
 def _output_suffix(source: Path, image) -> str:
