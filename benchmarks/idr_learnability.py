@@ -2,7 +2,10 @@
 
 Trains a KD-IDE variant (the kdsr-s encoder: C=32, R=2) plus the project's degradation head
 (:class:`kdsr.train.losses.DegradationHead`, a linear read-out of the standardised D) on the head's loss alone, and
-prints held-out read-out quality against steps, next to a hand-made-statistics baseline:
+prints held-out read-out quality against steps, next to a hand-made-statistics baseline. At each evaluation the
+read-out is a ridge regression (classification: logistic regression) fitted on the D of 1024 training patches, as
+``kdsr estimate --fit`` reads a model's IDR: it measures what D carries, not the state of the trained head (whose
+own read-out, noisier, is printed beside it as ``head_*``):
 
 - ``sigma``: kdsr's classic degradation, isotropic Gaussian blur sigma ~ U[0.2, 4] per image, no noise; R^2 and MAE
   of the read-out sigma.
@@ -116,7 +119,27 @@ def handmade_baseline(task: str, train: tuple, test: tuple) -> dict[str, float]:
     return scores(task, lab_test, logits, values)
 
 
-def train_variant(variant: str, task: str, args, train_images, test) -> list[tuple[int, dict, float]]:
+def probe_scores(task: str, d_fit: np.ndarray, lab_fit: torch.Tensor, d_test: np.ndarray, lab_test) -> dict:
+    """Held-out scores of linear read-outs fitted on the training patches' D (standardised)."""
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    lab = lab_fit.numpy()
+    values = np.zeros((len(d_test), 3))
+    for column, slot in ((1, 0), (2, 1), (3, 2)):
+        known = np.isfinite(lab[:, column])
+        if known.sum() > 10:
+            ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+            values[:, slot] = ridge.fit(d_fit[known], lab[known, column]).predict(d_test)
+    logits = None
+    if task == "everyday":
+        classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        logits = classifier.fit(d_fit, lab[:, 0].astype(int)).predict_proba(d_test)
+    return scores(task, lab_test, logits, values)
+
+
+def train_variant(variant: str, task: str, args, train_images, test, fit) -> list[tuple[int, dict, float]]:
     """Train one encoder + head on the head loss alone; (step, held-out scores, seconds) at every evaluation."""
     role, encoder = variant.split("-")
     torch.manual_seed(args.seed)
@@ -133,25 +156,32 @@ def train_variant(variant: str, task: str, args, train_images, test) -> list[tup
         lr = lr.contiguous(memory_format=torch.channels_last)
         return model.encode(lr, hr) if role == "teacher" else model.encode(lr)
 
+    def encode_all(lr, hr) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        ds, logits, values = [], [], []
+        for start in range(0, len(lr), 64):
+            d = encode(lr[start : start + 64], hr[start : start + 64]).d
+            case, value = head(d)
+            ds.append(d.float())
+            logits.append(case.float())
+            values.append(value.float())
+        return torch.cat(ds).numpy(), torch.cat(logits), torch.cat(values)
+
     def evaluate() -> dict:
         model.eval()
         head.eval()
-        logits, values = [], []
         with torch.no_grad(), autocast:
-            for start in range(0, len(lr_test), 64):
-                idr = encode(lr_test[start : start + 64], hr_test[start : start + 64])
-                case, value = head(idr.d)
-                logits.append(case.float())
-                values.append(value.float())
+            d_test, logits, values = encode_all(lr_test, hr_test)
+            d_fit, _, _ = encode_all(fit[1], fit[0])
         model.train()
         head.train()
-        scale = lr_test.new_tensor([3.0, 20.0, 70.0])
-        values = torch.cat(values) * scale
+        values = values * lr_test.new_tensor([3.0, 20.0, 70.0])
         values[:, 2] = 100 - values[:, 2]  # the head reads JPEG strength (100 - quality)
-        return scores(task, lab_test, torch.cat(logits).numpy(), values.numpy())
+        own = scores(task, lab_test, logits.numpy(), values.numpy())
+        probe = probe_scores(task, d_fit, fit[2], d_test, lab_test)
+        return {**probe, **{f"head_{k}": v for k, v in own.items()}}
 
     curve, t0 = [], time.perf_counter()
-    for step in range(args.steps):
+    for step in range(args.variant_steps):
         hr = torch.stack([patches[step * args.batch + i] for i in range(args.batch)])
         generator = torch.Generator().manual_seed(args.seed * 100003 + step)
         with torch.no_grad():
@@ -161,7 +191,7 @@ def train_variant(variant: str, task: str, args, train_images, test) -> list[tup
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.variant_steps:
             curve.append((step + 1, evaluate(), time.perf_counter() - t0))
             print(f"  {variant} step {step + 1}: {fmt(curve[-1][1])} ({curve[-1][2]:.0f} s)", flush=True)
     return curve
@@ -175,7 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("sigma", "everyday"), default="sigma")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, nargs="+", default=[1000], help="one for all variants, or one each")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-4, help="encoder learning rate (Adam); the head's is 100x")
@@ -183,6 +213,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only on CPUs with native bf16)")
     args = parser.parse_args()
+    if len(args.steps) not in (1, len(args.variants)):
+        raise SystemExit("--steps: give one number, or one per variant")
     if not DATA.is_dir():
         raise SystemExit(f"{DATA}: not found (this benchmark needs ../shared/data)")
 
@@ -193,12 +225,16 @@ def main() -> None:
     fit_patches = HRPatches(train_images, LR_PATCH * SCALE, seed=99)
     fit_hr = torch.stack([fit_patches[i] for i in range(2048)])
     generator = torch.Generator().manual_seed(5)
-    fit = [degrade(args.task, fit_hr[i : i + 32], generator) for i in range(0, 2048, 32)]
-    baseline = handmade_baseline(
-        args.task, (torch.cat([f[0] for f in fit]), torch.cat([f[1] for f in fit])), (test[1], test[2])
-    )
+    parts = [degrade(args.task, fit_hr[i : i + 32], generator) for i in range(0, 2048, 32)]
+    fit_lr, fit_labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    baseline = handmade_baseline(args.task, (fit_lr, fit_labels), (test[1], test[2]))
     print(f"  hand-made statistics (2048 training patches): {fmt(baseline)}", flush=True)
-    results = {v: train_variant(v, args.task, args, train_images, test) for v in args.variants}
+    fit = (fit_hr[:1024], fit_lr[:1024], fit_labels[:1024])  # the probes' read-outs are fitted on these
+    steps_of = dict(zip(args.variants, args.steps * (len(args.variants) if len(args.steps) == 1 else 1), strict=True))
+    results = {}
+    for variant in args.variants:
+        args.variant_steps = steps_of[variant]
+        results[variant] = train_variant(variant, args.task, args, train_images, test, fit)
 
     steps = sorted({s for curve in results.values() for s, _, _ in curve})
     key = "r2" if args.task == "sigma" else "acc"

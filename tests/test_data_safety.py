@@ -115,6 +115,30 @@ def test_decompression_bombs_are_refused_from_the_header(tmp_path, model_file, c
     assert "over the limit of 10 pixels" in capsys.readouterr().err
 
 
+def test_a_png_with_exif_after_its_pixels_is_sized_without_decoding_them(tmp_path, monkeypatch):
+    """Pillow's getexif decodes a whole PNG to find an eXIf chunk after the pixel data (for a 30000x30000 one: 20 s
+    and 2.7 GB before the size check); the header check must not load a single pixel."""
+    import struct
+    import zlib
+
+    from PIL import ImageFile
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+    pixels = chunk(b"IDAT", zlib.compress(bytes(1 + 3 * 30000) * 4))
+    exif = chunk(b"eXIf", b"MM\x00*\x00\x00\x00\x08\x00\x00")
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + header + pixels + exif + chunk(b"IEND", b""))
+
+    def no_decoding(self):
+        raise AssertionError("pixels decoded before the size check")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(ImageError, match="30000x30000 is over the limit"):
+        read_image(tmp_path / "bomb.png")
+
+
 def test_animated_images_warn_that_only_the_first_frame_is_used(tmp_path):
     from PIL import Image
 

@@ -69,13 +69,28 @@ def probe_image(source: str | os.PathLike | np.ndarray, name: str | os.PathLike 
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, np.ndarray) else source) as im:
             try:
-                orientation = im.getexif().get(0x0112, 1)
+                orientation = _header_exif(im).get(0x0112, 1)
             except unreadable:
                 orientation = 1
             orientation = orientation if orientation in range(1, 9) else 1
             return ImageInfo(im.width, im.height, getattr(im, "n_frames", 1), orientation)
     except unreadable:
         raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)") from None
+
+
+def _header_exif(im):
+    """The EXIF an image's header holds, without decoding pixels: Pillow's ``getexif`` on a PNG decodes the whole
+    image to look for an eXIf chunk after the pixel data (seconds and gigabytes for a 30000x30000 "bomb"), so a PNG
+    gives only what was read with its header (an eXIf chunk before the pixels, where writers put it)."""
+    from PIL import Image
+
+    if im.format == "PNG":
+        exif = Image.Exif()
+        raw = im.info.get("exif")
+        if raw:
+            exif.load(raw)
+        return exif
+    return im.getexif()
 
 
 class ImageMetadata(NamedTuple):
