@@ -8,6 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 
 from kdsr import save_model
 from kdsr.cli import main
@@ -371,3 +372,27 @@ def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
     with pytest.raises(OSError), atomic_folder(target, replace=False) as building:  # a full folder is never replaced
         (building / "other").write_text("other")
     assert [p.name for p in target.iterdir()] == ["new"] and len(list(tmp_path.iterdir())) == 1
+
+
+def test_pytorch_zip_bombs_are_refused_before_torch_load(tmp_path, monkeypatch):
+    import zipfile
+
+    import kdsr.checkpoint as checkpoint
+    from kdsr.errors import CheckpointError
+
+    state = tiny_model().state_dict()
+    torch.save(state, tmp_path / "plain.pt")
+    with zipfile.ZipFile(tmp_path / "plain.pt") as source, zipfile.ZipFile(tmp_path / "bomb.pt", "w") as bomb:
+        for entry in source.infolist():
+            bomb.writestr(entry, source.read(entry.filename))
+        bomb.writestr("plain/data/999", bytes(4 * 2**20), compress_type=zipfile.ZIP_DEFLATED)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("torch.load reached")
+
+    monkeypatch.setattr(checkpoint.torch, "load", no_loading)
+    with pytest.raises(CheckpointError, match="compressed tensor data"):
+        checkpoint.read_checkpoint(tmp_path / "bomb.pt")
+    monkeypatch.setattr(checkpoint, "MAX_CHECKPOINT_BYTES", 1000)
+    with pytest.raises(CheckpointError, match="more than any KDSR network"):
+        checkpoint.read_checkpoint(tmp_path / "plain.pt")

@@ -101,6 +101,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, torc
         magic = f.read(9)
     if path.suffix == ".safetensors" or magic[8:9] == b"{":
         return _read_safetensors(path)
+    _check_declared_sizes(path, magic)
     try:
         with warnings.catch_warnings():  # torch's own pickle-protocol warnings are noise to the user
             warnings.simplefilter("ignore")
@@ -114,6 +115,35 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, torc
         raise CheckpointError(f"{path}: cannot read checkpoint: {what}") from None
     state_dict = canonicalize_state_dict(obj, path)
     return infer_config(state_dict, path), state_dict
+
+
+#: Most bytes of tensors a PyTorch file may declare: the largest KDSR network (KDSR_S-GAN's teacher, about 20M
+#: parameters, 80 MB in float32) twice (BasicSR files hold params and params_ema) with room to spare.
+MAX_CHECKPOINT_BYTES = 512 * 2**20
+
+
+def _check_declared_sizes(path: Path, magic: bytes) -> None:
+    """Refuse a PyTorch zip whose entries declare more bytes than a KDSR network could need, or that compresses
+    them (torch.save never does: a deflated entry is a way to make a small file unpack to gigabytes), before
+    ``torch.load`` builds a single tensor."""
+    import zipfile
+
+    if magic[:4] != b"PK\x03\x04":
+        return  # a legacy pickle holds its tensors as they are: its size on disk is what it costs
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError):
+        raise CheckpointError(f"{path}: cannot read checkpoint: a damaged zip archive") from None
+    declared = sum(entry.file_size for entry in entries)
+    if declared > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"{path}: declares {declared / 2**20:,.0f} MB of data, more than any KDSR network "
+            f"(at most {MAX_CHECKPOINT_BYTES // 2**20} MB); not loaded"
+        )
+    compressed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED and e.file_size > 2**20]
+    if compressed:
+        raise CheckpointError(f"{path}: holds compressed tensor data ({compressed[0]}), which torch.save never writes")
 
 
 def _read_safetensors(path: Path) -> tuple[KDSRConfig, dict[str, torch.Tensor]]:
