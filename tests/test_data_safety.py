@@ -339,6 +339,11 @@ def test_recursive_run_mirrors_the_tree_and_never_reads_its_own_outputs(tmp_path
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == written
     assert main(["upscale", "-i", str(src), "-o", str(tmp_path / "flat"), "-n", model_file, "-q"]) == 0
     assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["a_out.png"]  # without -r: the top folder only
+    capsys.readouterr()
+    into_sub = ["upscale", "-i", str(src), "-o", str(src / "sub"), "-n", model_file, "-r", "-v", "--overwrite"]
+    assert main(into_sub) == 0  # the inputs inside the output folder are said to be skipped, not dropped silently
+    err = capsys.readouterr().err
+    assert f"{src / 'sub' / 'b.png'}: inside the output folder" in err
 
 
 def test_a_file_in_a_newer_format_is_refused(tmp_path, model_file):

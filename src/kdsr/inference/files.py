@@ -115,8 +115,10 @@ def plan_outputs(
     inputs = collect_inputs(source, recursive)
     single = Path(source).is_file()
     root = Path(source) if recursive and not single else None
+    inside_output: list[Path] = []
     if root is not None and Path(output).resolve().is_relative_to(root.resolve()):  # outputs are never inputs
-        inputs = [p for p in inputs if not p.resolve().is_relative_to(Path(output).resolve())]
+        inside_output = [p for p in inputs if p.resolve().is_relative_to(Path(output).resolve())]
+        inputs = [p for p in inputs if p not in inside_output]
     output = Path(output)
     kind, formats = ("a video", VIDEO_EXTENSIONS) if single and is_video(inputs[0]) else ("an image", IMAGE_EXTENSIONS)
     if single and output.suffix and output.suffix.lower() not in formats and not output.is_dir():
@@ -136,6 +138,7 @@ def plan_outputs(
     planned = {_key(t): path for path, t in targets.items()}
     skipped = [(p, f"{p}: an output of {planned[_key(p)].name} (earlier run)") for p in inputs if _key(p) in planned]
     skipped += [(p, f"{p}: not an image or video (by its extension)") for p in other]
+    skipped += [(p, f"{p}: inside the output folder {output}, so not read as an input") for p in inside_output]
     jobs = [(p, t) for p, t in targets.items() if _key(p) not in planned]
     groups: dict[str, list[Path]] = {}
     for path, target in jobs:
