@@ -11,6 +11,7 @@ import sys
 import threading
 
 import pytest
+import torch
 
 from kdsr.cli import main
 from kdsr.errors import KDSRError
@@ -168,22 +169,31 @@ def test_cli_interrupt_exits_130_with_a_checkpoint(data_dir, tmp_path):
 
 def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(data_dir, tmp_path, capsys, monkeypatch):
     import kdsr.train.runstate as runstate
+    from kdsr.checkpoint import read_metadata
 
     cfg = tmp_path / "t.yaml"
     cfg.write_text(f"data: {{train: [{data_dir}]}}\noptim: {{steps: 2}}\ncheckpoint_every: 1\n")
     writes = []
 
-    def full_after_the_first(path, data):
+    def full_after_the_first(path, state, atomic=True):
         if writes:
             raise OSError(28, "No space left on device")
         writes.append(path)
-        return write(path, data)
+        return write(path, state, atomic)
 
-    write = runstate.atomic_write_bytes
-    monkeypatch.setattr(runstate, "atomic_write_bytes", full_after_the_first)
-    assert main(["train", str(cfg), "-o", str(tmp_path / "run"), *TINY]) == 1
+    write = runstate.write_state
+    monkeypatch.setattr(runstate, "write_state", full_after_the_first)
+    assert main(["train", str(cfg), "-o", str(tmp_path / "run"), *TINY, "checkpoint_every=1"]) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "--resume" in err and "Traceback" not in err
+    run = tmp_path / "run"  # the weights of step 2 were written, but not renamed: the pair is still step 1's
+    assert read_metadata(run / "last.safetensors")["training_step"] == "1"
+    assert runstate.read_state(run / runstate.STATE_FILE, torch.device("cpu"))["step"] == 1
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    writes.append("full from the start")
+    assert main(["train", str(cfg), "-o", str(tmp_path / "new"), *TINY, "checkpoint_every=1"]) == 1
+    err = capsys.readouterr().err
+    assert "no checkpoint was completed" in err and "--overwrite" in err and "--resume" not in err
 
 
 def test_resume_of_a_run_from_before_a_config_key_existed(data_dir, tmp_path):

@@ -28,11 +28,15 @@ _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net")
 
 
 def save_model(
-    model: KDSRStudent | KDSRTeacher, path: str | os.PathLike, metadata: dict[str, str] | None = None
+    model: KDSRStudent | KDSRTeacher,
+    path: str | os.PathLike,
+    metadata: dict[str, str] | None = None,
+    atomic: bool = True,
 ) -> None:
     """Write ``model`` to ``path`` in our safetensors format, atomically (temp file, then rename).
 
-    ``metadata`` adds string entries (e.g. a model card) to the header.
+    ``metadata`` adds string entries (e.g. a model card) to the header. ``atomic=False`` writes ``path`` directly,
+    for a caller that writes into a temp file of its own.
     """
     config = model.config
     header = {
@@ -46,6 +50,9 @@ def save_model(
             raise TypeError(f"metadata value for {key!r} must be a string")
         header[key] = value
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if not atomic:
+        save_file(tensors, str(path), metadata=header)
+        return
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=header)
 

@@ -41,10 +41,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"kdsr: {e}", file=sys.stderr)
         return 130
     except OSError as e:  # a full disk or a lost folder while writing a checkpoint or the log
-        raise KDSRError(
-            f"{run_dir}: cannot write ({e.strerror or e}); the last complete checkpoint is kept, "
-            f"continue with --resume {run_dir} once there is room"
-        ) from None
+        from kdsr.train.runstate import STATE_FILE
+
+        if (run_dir / STATE_FILE).is_file():
+            then = f"the last complete checkpoint is kept, continue with --resume {run_dir} once there is room"
+        else:
+            then = f"no checkpoint was completed, start afresh with --overwrite -o {run_dir} once there is room"
+        raise KDSRError(f"{run_dir}: cannot write ({e.strerror or e}); {then}") from None
     if last:
         print(f"{run_dir}: step {last['step']}, loss {last['loss']:.4f}")
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdsr.atomic import atomic_write_bytes, remove_stale_temporaries
+from kdsr.atomic import atomic_path, atomic_write_bytes, remove_stale_temporaries
 from kdsr.checkpoint import save_model
 from kdsr.errors import KDSRError
 from kdsr.train.config import TrainConfig, config_to_dict
@@ -39,20 +39,22 @@ RESUMABLE_CHANGES = (
 )
 
 
-def save_weights(model: nn.Module, path: Path, config: TrainConfig, step: int, extra: dict | None = None) -> None:
+def save_weights(
+    model: nn.Module, path: Path, config: TrainConfig, step: int, extra: dict | None = None, atomic: bool = True
+) -> None:
     metadata = {
         "training_stage": config.stage,
         "training_step": str(step),
         "training_config": json.dumps(config_to_dict(config)),
         **(extra or {}),
     }
-    save_model(model, path, metadata=metadata)
+    save_model(model, path, metadata=metadata, atomic=atomic)
 
 
 STATE_FORMAT = "kdsr-training-state-1"
 
 
-def write_state(path: Path, state: dict) -> None:
+def write_state(path: Path, state: dict, atomic: bool = True) -> None:
     """Write ``state.pt`` atomically as one file: the serialised state and its SHA-256, so that damage to the file
     is detected on resume (a stale checksum beside the file could not tell damage from an interrupted write)."""
     inner = io.BytesIO()
@@ -61,7 +63,10 @@ def write_state(path: Path, state: dict) -> None:
     outer = io.BytesIO()
     payload = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     torch.save({"format": STATE_FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "payload": payload}, outer)
-    atomic_write_bytes(path, outer.getvalue())
+    if atomic:
+        atomic_write_bytes(path, outer.getvalue())
+    else:
+        Path(path).write_bytes(outer.getvalue())
 
 
 def read_state(path: Path, device: torch.device) -> dict:
@@ -189,9 +194,13 @@ class Checkpointer:
         self.run_dir, self.config, self.enabled = run_dir, config, enabled
 
     def save(self, step: int, weights: nn.Module, state: dict) -> None:
+        """Both files written to temp names first, then renamed one after the other: a failed write (full disk)
+        leaves the previous pair, so ``last.safetensors`` and ``state.pt`` always hold one step."""
         if self.enabled:
-            save_weights(weights, self.run_dir / "last.safetensors", self.config, step)
-            write_state(self.run_dir / STATE_FILE, state)
+            with atomic_path(self.run_dir / STATE_FILE) as state_tmp:
+                with atomic_path(self.run_dir / "last.safetensors") as weights_tmp:
+                    save_weights(weights, Path(weights_tmp), self.config, step, atomic=False)
+                    write_state(Path(state_tmp), state, atomic=False)
 
     def save_best(self, step: int, weights: nn.Module, val_psnr: float) -> None:
         if self.enabled:
