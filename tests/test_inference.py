@@ -252,13 +252,14 @@ def test_split_onnx_graphs_run_the_same_tiling_path_as_torch(tmp_path, encoder):
         OnnxGraphs(tmp_path / "split")
 
 
-def test_openvino_backend_runs_the_same_tiling_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize("encoder", ["official", "energy"])
+def test_openvino_backend_runs_the_same_tiling_path(tmp_path, monkeypatch, encoder):
     pytest.importorskip("openvino")
     pytest.importorskip("onnx")
     from kdsr.checkpoint import save_model
 
     monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
-    model = tiny_model()
+    model = tiny_model(encoder=encoder)
     save_model(model, tmp_path / "m.safetensors")
     image = synthetic_image(40, 52)
     settings = {"tile": 16, "tile_pad": 6, "tile_overlap": 4, "idr_view": 24}
