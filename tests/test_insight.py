@@ -53,6 +53,14 @@ def test_ridge_head_round_trip_on_synthetic_features():
         again.predict(np.zeros(3))
 
 
+def test_cross_validated_errors_with_a_single_target():
+    rng = np.random.default_rng(2)
+    sigma = rng.uniform(0.2, 4, 60)
+    features = sigma[:, None] * rng.normal(0, 1, (1, 6)) + rng.normal(0, 0.01, (60, 6))
+    head = fit_ridge(features, {"blur_sigma": sigma}, {}, groups=np.arange(60) // 6)
+    assert set(head.fitted_on["cv_mae"]) == {"blur_sigma"} and head.fitted_on["cv_mae"]["blur_sigma"] < 0.05
+
+
 def test_readings_outside_the_fitted_range_say_so():
     from kdsr.cli.estimate import describe
 

@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
             f"{name:<{width}}  {values['knn_accuracy']:>9.3f} {values['probe_r2']:>9.3f} {values['silhouette']:>11.3f}"
         )
     if args.plot:
-        tsne_figure({Path(name).stem: samples for name, samples in panels.items()}, Path(args.plot), args.seed)
+        stems = [Path(name).stem for name in panels]
+        titles = stems if len(set(stems)) == len(stems) else list(panels)  # two "last" files: their full paths
+        tsne_figure(dict(zip(titles, panels.values(), strict=True)), Path(args.plot), args.seed)
     if args.json_path:
         report = {
             "models": models,

@@ -150,7 +150,7 @@ def fit_ridge(
     ridge = RidgeCV(alphas=np.logspace(-3, 3, 13), alpha_per_target=True)
     fitted_on = dict(fitted_on)
     if groups is not None and len(np.unique(groups)) >= 5:
-        predicted = cross_val_predict(ridge, z, y, groups=groups, cv=GroupKFold(5))
+        predicted = cross_val_predict(ridge, z, y, groups=groups, cv=GroupKFold(5)).reshape(y.shape)  # 1 target
         fitted_on["cv_mae"] = dict(zip(targets, np.abs(predicted - y).mean(axis=0).round(3).tolist(), strict=True))
         constant = np.abs(y - y.mean(axis=0)).mean(axis=0).round(3).tolist()
         fitted_on["constant_mae"] = dict(zip(targets, constant, strict=True))
