@@ -149,6 +149,18 @@ def test_animated_images_warn_that_only_the_first_frame_is_used(tmp_path):
         assert read_image(tmp_path / "anim.webp").shape == (8, 8, 3)
 
 
+def test_a_folder_run_reads_a_gif_as_a_single_file_run_does(tmp_path, model_file):
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    frames = [Image.fromarray(synthetic_image(8, 8, seed=s)) for s in range(3)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:])
+    write_image(src / "b.png", synthetic_image(8, 8))
+    assert _upscale("-i", str(src), "-o", str(tmp_path / "out"), "-n", model_file, "-q") == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["anim_out.png", "b_out.png"]
+
+
 def test_blocked_output_folder_and_full_disk_are_one_line(tmp_path, model_file, capsys, monkeypatch):
     write_image(tmp_path / "a.png", synthetic_image(4, 4))
     write_image(tmp_path / "b.png", synthetic_image(4, 4))

@@ -25,6 +25,8 @@ from kdsr.errors import ImageError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 #: Formats that keep an alpha channel / 16-bit samples when written.
 ALPHA_EXTENSIONS = (".png", ".webp", ".tif", ".tiff")
+#: Image files a run reads besides those it writes: a GIF (its first frame, with a warning) gives a PNG.
+INPUT_IMAGE_EXTENSIONS = (*IMAGE_EXTENSIONS, ".gif")
 HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
 
 

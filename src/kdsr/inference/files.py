@@ -17,6 +17,7 @@ from kdsr.image_io import (
     ALPHA_EXTENSIONS,
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
+    INPUT_IMAGE_EXTENSIONS,
     read_image,
     read_image_metadata,
     visible_files,
@@ -128,7 +129,7 @@ def plan_outputs(
         )
     if output.exists() and not output.is_dir() and not (single and output.suffix.lower() in formats):
         raise KDSRError(f"{output}: exists and is not a folder")
-    media = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+    media = INPUT_IMAGE_EXTENSIONS + VIDEO_EXTENSIONS  # a folder run reads what a single-file run reads
     other = [] if single else [p for p in inputs if p.suffix.lower() not in media]
     inputs = [p for p in inputs if p not in other]
     targets = {path: output_path(path, output, single, suffix, ext, False, root) for path in inputs}
