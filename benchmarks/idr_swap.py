@@ -42,7 +42,8 @@ def main() -> None:
     paths = list_images(args.data)[: args.max_images]
     pairs = []
     for path in paths:
-        hr_image = center_crop(read_rgb8(path), args.crop or max(read_rgb8(path).shape), 4)
+        image = read_rgb8(path)
+        hr_image = center_crop(image, args.crop or max(image.shape), 4)
         hr = image_to_tensor(hr_image)
         lrs = [classic.degrade(hr, isotropic_gaussian(torch.tensor([s]))) for s in args.sigmas]
         pairs.append((hr_image, hr, lrs))

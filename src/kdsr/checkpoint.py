@@ -114,7 +114,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, torc
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or unsafe pickles
-        is_torch_file = magic[:4] == b"PK\x03\x04" or magic[:1] == b"\x80"  # torch's zip, or a legacy pickle
+        is_torch_file = magic[:4] == ZIP_MAGIC or magic[:1] == b"\x80"  # torch's zip, or a legacy pickle
         if is_torch_file and ("weights_only" in str(e) or "Unsupported global" in str(e)):
             what = "it holds Python objects besides tensors, which kdsr never unpickles (that could run code)"
         else:
@@ -127,6 +127,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, torc
 #: Most bytes of tensors a PyTorch file may declare: the largest KDSR network (KDSR_S-GAN's teacher, about 20M
 #: parameters, 80 MB in float32) twice (BasicSR files hold params and params_ema) with room to spare.
 MAX_CHECKPOINT_BYTES = 512 * 2**20
+#: The first bytes of a zip archive (what torch.save writes since PyTorch 1.6).
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _check_declared_sizes(path: Path, magic: bytes) -> None:
@@ -135,7 +137,7 @@ def _check_declared_sizes(path: Path, magic: bytes) -> None:
     ``torch.load`` builds a single tensor."""
     import zipfile
 
-    if magic[:4] != b"PK\x03\x04":
+    if magic[:4] != ZIP_MAGIC:
         return  # a legacy pickle holds its tensors as they are: its size on disk is what it costs
     try:
         with zipfile.ZipFile(path) as archive:

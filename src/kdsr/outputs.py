@@ -11,10 +11,14 @@ from pathlib import Path
 from kdsr.errors import KDSRError
 
 
+def path_key(path: Path) -> str:
+    """A path as the file system may see it: resolved and case-folded (macOS and Windows ignore case)."""
+    return str(path.resolve()).casefold()
+
+
 def same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file: the same resolved path (case-folded: macOS and Windows ignore case), or the
-    same inode (a hard link)."""
-    if str(a.resolve()).casefold() == str(b.resolve()).casefold():
+    """Whether two paths name one file: the same :func:`path_key`, or the same inode (a hard link)."""
+    if path_key(a) == path_key(b):
         return True
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)

@@ -135,7 +135,7 @@ def random_degrade_with_labels(
         n = b if sampling.per_image else 1
         device = generator.device if generator is not None else None
         noise = torch.rand(n, generator=generator, device=device) * sampling.noise_max
-    lr = degrade(hr, kernels.to(hr.device), scale, noise if sampling.noise_max > 0 else 0.0, generator)
+    lr = degrade(hr, kernels.to(hr.device), scale, noise, generator)
     width = params["sigma"] if "sigma" in params else (params["lambda1"] * params["lambda2"]).sqrt()
     columns = [
         torch.full((b,), float(BLUR_NOISE_CASE)),

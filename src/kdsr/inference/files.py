@@ -25,6 +25,7 @@ from kdsr.image_io import (
 )
 from kdsr.inference.upscaler import Upscaler, fit_size
 from kdsr.inference.video import VIDEO_EXTENSIONS, VideoSettings, is_video, upscale_video
+from kdsr.outputs import path_key
 
 
 @dataclasses.dataclass
@@ -85,11 +86,6 @@ def output_path(
     return output / f"{name}{extension}"
 
 
-def _key(path: Path) -> str:
-    """A path as the file system may see it: resolved and case-folded (macOS and Windows ignore case)."""
-    return str(path.resolve()).casefold()
-
-
 @dataclasses.dataclass
 class Plan:
     """What a run will do, decided before any work: (input, output) jobs and the inputs it leaves alone."""
@@ -133,17 +129,18 @@ def plan_outputs(
     other = [] if single else [p for p in inputs if p.suffix.lower() not in media]
     inputs = [p for p in inputs if p not in other]
     targets = {path: output_path(path, output, single, suffix, ext, False, root) for path in inputs}
-    same = [p for p, t in targets.items() if _key(p) == _key(t)]
+    same = [p for p, t in targets.items() if path_key(p) == path_key(t)]
     if same:
         raise KDSRError(f"{same[0]}: output would overwrite the input; choose another -o or --suffix")
-    planned = {_key(t): path for path, t in targets.items()}
-    skipped = [(p, f"{p}: an output of {planned[_key(p)].name} (earlier run)") for p in inputs if _key(p) in planned]
+    planned = {path_key(t): path for path, t in targets.items()}
+    earlier = [p for p in inputs if path_key(p) in planned]
+    skipped = [(p, f"{p}: an output of {planned[path_key(p)].name} (earlier run)") for p in earlier]
     skipped += [(p, f"{p}: not an image or video (by its extension)") for p in other]
     skipped += [(p, f"{p}: inside the output folder {output}, so not read as an input") for p in inside_output]
-    jobs = [(p, t) for p, t in targets.items() if _key(p) not in planned]
+    jobs = [(p, t) for p, t in targets.items() if path_key(p) not in planned]
     groups: dict[str, list[Path]] = {}
     for path, target in jobs:
-        groups.setdefault(_key(target), []).append(path)
+        groups.setdefault(path_key(target), []).append(path)
     collisions = [
         f"{', '.join(p.name for p in group)} -> {targets[group[0]].name}" for group in groups.values() if len(group) > 1
     ]
@@ -196,8 +193,8 @@ def upscale_files(
     if progress is None:
         progress = sys.stderr.isatty()
     result = BatchResult(skipped=list(plan.skipped))
-    inputs = {_key(p) for p, _ in plan.jobs} | {_key(p) for p, _ in plan.skipped}
-    others = {_key(t) for _, t in plan.jobs}
+    inputs = {path_key(p) for p, _ in plan.jobs} | {path_key(p) for p, _ in plan.skipped}
+    others = {path_key(t) for _, t in plan.jobs}
     for folder in {t.parent for _, t in plan.jobs}:
         remove_stale_temporaries(folder, [t.name for _, t in plan.jobs])
     from tqdm import tqdm
@@ -220,7 +217,7 @@ def upscale_files(
                 raise ImageError(f"{target}: exists now; not replaced (use --overwrite)")
             if image.shape[2] == 4 and target.suffix.lower() not in ALPHA_EXTENSIONS:  # alpha: PNG instead
                 target = target.with_suffix(".png")
-                if _key(target) in inputs or _key(target) in others or (target.exists() and not overwrite):
+                if path_key(target) in inputs or path_key(target) in others or (target.exists() and not overwrite):
                     raise ImageError(f"{path}: has alpha, so it would be written as {target}, which is taken")
             size = fit_size(image.shape[1], image.shape[0], width, height)
             out = upscaler.upscale(image, outscale=outscale, progress=progress, size=size)

@@ -94,12 +94,17 @@ class KDSRGenerator(nn.Module):
         return self.add_mean(self.tail(r))
 
 
+def _mean_and_scale(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's mean and standard deviation plus :data:`STD_FLOOR` (over C, H, W), shaped (B, 1, 1, 1)."""
+    flat = x.float().flatten(1)
+    return flat.mean(dim=1)[:, None, None, None], flat.std(dim=1)[:, None, None, None] + STD_FLOOR
+
+
 def standardise(x: torch.Tensor) -> torch.Tensor:
     """Each image of (B, C, H, W) minus its mean, over its standard deviation (over C, H, W; plus :data:`STD_FLOOR`):
     the energy encoder's input, so that image contrast and brightness are not confused with the degradation."""
-    flat = x.float().flatten(1)
-    mean, std = flat.mean(dim=1), flat.std(dim=1)
-    return ((x.float() - mean[:, None, None, None]) / (std[:, None, None, None] + STD_FLOOR)).to(x.dtype)
+    mean, scale = _mean_and_scale(x)
+    return ((x.float() - mean) / scale).to(x.dtype)
 
 
 class KDIDE(nn.Module):
@@ -165,9 +170,9 @@ def pack_teacher_input(lr: torch.Tensor, hr: torch.Tensor, scale: int, encoder: 
     if hr.shape[-2:] != (lr.shape[-2] * scale, lr.shape[-1] * scale):
         raise ValueError(f"HR size {tuple(hr.shape[-2:])} must be {scale}x the LR size {tuple(lr.shape[-2:])}")
     if encoder == "energy":
-        std = lr.float().flatten(1).std(dim=1)[:, None, None, None] + STD_FLOOR
-        residual = (lr.float() - F.avg_pool2d(hr.float(), scale)) / std
-        return torch.cat([standardise(lr).float(), residual], dim=1).to(lr.dtype)
+        mean, std = _mean_and_scale(lr)
+        residual = lr.float() - F.avg_pool2d(hr.float(), scale)
+        return torch.cat([(lr.float() - mean) / std, residual / std], dim=1).to(lr.dtype)
     return torch.cat([lr, F.pixel_unshuffle(hr, scale)], dim=1)
 
 

@@ -175,8 +175,6 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
