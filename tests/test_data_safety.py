@@ -13,7 +13,7 @@ import torch
 from kdsr import save_model
 from kdsr.cli import main
 from kdsr.errors import ImageError
-from kdsr.image_io import read_image, write_image
+from kdsr.image_io import has_output_mark, read_image, write_image
 from tests.conftest import synthetic_image, tiny_model
 
 
@@ -31,7 +31,8 @@ def _upscale(*args: str) -> int:
 def test_folder_into_itself_never_replaces_or_reprocesses(tmp_path, model_file, capsys):
     d = tmp_path / "d"
     write_image(d / "x.png", synthetic_image(6, 6))
-    write_image(d / "x_out.png", synthetic_image(5, 5, seed=3))  # an earlier result, or a file the user cares about
+    assert _upscale("-i", str(d / "x.png"), "-o", str(d / "x_out.png"), "-n", model_file) == 0  # an earlier result
+    capsys.readouterr()
     before = {p.name: p.read_bytes() for p in d.iterdir()}
     assert _upscale("-i", str(d), "-o", str(d), "-n", model_file) == 1
     err = capsys.readouterr().err
@@ -43,6 +44,26 @@ def test_folder_into_itself_never_replaces_or_reprocesses(tmp_path, model_file, 
     assert sorted(p.name for p in d.iterdir()) == ["x.png", "x_out.png"]
     assert read_image(d / "x_out.png").shape == (24, 24, 3)
     assert (d / "x.png").read_bytes() == before["x.png"]
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp"])
+def test_a_users_own_file_named_like_an_output_is_an_input_never_replaced(tmp_path, model_file, capsys, ext):
+    """x_out.png beside x.png that kdsr did not write (no kdsr mark in its EXIF) is the user's: never replaced, even
+    under --overwrite; with --skip-existing it is upscaled like any input."""
+    d = tmp_path / "d"
+    write_image(d / f"x.{ext}", synthetic_image(6, 6))
+    write_image(d / f"x_out.{ext}", synthetic_image(5, 5, seed=3))
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    for flags in ([], ["--overwrite"]):
+        assert _upscale("-i", str(d), "-o", str(d), "-n", model_file, *flags) == 1
+        err = capsys.readouterr().err
+        assert f"x_out.{ext}: has the output name of x.{ext} but kdsr did not write it" in err
+        assert len(err.strip().splitlines()) == 1
+        assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    assert _upscale("-i", str(d), "-o", str(d), "-n", model_file, "--skip-existing") == 0
+    assert {p.name: p.read_bytes() for p in d.iterdir() if p.name in before} == before
+    assert read_image(d / f"x_out_out.{ext}").shape == (20, 20, 3)
+    assert has_output_mark(d / f"x_out_out.{ext}") and not has_output_mark(d / f"x_out.{ext}")
 
 
 def test_skip_existing_continues_a_folder_run(tmp_path, model_file):

@@ -103,21 +103,38 @@ class ImageMetadata(NamedTuple):
 
 
 EXIF_PREFIX = b"Exif\x00\x00"
-_ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y = 0x0112, 0x8769, 0xA002, 0xA003
+_ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y, _SOFTWARE = 0x0112, 0x8769, 0xA002, 0xA003, 0x0131
+#: the EXIF Software value of every upscaled image kdsr writes (PNG, JPEG, WebP): how a later run tells its own
+#: earlier outputs (replaceable under --overwrite) from a user's file that happens to share the name
+OUTPUT_MARK = "kdsr"
+#: output formats that carry the mark (OpenCV writes TIFF and BMP without metadata)
+MARKED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
 
-def read_image_metadata(path: str | os.PathLike, size: tuple[int, int] | None = None) -> ImageMetadata:
-    """The ICC profile and EXIF of an image file, the EXIF made true of its upscaled copy: orientation 1 (pixels are
-    stored as :func:`read_image` returns them, already turned) and, given ``size`` (width, height), the pixel
-    dimensions. Unreadable metadata is left out, never an error."""
+def has_output_mark(path: str | os.PathLike) -> bool:
+    """Whether an image file's header EXIF says kdsr wrote it (read without decoding pixels; False if unreadable)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            return _header_exif(im).get(_SOFTWARE) == OUTPUT_MARK
+    except Exception:  # noqa: BLE001 - an unreadable file is not one of ours
+        return False
+
+
+def read_image_metadata(path: str | os.PathLike, size: tuple[int, int] | None = None) -> ImageMetadata:
+    """The ICC profile and EXIF of an image file, the EXIF made true of its upscaled copy: orientation 1 (pixels are
+    stored as :func:`read_image` returns them, already turned), given ``size`` (width, height) the pixel dimensions,
+    and Software :data:`OUTPUT_MARK`. Unreadable metadata is left out (the mark stays), never an error."""
+    from PIL import Image
+
+    marked = Image.Exif()
+    marked[_SOFTWARE] = OUTPUT_MARK
+    try:
+        with Image.open(path) as im:
             icc = im.info.get("icc_profile") or None
             exif = im.getexif()
-            if not exif:
-                return ImageMetadata(icc, None)
+            exif[_SOFTWARE] = OUTPUT_MARK
             if _ORIENTATION in exif:
                 exif[_ORIENTATION] = 1
             if size is not None:
@@ -127,7 +144,7 @@ def read_image_metadata(path: str | os.PathLike, size: tuple[int, int] | None = 
                         sub[tag] = value
             data = exif.tobytes()
     except Exception:  # noqa: BLE001 - metadata is a courtesy: a file whose pixels read fine still upscales
-        return ImageMetadata()
+        return ImageMetadata(None, EXIF_PREFIX + marked.tobytes())
     return ImageMetadata(icc, data if data.startswith(EXIF_PREFIX) else EXIF_PREFIX + data)
 
 

@@ -18,6 +18,8 @@ from kdsr.image_io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     INPUT_IMAGE_EXTENSIONS,
+    MARKED_EXTENSIONS,
+    has_output_mark,
     read_image,
     read_image_metadata,
     visible_files,
@@ -86,6 +88,12 @@ def output_path(
     return output / f"{name}{extension}"
 
 
+def _written_by_kdsr(path: Path) -> bool:
+    """Whether a file named like an output is an earlier run's: marked by kdsr (PNG, JPEG, WebP), or of a format
+    that cannot carry the mark (TIFF, BMP, video), where the name alone decides."""
+    return path.suffix.lower() not in MARKED_EXTENSIONS or has_output_mark(path)
+
+
 @dataclasses.dataclass
 class Plan:
     """What a run will do, decided before any work: (input, output) jobs and the inputs it leaves alone."""
@@ -133,11 +141,19 @@ def plan_outputs(
     if same:
         raise KDSRError(f"{same[0]}: output would overwrite the input; choose another -o or --suffix")
     planned = {path_key(t): path for path, t in targets.items()}
-    earlier = [p for p in inputs if path_key(p) in planned]
+    named_like_outputs = [p for p in inputs if path_key(p) in planned]
+    earlier = [p for p in named_like_outputs if _written_by_kdsr(p)]
+    foreign = [p for p in named_like_outputs if p not in earlier]
+    if foreign and not skip_existing:
+        p = foreign[0]
+        raise KDSRError(
+            f"{p}: has the output name of {planned[path_key(p)].name} but kdsr did not write it (no kdsr mark in its "
+            "metadata), so it is an input and is never replaced; choose another --suffix or -o, or move it"
+        )
     skipped = [(p, f"{p}: an output of {planned[path_key(p)].name} (earlier run)") for p in earlier]
     skipped += [(p, f"{p}: not an image or video (by its extension)") for p in other]
     skipped += [(p, f"{p}: inside the output folder {output}, so not read as an input") for p in inside_output]
-    jobs = [(p, t) for p, t in targets.items() if path_key(p) not in planned]
+    jobs = [(p, t) for p, t in targets.items() if p not in earlier]
     groups: dict[str, list[Path]] = {}
     for path, target in jobs:
         groups.setdefault(path_key(target), []).append(path)

@@ -173,13 +173,17 @@ class StudentStage(Stage):
 
     def losses(self, lr, hr, step, labels=None):
         distill = self.config.distill
-        sr, idr = self.net(lr, return_idr=True)
+        warming_up = self.warmup and step < distill.warmup_steps
+        if warming_up and self.net is self.model:  # KD-only warm-up: the generator is not needed
+            sr, idr = None, self.model.encode(lr)
+        else:
+            sr, idr = self.net(lr, return_idr=True)
         losses = self.degradation_loss(idr.d, labels)
         if self.teacher is not None:
             with torch.no_grad():
                 target = self.teacher.encode(lr, hr).d_prime
             losses["kd"] = distill.weight * kd_loss(idr.d_prime, target, distill.loss, distill.temperature)
-        if not (self.warmup and step < distill.warmup_steps):
+        if not warming_up:
             losses["l1"] = F.l1_loss(sr.float(), hr)
         return losses, sr
 
