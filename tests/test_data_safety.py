@@ -434,3 +434,18 @@ def test_pytorch_zip_bombs_are_refused_before_torch_load(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "MAX_CHECKPOINT_BYTES", 1000)
     with pytest.raises(CheckpointError, match="more than any KDSR network"):
         checkpoint.read_checkpoint(tmp_path / "plain.pt")
+
+
+def test_a_folder_run_without_r_names_the_sub_folders_it_leaves_out(tmp_path, model_file, capsys):
+    d = tmp_path / "d"
+    write_image(d / "a.png", synthetic_image(4, 4))
+    write_image(d / "sub" / "b.png", synthetic_image(4, 4))
+    assert _upscale("-i", str(d), "-o", str(d / "out"), "-n", model_file) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {d / 'sub'}: a sub-folder, left out (-r takes sub-folders)" in err
+    assert "1 written, 1 skipped" in err
+    assert _upscale("-i", str(d / "sub"), "-o", str(tmp_path / "o2"), "-n", model_file, "-r") == 0
+    empty = tmp_path / "only-subs"
+    write_image(empty / "s" / "c.png", synthetic_image(4, 4))
+    assert _upscale("-i", str(empty), "-o", str(tmp_path / "o3"), "-n", model_file) == 1
+    assert "folder has no files (only sub-folders: -r takes them)" in capsys.readouterr().err

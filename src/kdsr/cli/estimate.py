@@ -108,7 +108,9 @@ def _fit(args: argparse.Namespace) -> int:
     paths = [p for folder in args.fit for p in list_images(_folder(folder))]
     name = args.model or default_model_name()
     model = load_model(name)
-    head = fit_head(model, paths, ranges, per_image=args.per_image, seed=args.seed, progress=not args.quiet)
+    head = fit_head(
+        model, paths, ranges, per_image=args.per_image, seed=args.seed, progress=not args.quiet and sys.stderr.isatty()
+    )
     write_head(name, head, args.output)
     print(f"{args.output}: estimator of {', '.join(head.targets)} fitted on {len(paths)} images")
     for name, error in head.fitted_on.get("cv_mae", {}).items():

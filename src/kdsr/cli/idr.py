@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 from pathlib import Path
 
 from kdsr.atomic import atomic_write_bytes
@@ -67,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     panels, models = {}, {}
     for name in args.model:
         model = load_model(name)
-        samples = collect_idr(model, paths, settings, crop=args.crop, seed=args.seed, progress=not args.quiet)
+        samples = collect_idr(
+            model, paths, settings, crop=args.crop, seed=args.seed, progress=not args.quiet and sys.stderr.isatty()
+        )
         panels[name], models[name] = samples, separability(samples)
     width = max(len("model"), *map(len, models))
     print(f"{'model':<{width}}  {'k-NN acc':>9} {'probe R2':>9} {'silhouette':>11}")

@@ -59,9 +59,15 @@ def collect_inputs(source: str | Path, recursive: bool = False) -> list[Path]:
     if source.is_dir():
         files = visible_files(source, recursive)
         if not files:
-            raise KDSRError(f"{source}: folder has no files")
+            hint = "" if recursive or not _sub_folders(source) else " (only sub-folders: -r takes them)"
+            raise KDSRError(f"{source}: folder has no files{hint}")
         return files
     raise KDSRError(f"{source}: no such file or folder")
+
+
+def _sub_folders(folder: Path) -> list[Path]:
+    """The visible sub-folders of a folder, sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def output_path(
@@ -153,6 +159,9 @@ def plan_outputs(
     skipped = [(p, f"{p}: an output of {planned[path_key(p)].name} (earlier run)") for p in earlier]
     skipped += [(p, f"{p}: not an image or video (by its extension)") for p in other]
     skipped += [(p, f"{p}: inside the output folder {output}, so not read as an input") for p in inside_output]
+    if not single and not recursive:
+        subs = [p for p in _sub_folders(Path(source)) if path_key(p) != path_key(output)]  # not the output itself
+        skipped += [(p, f"{p}: a sub-folder, left out (-r takes sub-folders)") for p in subs]
     jobs = [(p, t) for p, t in targets.items() if p not in earlier]
     groups: dict[str, list[Path]] = {}
     for path, target in jobs:
