@@ -147,10 +147,42 @@ def test_teacher_from_a_student_takes_its_generator_and_warms_up_the_encoder_alo
     assert not torch.equal(joint.G.head[0].weight, student.G.head[0].weight)
 
 
+def test_a_student_moves_to_a_fresh_energy_encoder_and_warms_it_up_on_the_head_alone(data_dir, tmp_path):
+    """distill.fresh_encoder: a trained (official-encoder) student's G under a new energy encoder, which learns the
+    degradation head's loss alone during the warm-up (no teacher, G not run), then jointly with L1."""
+    from kdsr.train import train
+
+    student = tiny_model(seed=5)
+    save_model(student, tmp_path / "student.safetensors")
+    overrides = [
+        "stage=student",
+        "model.encoder=energy",
+        f"distill.init={tmp_path / 'student.safetensors'}",
+        "distill.fresh_encoder=true",
+        "distill.weight=0",
+        "degradation.classic.per_image=true",
+        "distill.degradation_weight=0.5",
+        "distill.warmup_steps=2",
+    ]
+    train(_train_config(data_dir, *overrides, "optim.steps=2"), tmp_path / "warm")
+    warm = load_model(tmp_path / "warm" / "last.safetensors")
+    assert not warm.config.teacher and warm.config.encoder == "energy"
+    for key, value in student.G.state_dict().items():
+        assert torch.equal(warm.G.state_dict()[key], value), key
+    train(_train_config(data_dir, *overrides, "optim.steps=3"), tmp_path / "joint")
+    log = [json.loads(line) for line in (tmp_path / "joint" / "log.jsonl").read_text().splitlines()]
+    assert [("l1" in r) for r in log] == [False, False, True]
+    assert not torch.equal(
+        load_model(tmp_path / "joint" / "last.safetensors").G.head[0].weight, student.G.head[0].weight
+    )
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
         (["distill.warmup_steps=5"], "warmup_steps"),  # a teacher warm-up needs the head
+        (["stage=student", "distill.warmup_steps=5", "distill.weight=0", "distill.init=x"], "needs distill.teacher"),
+        (["stage=student", "distill.fresh_encoder=true", "distill.teacher=x"], "fresh_encoder"),
         (["stage=gan", "distill.warmup_steps=5", "distill.init=x", "distill.teacher=x", "gan.vgg_weights=x"], "warm"),
         (["model.encoder=fancy"], "model.encoder"),
         (["distill.degradation_weight=1", "degradation.classic.per_image=false"], "per_image"),

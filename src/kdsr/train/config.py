@@ -76,6 +76,9 @@ class DistillSection:
     # (default: the distilling teacher's, as the official code) or a whole student to continue; gan stage, the whole
     # student
     init: str = ""
+    # student stage: continue the init student's G under a fresh encoder of model.encoder's kind (e.g. a trained
+    # model moved to the energy encoder) instead of continuing it whole
+    fresh_encoder: bool = False
     loss: str = "kl"  # kl | l1 | l2 on D'
     temperature: float = 0.15
     weight: float = 1.0
@@ -206,6 +209,18 @@ class TrainConfig:
                 "(the head standardises D over the batch, which would remove a degradation the batch shares)",
             ),
             (self.distill.warmup_steps >= 0, "distill.warmup_steps must be >= 0"),
+            (
+                not self.distill.fresh_encoder or (self.stage == "student" and self.distill.init != ""),
+                "distill.fresh_encoder is for the student stage with distill.init (a student whose G is continued)",
+            ),
+            (
+                self.stage != "student"
+                or self.distill.warmup_steps == 0
+                or bool(self.distill.teacher)
+                or self.distill.degradation_weight > 0,
+                "distill.warmup_steps in the student stage trains the encoder on KD or the degradation head: it needs "
+                "distill.teacher or distill.degradation_weight > 0",
+            ),
             (self.model.encoder in ENCODERS, f"model.encoder must be one of {', '.join(ENCODERS)}"),
             (
                 self.distill.degradation_weight >= 0 and self.distill.degradation_lr_scale > 0,

@@ -50,7 +50,12 @@ def build_networks(config: TrainConfig, device: torch.device):
         overrides = {k: v for k, v in dataclasses.asdict(m).items() if k != "preset" and v is not None}
         return create_model(m.preset, teacher=True, scale=config.data.scale, **overrides).to(device), None
     if not config.distill.teacher:  # a student continued without distillation (distill.weight 0; see the config)
-        return _load_role(config.distill.init, teacher=False).to(device), None
+        student = _load_role(config.distill.init, teacher=False)
+        if config.distill.fresh_encoder:  # its G under a new encoder (seeded above)
+            fresh = build_model(dataclasses.replace(student.config, encoder=config.model.encoder))
+            fresh.G.load_state_dict(student.G.state_dict())
+            student = fresh
+        return student.to(device), None
     teacher = _load_role(config.distill.teacher, teacher=True).to(device).eval().requires_grad_(False)
     if config.stage == "gan":
         return _load_role(config.distill.init, teacher=False).to(device).train(), teacher
@@ -58,7 +63,7 @@ def build_networks(config: TrainConfig, device: torch.device):
     # that is itself a student is continued whole, encoder included (a longer run in several legs).
     student = build_model(dataclasses.replace(teacher.config, teacher=False))
     source = load_model(config.distill.init) if config.distill.init else teacher
-    if isinstance(source, KDSRStudent):
+    if isinstance(source, KDSRStudent) and not config.distill.fresh_encoder:
         if source.config != student.config:
             raise KDSRError(f"{config.distill.init}: the student's architecture differs from the teacher's")
         student.load_state_dict(source.state_dict())
