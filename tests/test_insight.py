@@ -9,7 +9,7 @@ from kdsr.checkpoint import read_metadata, save_model
 from kdsr.cli import main
 from kdsr.errors import CheckpointError
 from kdsr.insight.collect import Degradation, IDRSamples, collect_idr
-from kdsr.insight.estimator import DegradationHead, FitRanges, fit_ridge, read_head, write_head
+from kdsr.insight.estimator import DegradationEstimator, FitRanges, fit_ridge, read_head, write_head
 from tests.conftest import tiny_model
 
 pytest.importorskip("sklearn")
@@ -45,7 +45,7 @@ def test_ridge_head_round_trip_on_synthetic_features():
     mixing = rng.normal(0, 1, (2, 16))
     features = np.stack([sigma, noise], axis=1) @ mixing + rng.normal(0, 0.01, (300, 16)) + 5
     head = fit_ridge(features, {"blur_sigma": sigma, "noise": noise}, {"note": "synthetic"})
-    again = DegradationHead.from_json(head.to_json())
+    again = DegradationEstimator.from_json(head.to_json())
     predicted = again.predict(np.array([2.0, 10.0]) @ mixing + 5)
     assert predicted == pytest.approx({"blur_sigma": 2.0, "noise": 10.0}, abs=0.05)
     assert again.predict(np.array([-5.0, -50.0]) @ mixing + 5)["noise"] == 0  # clipped to the valid range
@@ -62,7 +62,7 @@ def test_cross_validated_errors_with_a_single_target():
 
 
 def test_readings_outside_the_fitted_range_say_so():
-    from kdsr.cli.estimate import describe
+    from kdsr.insight.estimator import describe
 
     rng = np.random.default_rng(1)
     sigma, noise = rng.uniform(0.2, 4, 200), rng.uniform(0, 20, 200)
@@ -81,7 +81,7 @@ def test_readings_outside_the_fitted_range_say_so():
 @pytest.mark.parametrize("text", ["not json", '{"targets": ["colour"]}', '{"targets": ["x"], "mean": []}'])
 def test_broken_head_is_a_checkpoint_error(text):
     with pytest.raises(CheckpointError):
-        DegradationHead.from_json(text)
+        DegradationEstimator.from_json(text)
 
 
 def test_fit_ranges_are_checked_and_draw_within_them():

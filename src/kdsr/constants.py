@@ -6,7 +6,7 @@ from __future__ import annotations
 #: Benchmark protocols (``kdsr.evaluation``) and PSNR/SSIM conventions (``kdsr.metrics``).
 PROTOCOLS = ("gaussian8", "aniso", "paired", "everyday")
 CONVENTIONS = ("official", "basicsr")
-#: Inference precisions (each maps to a torch dtype in ``kdsr.inference.upscaler.PRECISIONS``).
+#: Inference precisions (each maps to a torch dtype in ``kdsr.devices.PRECISIONS``).
 PRECISION_NAMES = ("fp32", "fp16", "bf16")
 #: What the OpenVINO backend adds: the generator quantised to INT8 (``kdsr.export.openvino``).
 OPENVINO_ONLY_PRECISIONS = ("int8",)

@@ -12,8 +12,6 @@ from kdsr.atomic import atomic_write_bytes
 from kdsr.cli.options import add_overwrite_option, model_inputs
 from kdsr.errors import KDSRError
 
-UNITS = {"blur_sigma": "blur sigma (HR px)", "noise": "noise (0-255)", "jpeg_quality": "JPEG quality"}
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -39,14 +37,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def describe(estimate: dict[str, float | str]) -> str:
-    """One line: "blur sigma (HR px) 1.2, noise (0-255) above 20, outside the fitted range"."""
-    return ", ".join(
-        f"{UNITS[name]} {value:.1f}" if isinstance(value, float) else f"{UNITS[name]} {value}"
-        for name, value in estimate.items()
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     from kdsr.outputs import check_output
 
@@ -63,7 +53,7 @@ def _estimate(args: argparse.Namespace) -> int:
     from kdsr.image_io import IMAGE_EXTENSIONS, read_image
     from kdsr.inference.files import collect_inputs
     from kdsr.inference.upscaler import default_model_name
-    from kdsr.insight.estimator import load_estimator
+    from kdsr.insight.estimator import describe, load_estimator
 
     name = args.model or default_model_name()
     estimate = load_estimator(name)

@@ -218,8 +218,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _degradation_reporter(model: str | None):
     """``-v``: print the degradation the model's estimator reads off each image (stderr; stdout lists outputs)."""
-    from kdsr.cli.estimate import describe
-    from kdsr.insight.estimator import load_estimator
+    from kdsr.insight.estimator import describe, load_estimator
 
     name = model or default_model_name()
     estimate = load_estimator(name)

@@ -23,6 +23,7 @@ from kdsr.insight.collect import Degradation, collect_idr, encode
 from kdsr.models import KDSRTeacher
 
 HEAD_KEY = "degradation_head"
+UNITS = {"blur_sigma": "blur sigma (HR px)", "noise": "noise (0-255)", "jpeg_quality": "JPEG quality"}
 NO_JPEG_QUALITY = 100.0  # the JPEG target of an image that was never compressed
 #: target name -> (Degradation field, valid range)
 TARGETS = {"blur_sigma": ("sigma", (0.0, 20.0)), "noise": ("noise", (0.0, 255.0)), "jpeg_quality": ("jpeg", (1, 100))}
@@ -63,7 +64,7 @@ class FitRanges:
 
 
 @dataclasses.dataclass(frozen=True)
-class DegradationHead:
+class DegradationEstimator:
     """``target = ((d - mean) / scale) @ coef[target] + intercept[target]``, clipped to the target's range."""
 
     targets: list[str]
@@ -116,7 +117,7 @@ class DegradationHead:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> DegradationHead:
+    def from_json(cls, text: str) -> DegradationEstimator:
         try:
             fields = json.loads(text)
             head = cls(**fields)
@@ -134,7 +135,7 @@ def _target_values(draws: Sequence[Degradation], name: str) -> np.ndarray:
 
 def fit_ridge(
     features: np.ndarray, targets: dict[str, np.ndarray], fitted_on: dict, groups: np.ndarray | None = None
-) -> DegradationHead:
+) -> DegradationEstimator:
     """Standardise the features and fit one ridge regression per target, each with its regularisation chosen by
     leave-one-out (scikit-learn's RidgeCV). With ``groups`` (the image of each row), ``fitted_on`` also gets each
     target's cross-validated MAE (5 folds of whole images) next to that of a constant guess (the training mean),
@@ -155,14 +156,14 @@ def fit_ridge(
         constant = np.abs(y - y.mean(axis=0)).mean(axis=0).round(3).tolist()
         fitted_on["constant_mae"] = dict(zip(targets, constant, strict=True))
     ridge.fit(z, y)
-    return DegradationHead(
+    return DegradationEstimator(
         list(targets), mean.tolist(), scale.tolist(), ridge.coef_.tolist(), ridge.intercept_.tolist(), fitted_on
     )
 
 
 def fit_head(
     model, hr_paths: Sequence[Path], ranges: FitRanges, per_image: int = 8, crop: int = 384, seed: int = 0, **kw
-) -> DegradationHead:
+) -> DegradationEstimator:
     """Degrade each HR image (centre ``crop``) ``per_image`` times with draws from ``ranges``, encode, fit."""
     rng = np.random.default_rng(seed)
     plan = [ranges.draw(rng, per_image) for _ in hr_paths]
@@ -173,16 +174,16 @@ def fit_head(
     return fit_ridge(samples.features, targets, fitted_on, groups=samples.image)
 
 
-def read_head(source: str | os.PathLike) -> DegradationHead | None:
+def read_head(source: str | os.PathLike) -> DegradationEstimator | None:
     """The degradation head stored in a model file (bundled name or path); None when it has none (or is not ours)."""
     path = model_file(source)
     if path.suffix != ".safetensors" or not path.is_file():
         return None
     text = read_metadata(path).get(HEAD_KEY)
-    return DegradationHead.from_json(text) if text else None
+    return DegradationEstimator.from_json(text) if text else None
 
 
-def write_head(source: str | os.PathLike, head: DegradationHead, output: str | os.PathLike) -> None:
+def write_head(source: str | os.PathLike, head: DegradationEstimator, output: str | os.PathLike) -> None:
     """Write the model (bundled name, our file or an official one) to ``output`` in our format with ``head`` in its
     metadata; the other metadata of our files (model card, summary) is kept."""
     path = model_file(source)
@@ -191,9 +192,9 @@ def write_head(source: str | os.PathLike, head: DegradationHead, output: str | o
     save_model(load_model(path), output, metadata={**kept, HEAD_KEY: head.to_json()})
 
 
-def estimate_image(model, head: DegradationHead, image: np.ndarray) -> dict[str, float | str]:
+def estimate_image(model, head: DegradationEstimator, image: np.ndarray) -> dict[str, float | str]:
     """The degradation a student sees in an (H, W, 1|3|4) uint8/uint16 image (alpha ignored, grey as RGB), as
-    :meth:`DegradationHead.read` words it."""
+    :meth:`DegradationEstimator.read` words it."""
     if isinstance(model, KDSRTeacher):
         raise KDSRError("estimating needs a student model (a teacher needs the HR image)")
     image = image[:, :, None] if image.ndim == 2 else image
@@ -212,7 +213,7 @@ def load_estimator(source: str | os.PathLike):
 
 
 def head_errors(
-    model, head: DegradationHead, hr_paths: Sequence[Path], settings: Sequence[Degradation], seed: int = 0, **kw
+    model, head: DegradationEstimator, hr_paths: Sequence[Path], settings: Sequence[Degradation], seed: int = 0, **kw
 ) -> dict[str, dict[str, float]]:
     """Mean absolute error of each target per setting, on whole images degraded as ``kdsr degrade`` does."""
     samples = collect_idr(model, hr_paths, settings, seed=seed, **kw)
@@ -225,3 +226,11 @@ def head_errors(
             for name in head.targets
         }
     return errors
+
+
+def describe(estimate: dict[str, float | str]) -> str:
+    """One line: "blur sigma (HR px) 1.2, noise (0-255) above 20, outside the fitted range"."""
+    return ", ".join(
+        f"{UNITS[name]} {value:.1f}" if isinstance(value, float) else f"{UNITS[name]} {value}"
+        for name, value in estimate.items()
+    )

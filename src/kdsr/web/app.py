@@ -84,7 +84,7 @@ class Server:
             results.append(str(target))
             line = f"{source.name}: {image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]}"
             if estimator is not None:
-                from kdsr.cli.estimate import describe
+                from kdsr.insight.estimator import describe
 
                 line += f"; the model sees {describe(estimator(image))}"
             lines.append(line)
