@@ -33,3 +33,23 @@ def test_the_scan_sees_lazy_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from kdsr.cli.estimate import run\n")
     assert "kdsr.cli.estimate" in _imported_modules(module)
+
+
+def test_a_mistake_is_answered_before_torch_or_opencv_load(tmp_path):
+    """`kdsr upscale` with a missing input or an existing output refuses before the heavy imports (issue: the first
+    minutes; a call used to take 5-9 s to say a file is missing)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "a_out.png").write_bytes(b"y")
+    script = (
+        "import sys\nfrom kdsr.cli import main\n"
+        "assert main(['upscale', '-i', 'missing.png', '-o', 'x.png']) == 1\n"
+        "assert main(['upscale', '-i', '.', '-o', '.']) == 1\n"  # a_out.png is not kdsr's: refused
+        "assert main(['upscale', '-i', 'a.png', '-o', 'a_out.png']) == 1\n"  # exists
+        "print(sorted(m for m in ('torch', 'cv2') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    assert done.stderr.count("kdsr: error:") == 3

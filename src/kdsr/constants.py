@@ -27,3 +27,14 @@ BORDER_PAD = 8
 DEFAULT_MAX_PIXELS = 100_000_000
 #: x264/VP9 constant quality of video outputs.
 DEFAULT_CRF = 18
+#: Extensions that ``kdsr upscale`` picks up in a folder and can write.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+#: Formats that keep an alpha channel / 16-bit samples when written.
+ALPHA_EXTENSIONS = (".png", ".webp", ".tif", ".tiff")
+#: Image files a run reads besides those it writes: a GIF (its first frame, with a warning) gives a PNG.
+INPUT_IMAGE_EXTENSIONS = (*IMAGE_EXTENSIONS, ".gif")
+HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
+#: Output formats that carry kdsr's mark (EXIF Software; OpenCV writes TIFF and BMP without metadata).
+MARKED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+#: Video containers ``kdsr upscale`` reads and writes.
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi")

@@ -14,20 +14,18 @@ import zlib
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 
 from kdsr.atomic import atomic_write_bytes
-from kdsr.constants import DEFAULT_MAX_PIXELS
+from kdsr.constants import (  # noqa: F401 - the extension lists are part of this module's interface
+    ALPHA_EXTENSIONS,
+    DEFAULT_MAX_PIXELS,
+    HIGH_DEPTH_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    INPUT_IMAGE_EXTENSIONS,
+    MARKED_EXTENSIONS,
+)
 from kdsr.errors import ImageError
-
-#: Extensions that ``kdsr upscale`` picks up in a folder and can write.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-#: Formats that keep an alpha channel / 16-bit samples when written.
-ALPHA_EXTENSIONS = (".png", ".webp", ".tif", ".tiff")
-#: Image files a run reads besides those it writes: a GIF (its first frame, with a warning) gives a PNG.
-INPUT_IMAGE_EXTENSIONS = (*IMAGE_EXTENSIONS, ".gif")
-HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
 
 
 def visible_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
@@ -107,8 +105,6 @@ _ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y, _SOFTWARE = 0x0112, 0x8769, 0xA002,
 #: the EXIF Software value of every upscaled image kdsr writes (PNG, JPEG, WebP): how a later run tells its own
 #: earlier outputs (replaceable under --overwrite) from a user's file that happens to share the name
 OUTPUT_MARK = "kdsr"
-#: output formats that carry the mark (OpenCV writes TIFF and BMP without metadata)
-MARKED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def has_output_mark(path: str | os.PathLike) -> bool:
@@ -182,6 +178,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     The size in the header is checked against ``max_pixels`` before decoding. Of an animated or multi-page file only
     the first frame is read, with a warning.
     """
+    import cv2  # here, not at import: argument and path checks answer without loading OpenCV
+
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -233,6 +231,8 @@ def write_image(
     """Write an (H, W, C) RGB(A)/grey array atomically; 16-bit is reduced to 8-bit for formats without it.
     ``quality`` (1-100) is for JPEG and WebP (101: lossless WebP, OpenCV's convention); ``metadata`` (ICC profile,
     EXIF) is embedded in PNG, JPEG and WebP."""
+    import cv2
+
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:

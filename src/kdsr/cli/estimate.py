@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _estimate(args: argparse.Namespace) -> int:
     from kdsr.image_io import IMAGE_EXTENSIONS, read_image
-    from kdsr.inference.files import collect_inputs
+    from kdsr.inference.planning import collect_inputs
     from kdsr.inference.upscaler import default_model_name
     from kdsr.insight.estimator import describe, load_estimator
 

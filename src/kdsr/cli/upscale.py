@@ -165,6 +165,17 @@ def run(args: argparse.Namespace) -> int:
         raise KDSRError("--width and --height must be >= 1")
     if args.outscale and (args.width or args.height):
         raise KDSRError("give -s or --width/--height, not both")
+    from kdsr.inference.planning import plan_outputs
+
+    plan = plan_outputs(  # inputs, output names and refusals, before torch and the model load
+        args.input,
+        args.output,
+        suffix=args.suffix,
+        ext=args.ext,
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        recursive=args.recursive,
+    )
     from kdsr.inference.files import upscale_files
     from kdsr.inference.upscaler import Upscaler
     from kdsr.inference.video import VideoSettings
@@ -202,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
         width=args.width,
         height=args.height,
         recursive=args.recursive,
+        plan=plan,
     )
     for path in result.written:
         print(path)

@@ -1,7 +1,24 @@
-"""Inference: tiled upscaling of tensors, numpy images and files."""
+"""Inference: tiled upscaling of tensors, numpy images and files. Light to import (the planning of a run,
+:mod:`kdsr.inference.planning`, needs no torch); the rest loads on first use."""
 
-from kdsr.inference.files import upscale_files
-from kdsr.inference.tiling import estimate_idr, tiled_super_resolve
-from kdsr.inference.upscaler import Upscaler, upscale
+from __future__ import annotations
 
-__all__ = ["Upscaler", "estimate_idr", "tiled_super_resolve", "upscale", "upscale_files"]
+_LAZY = {
+    "upscale_files": "kdsr.inference.files",
+    "estimate_idr": "kdsr.inference.tiling",
+    "tiled_super_resolve": "kdsr.inference.tiling",
+    "Upscaler": "kdsr.inference.upscaler",
+    "upscale": "kdsr.inference.upscaler",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kdsr.inference' has no attribute {name!r}")

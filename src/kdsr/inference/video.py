@@ -17,11 +17,10 @@ import numpy as np
 import torch
 
 from kdsr.atomic import atomic_path
-from kdsr.constants import DEFAULT_CRF
+from kdsr.constants import DEFAULT_CRF, VIDEO_EXTENSIONS
 from kdsr.errors import ImageError, KDSRError
 from kdsr.inference.upscaler import MAX_OUTPUT_PIXELS, Upscaler, fit_size
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 #: container -> (ffmpeg muxer, default video codec, audio codec, subtitle codec or None where subtitles cannot be
 #: kept); audio is copied except into WebM, which takes Opus/Vorbis only
 CONTAINERS = {
@@ -194,7 +193,3 @@ def upscale_video(
 
 def _last_line(text: str) -> str:
     return text.splitlines()[-1] if text else "no message"
-
-
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS
