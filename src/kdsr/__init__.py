@@ -5,6 +5,8 @@ Light to import: the networks and inference helpers load on first use.
 
 from __future__ import annotations
 
+from kdsr._lazy import lazy_getattr
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -22,11 +24,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kdsr' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from kdsr._lazy import lazy_getattr
+
 _LAZY = {
     "upscale_files": "kdsr.inference.files",
     "estimate_idr": "kdsr.inference.tiling",
@@ -14,11 +16,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kdsr.inference' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
