@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "upscale", help="upscale images", description="Upscale an image file or every image of a folder."
     )
-    p.add_argument("-i", "--input", required=True, help="input image or folder")
+    p.add_argument("-i", "--input", required=True, help="input image, video or folder")
     p.add_argument(
         "-o", "--output", default="results", help="output folder, or file for a single input (default: results)"
     )
@@ -36,118 +36,11 @@ def add_parser(sub) -> None:
         default=None,
         help=f"bundled model, preset or checkpoint path (default: {default_model_name()})",
     )
-    p.add_argument("-s", "--outscale", type=float, default=None, help="final scale, if not the model's (resized after)")
-    p.add_argument("--width", type=int, default=None, help="final width in pixels; the height follows")
-    p.add_argument(
-        "--height", type=int, default=None, help="final height in pixels; the width follows the aspect ratio"
-    )
-    p.add_argument(
-        "-t",
-        "--tile",
-        type=int,
-        default=None,
-        help="LR tile size in pixels, 0 for the whole image (default: 512 on CUDA, 256 otherwise)",
-    )
-    p.add_argument(
-        "--tile-pad",
-        "--tile_pad",
-        dest="tile_pad",
-        type=int,
-        default=TILE_PAD,
-        help=f"context pixels per tile side (default {TILE_PAD})",
-    )
-    p.add_argument(
-        "--tile-overlap",
-        "--tile_overlap",
-        dest="tile_overlap",
-        type=int,
-        default=TILE_OVERLAP,
-        help=f"pixels shared and blended between adjacent tiles (default {TILE_OVERLAP})",
-    )
-    p.add_argument(
-        "--idr-view",
-        dest="idr_view",
-        type=int,
-        default=DEFAULT_IDR_VIEW,
-        help=f"estimate the IDR from at most NxN LR pixels, grid cells spread over larger images (0: whole image; "
-        f"default {DEFAULT_IDR_VIEW})",
-    )
-    p.add_argument(
-        "--border-pad",
-        dest="border_pad",
-        type=int,
-        default=BORDER_PAD,
-        help=f"LR pixels of edge replication around the image before the network, so that borders are not smudged "
-        f"(default {BORDER_PAD}; 0: the network's own zero padding)",
-    )
-    p.add_argument(
-        "--no-color-fix",
-        dest="fix_color",
-        action="store_false",
-        help="do not keep the output's colours and low frequencies on the input's (the raw network output)",
-    )
-    p.add_argument(
-        "-r",
-        "--recursive",
-        action="store_true",
-        help="also the sub-folders of a folder input; the output folder mirrors the tree (hidden files and folders "
-        "are left out)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
-    p.add_argument(
-        "--skip-existing",
-        dest="skip_existing",
-        action="store_true",
-        help="leave inputs whose output exists alone (to continue an interrupted folder run)",
-    )
-    p.add_argument(
-        "--max-pixels",
-        dest="max_pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help=f"refuse input images larger than this, read from the file header before decoding "
-        f"(default {DEFAULT_MAX_PIXELS:,})",
-    )
-    p.add_argument("--suffix", default="out", help="suffix of output file names (default: out)")
-    p.add_argument(
-        "--ext",
-        default="auto",
-        choices=["auto", "png", "jpg", "webp"],
-        help="output format (default: auto, the input's)",
-    )
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP output quality, 1-100 (default 95)")
-    add_device_options(p, openvino=True)
-    p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
-    p.add_argument(
-        "--alpha-upsampler",
-        "--alpha_upsampler",
-        dest="alpha_upsampler",
-        default="kdsr",
-        choices=ALPHA_UPSAMPLERS,
-        help="how the alpha channel is upscaled (default: kdsr)",
-    )
-    p.add_argument(
-        "--backend",
-        default="torch",
-        choices=["auto", *BACKENDS],
-        help="default torch; onnx: run a `kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as "
-        "torch) or a .onnx file (whole images); openvino: OpenVINO's CPU runtime (kdsr[openvino]) on any model, "
-        "--precision fp32, bf16 or int8 (auto: fp32); auto: OpenVINO on an x86 CPU when installed, else torch (-v says "
-        "which)",
-    )
-    add_calibration_option(p)
-    video = p.add_argument_group("video (.mp4 .mov .mkv .webm .avi; needs the video extra)")
-    video.add_argument(
-        "--crf", type=int, default=DEFAULT_CRF, help=f"constant quality, lower is better (default {DEFAULT_CRF})"
-    )
-    video.add_argument("--codec", default=None, help="ffmpeg video encoder (default: libx264, libvpx-vp9 for .webm)")
-    video.add_argument(
-        "--idr-per-frame",
-        dest="idr_per_frame",
-        action="store_true",
-        help="estimate the IDR for every frame (footage whose degradation changes; may flicker) instead of once "
-        "per video",
-    )
+    _add_size_options(p)
+    _add_network_options(p)
+    _add_file_options(p)
+    _add_runtime_options(p)
+    _add_video_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="print the degradation estimated for each image (kdsr estimate)"
@@ -238,3 +131,136 @@ def _degradation_reporter(model: str | None):
         print(f"kdsr: {name} has no degradation estimator (kdsr estimate --fit)", file=sys.stderr)
         return None
     return lambda path, image: print(f"{path.name}: {describe(estimate(image))}", file=sys.stderr)
+
+
+def _add_size_options(parser: argparse.ArgumentParser) -> None:
+    """The final size: the model's scale, -s, or --width/--height."""
+    parser.add_argument(
+        "-s", "--outscale", type=float, default=None, help="final scale, if not the model's (resized after)"
+    )
+    parser.add_argument("--width", type=int, default=None, help="final width in pixels; the height follows")
+    parser.add_argument(
+        "--height", type=int, default=None, help="final height in pixels; the width follows the aspect ratio"
+    )
+
+
+def _add_network_options(parser: argparse.ArgumentParser) -> None:
+    """How the network sees the image: tiles, the IDR's view, border padding, the colour fix."""
+    parser.add_argument(
+        "-t",
+        "--tile",
+        type=int,
+        default=None,
+        help="LR tile size in pixels, 0 for the whole image (default: 512 on CUDA, 256 otherwise)",
+    )
+    parser.add_argument(
+        "--tile-pad",
+        "--tile_pad",
+        dest="tile_pad",
+        type=int,
+        default=TILE_PAD,
+        help=f"context pixels per tile side (default {TILE_PAD})",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        "--tile_overlap",
+        dest="tile_overlap",
+        type=int,
+        default=TILE_OVERLAP,
+        help=f"pixels shared and blended between adjacent tiles (default {TILE_OVERLAP})",
+    )
+    parser.add_argument(
+        "--idr-view",
+        dest="idr_view",
+        type=int,
+        default=DEFAULT_IDR_VIEW,
+        help=f"estimate the IDR from at most NxN LR pixels, grid cells spread over larger images (0: whole image; "
+        f"default {DEFAULT_IDR_VIEW})",
+    )
+    parser.add_argument(
+        "--border-pad",
+        dest="border_pad",
+        type=int,
+        default=BORDER_PAD,
+        help=f"LR pixels of edge replication around the image before the network, so that borders are not smudged "
+        f"(default {BORDER_PAD}; 0: the network's own zero padding)",
+    )
+    parser.add_argument(
+        "--no-color-fix",
+        dest="fix_color",
+        action="store_false",
+        help="do not keep the output's colours and low frequencies on the input's (the raw network output)",
+    )
+
+
+def _add_file_options(parser: argparse.ArgumentParser) -> None:
+    """Which inputs are read and how outputs are named, written and protected."""
+    parser.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="also the sub-folders of a folder input; the output folder mirrors the tree (hidden files and folders "
+        "are left out)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
+    parser.add_argument(
+        "--skip-existing",
+        dest="skip_existing",
+        action="store_true",
+        help="leave inputs whose output exists alone (to continue an interrupted folder run)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        dest="max_pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse input images larger than this, read from the file header before decoding "
+        f"(default {DEFAULT_MAX_PIXELS:,})",
+    )
+    parser.add_argument("--suffix", default="out", help="suffix of output file names (default: out)")
+    parser.add_argument(
+        "--ext",
+        default="auto",
+        choices=["auto", "png", "jpg", "webp"],
+        help="output format (default: auto, the input's)",
+    )
+    parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP output quality, 1-100 (default 95)")
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how the network runs: device, precision, backend, alpha."""
+    add_device_options(parser, openvino=True)
+    parser.add_argument("--fp32", action="store_true", help="same as --precision fp32")
+    parser.add_argument(
+        "--alpha-upsampler",
+        "--alpha_upsampler",
+        dest="alpha_upsampler",
+        default="kdsr",
+        choices=ALPHA_UPSAMPLERS,
+        help="how the alpha channel is upscaled (default: kdsr)",
+    )
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=["auto", *BACKENDS],
+        help="default torch; onnx: run a `kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as "
+        "torch) or a .onnx file (whole images); openvino: OpenVINO's CPU runtime (kdsr[openvino]) on any model, "
+        "--precision fp32, bf16 or int8 (auto: fp32); auto: OpenVINO on an x86 CPU when installed, else torch (-v says "
+        "which)",
+    )
+    add_calibration_option(parser)
+
+
+def _add_video_options(parser: argparse.ArgumentParser) -> None:
+    video = parser.add_argument_group("video (.mp4 .mov .mkv .webm .avi; needs the video extra)")
+    video.add_argument(
+        "--crf", type=int, default=DEFAULT_CRF, help=f"constant quality, lower is better (default {DEFAULT_CRF})"
+    )
+    video.add_argument("--codec", default=None, help="ffmpeg video encoder (default: libx264, libvpx-vp9 for .webm)")
+    video.add_argument(
+        "--idr-per-frame",
+        dest="idr_per_frame",
+        action="store_true",
+        help="estimate the IDR for every frame (footage whose degradation changes; may flicker) instead of once "
+        "per video",
+    )

@@ -142,7 +142,14 @@ class TrainConfig:
     val: ValSection = dataclasses.field(default_factory=ValSection)
 
     def validate(self) -> None:
-        checks = [
+        """Raise :class:`KDSRError` naming the first setting that is out of range or does not fit the others."""
+        for ok, message in self._basic_checks() + self._distill_checks():
+            if not ok:
+                raise KDSRError(f"config: {message}")
+
+    def _basic_checks(self) -> list[tuple[bool, str]]:
+        """Names, sizes and ranges, and what each stage needs."""
+        return [
             (self.stage in STAGES, f"stage must be one of {STAGES}"),
             (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
             (
@@ -172,6 +179,11 @@ class TrainConfig:
                 "degradation.group must be >= 1 and divide data.batch_size",
             ),
             (self.degradation.group_mode in ("replay", "strip"), "degradation.group_mode must be replay or strip"),
+        ]
+
+    def _distill_checks(self) -> list[tuple[bool, str]]:
+        """The IDR recipe options (grouping, contrast, degradation head, warm-ups, encoders) and their stages."""
+        return [
             (
                 not self.distill.group_idr or (self.stage == "teacher" and self.degradation.group > 1),
                 "distill.group_idr is for the teacher stage and needs degradation.group > 1",
@@ -232,9 +244,6 @@ class TrainConfig:
                 f"model.preset must be one of {', '.join(PRESETS)}, got {self.model.preset!r}",
             ),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise KDSRError(f"config: {message}")
 
 
 def _build(cls, values: Any, where: str):
