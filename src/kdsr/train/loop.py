@@ -7,7 +7,6 @@ draws), so an interrupted run resumed from its last checkpoint continues exactly
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
 import os
@@ -24,10 +23,12 @@ from torch import nn
 from kdsr.data import HRPatches, StepBatchSampler
 from kdsr.data.patches import load_rgb_folder
 from kdsr.degradations import classic, mixture, realworld
-from kdsr.devices import PRECISIONS, resolve_device
+from kdsr.devices import PRECISIONS
 from kdsr.errors import KDSRError
 from kdsr.models import KDSRTeacher
 from kdsr.train.config import TrainConfig
+from kdsr.train.distributed import Dist, init_distributed, training_device
+from kdsr.train.ema import EMA
 from kdsr.train.runlog import RunLog
 from kdsr.train.runstate import (
     STATE_FILE,
@@ -36,59 +37,11 @@ from kdsr.train.runstate import (
     prepare_run_dir,
     run_lock,
 )
-from kdsr.train.stages import build_stage
-
-
-@dataclasses.dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _init_distributed(device_name: str) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist()
-    if not dist.is_initialized():
-        backend = (
-            "nccl"
-            if device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-            else "gloo"
-        )
-        dist.init_process_group(backend)
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _device(name: str, ddp: Dist) -> torch.device:
-    device = resolve_device(name)
-    if device.type == "cuda" and ddp.world > 1:
-        device = torch.device("cuda", ddp.local_rank)
-        torch.cuda.set_device(device)
-    return device
+from kdsr.train.stages import Stage, build_stage
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
-
-
-class EMA:
-    """Exponential moving average of a model's parameters (buffers copied)."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            ema_p.lerp_(p.detach(), 1 - self.decay)
-        for ema_b, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            ema_b.copy_(b)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -211,10 +164,98 @@ def train(
         return _train(config, run_dir, resume, stop_after, overwrite)
 
 
+class _Optimisation:
+    """What one optimisation step changes: the stage's networks (through its parameter groups), the Adam optimiser,
+    the fp16 loss scaler and the EMA copy; and their part of a checkpoint."""
+
+    def __init__(self, config: TrainConfig, stage: Stage, device: torch.device) -> None:
+        self.stage, self.grad_clip = stage, config.optim.grad_clip
+        self.ema = EMA(stage.model, config.ema_decay) if config.ema_decay > 0 else None
+        groups = stage.param_groups()
+        self.params = [p for group in groups for p in group["params"]]
+        self.optimizer = torch.optim.Adam(groups, lr=config.optim.lr, betas=tuple(config.optim.betas))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+
+    @property
+    def weights(self) -> nn.Module:
+        """What the run saves and validates: the EMA copy if any, else the trained network."""
+        return self.ema.model if self.ema else self.stage.model
+
+    def set_lr(self, value: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = value * group.get("lr_scale", 1.0)  # checkpoints before lr_scale: 1
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema:
+            self.ema.update(self.stage.model)
+
+    def state_dict(self, step: int, best: float) -> dict:
+        return {
+            "step": step,
+            "best": best,
+            "model": self.stage.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            **({"ema": self.ema.model.state_dict()} if self.ema else {}),
+            **self.stage.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict, source: Path) -> None:
+        try:
+            self.stage.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            if self.ema:
+                self.ema.model.load_state_dict(state["ema"])
+            self.stage.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise KDSRError(f"{source}: does not fit this config's networks ({first})") from None
+
+
+class _Meter:
+    """Means of the losses over the steps since the last log record."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, losses: dict[str, torch.Tensor], loss: torch.Tensor) -> None:
+        for name, value in {**losses, "loss": loss}.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.item()
+        self.count += 1
+
+    def take(self) -> dict[str, float]:
+        means = {k: v / self.count for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
+
+
+@dataclasses.dataclass
+class _Run:
+    """One training run's parts, as :func:`_train` assembles them for :func:`_loop`."""
+
+    config: TrainConfig
+    run_dir: Path
+    ddp: Dist
+    device: torch.device
+    stage: Stage
+    optimisation: _Optimisation
+    checkpoints: Checkpointer
+    log: RunLog
+    writer: object | None
+
+
 def _train(config: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None, overwrite: bool) -> dict:
-    ddp = _init_distributed(config.device)
-    device = _device(config.device, ddp)
-    dtype = PRECISIONS[config.precision]
+    ddp = init_distributed(config.device)
+    device = training_device(config.device, ddp)
     checkpoints, log = Checkpointer(run_dir, config, enabled=ddp.main), RunLog(run_dir)
     state = None
     if ddp.main:
@@ -227,147 +268,124 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, stop_after: int | N
                 f"{run_dir}: optim.steps={config.optim.steps} is below the step the run reached ({state['step']})"
             )
     stage = build_stage(config, device)
-    model = stage.model
-    ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
-    groups = stage.param_groups()
-    params = [p for group in groups for p in group["params"]]
-    optimizer = torch.optim.Adam(groups, lr=config.optim.lr, betas=tuple(config.optim.betas))
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-
+    optimisation = _Optimisation(config, stage, device)
     start, best = 0, -math.inf
-    if state is not None:
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
-            if ema:
-                ema.model.load_state_dict(state["ema"])
-            stage.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise KDSRError(f"{run_dir / STATE_FILE}: does not fit this config's networks ({first})") from None
+    if state is None:
+        checkpoints.start()
+    else:
+        optimisation.load_state_dict(state, run_dir / STATE_FILE)
         start, best = state["step"], state["best"]
         if ddp.main:
             log.cut(start)  # records written after the checkpoint are redone
-    else:
-        checkpoints.start()
     if ddp.world > 1:
         stage.distribute()
+    writer = _tensorboard(config, run_dir) if ddp.main else None
+    run = _Run(config, run_dir, ddp, device, stage, optimisation, checkpoints, log, writer)
+    end = config.optim.steps if stop_after is None else min(config.optim.steps, start + stop_after)
+    last = _loop(run, start, end, best)
+    if writer:
+        writer.close()
+    if ddp.world > 1:
+        dist.barrier()
+    return last
 
+
+def _loader(config: TrainConfig, start: int, ddp: Dist) -> torch.utils.data.DataLoader:
+    """HR patch batches from step ``start`` on, this rank's share."""
     images = load_rgb_folder(config.data.train)
     dataset = HRPatches(images, config.data.patch_size * config.data.scale, config.seed)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=StepBatchSampler(config.data.batch_size, start, ddp.rank, ddp.world),
-        num_workers=config.data.workers,
-    )
-    writer = _tensorboard(config, run_dir) if ddp.main else None
+    sampler = StepBatchSampler(config.data.batch_size, start, ddp.rank, ddp.world)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=config.data.workers)
 
+
+def _batch(run: _Run, hr: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(LR, HR, degradation labels or None) of one step: the HR patches degraded by the step's own draws."""
+    config = run.config
+    hr = hr.to(run.device, non_blocking=True)
+    generator = torch.Generator(run.device).manual_seed(step_seed(config.seed, step, run.ddp.rank))
+    labels = None
+    with torch.no_grad():
+        if run.stage.wants_labels:
+            lr, labels = _degrade_labelled(config, hr, generator)
+        else:
+            lr = _degrade(config, hr, generator)
+    return lr.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last), labels
+
+
+def _all_finite(loss: torch.Tensor, ddp: Dist) -> bool:
+    """Whether the loss is finite on every rank (a step is skipped everywhere or nowhere)."""
+    finite = torch.isfinite(loss.detach()).float()
+    if ddp.world > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return finite.item() == 1
+
+
+def _loop(run: _Run, start: int, end: int, best: float) -> dict:
+    """Steps ``start`` to ``end``: log, validate and checkpoint as configured; SIGINT/SIGTERM save and stop."""
     from tqdm import tqdm
 
-    end = config.optim.steps if stop_after is None else min(config.optim.steps, start + stop_after)
+    config, ddp, optimisation = run.config, run.ddp, run.optimisation
+    dtype = PRECISIONS[config.precision]
+    autocast = torch.autocast(run.device.type, dtype=dtype, enabled=dtype != torch.float32)
+    meter, bad, last, t0 = _Meter(), 0, {}, time.perf_counter()
     bar = tqdm(total=end, initial=start, desc=config.stage, unit="step", disable=not (ddp.main and sys.stderr.isatty()))
-    sums: dict[str, float] = {}
-    count, bad, last = 0, 0, {}
-    t0 = time.perf_counter()
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-
-    def save_checkpoint(step: int) -> None:
-        state = {
-            "step": step,
-            "best": best,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-            **({"ema": ema.model.state_dict()} if ema else {}),
-            **stage.state_dict(),
-        }
-        checkpoints.save(step, ema.model if ema else model, state)
-
     with _stop_signals() as stop:
-        for step, hr in zip(range(start, end), loader, strict=False):
+        for step, hr in zip(range(start, end), _loader(config, start, ddp), strict=False):
             lr_value = learning_rate(config, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_value * group.get("lr_scale", 1.0)  # checkpoints before lr_scale: 1
-            hr = hr.to(device, non_blocking=True)
-            generator = torch.Generator(device).manual_seed(step_seed(config.seed, step, ddp.rank))
-            labels = None
-            with torch.no_grad():
-                if stage.wants_labels:
-                    lr, labels = _degrade_labelled(config, hr, generator)
-                else:
-                    lr = _degrade(config, hr, generator)
-                lr = lr.contiguous(memory_format=torch.channels_last)
-            hr = hr.contiguous(memory_format=torch.channels_last)
+            optimisation.set_lr(lr_value)
+            lr, hr, labels = _batch(run, hr, step)
             with autocast:
-                losses, sr = stage.losses(lr, hr, step, labels)
+                losses, sr = run.stage.losses(lr, hr, step, labels)
             loss = sum(losses.values())
-            finite = torch.isfinite(loss.detach()).float()
-            if ddp.world > 1:
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            optimizer.zero_grad(set_to_none=True)
-            if finite.item() < 1:  # skipped, but the step still counts for logging and checkpoints below
+            if _all_finite(loss, ddp):
+                bad = 0
+                optimisation.step(loss)
+                losses.update(run.stage.after_step(hr, sr, autocast))
+                meter.add(losses, loss)
+            else:  # skipped, but the step still counts for logging and checkpoints below
                 bad += 1
                 if bad > config.optim.max_bad_steps:
                     raise KDSRError(
                         f"training diverged: {bad} consecutive non-finite losses at step {step}; "
                         "lower optim.lr or set optim.grad_clip"
                     )
-            else:
-                bad = 0
-                scaler.scale(loss).backward()
-                if config.optim.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                losses.update(stage.after_step(hr, sr, autocast))
-                if ema:
-                    ema.update(model)
-                for name, value in losses.items():
-                    sums[name] = sums.get(name, 0.0) + value.item()
-                sums["loss"] = sums.get("loss", 0.0) + loss.item()
-                count += 1
             done = step + 1
             bar.update()
-            if ddp.main and count and (done % config.log_every == 0 or done == end):
+            if ddp.main and meter.count and (done % config.log_every == 0 or done == end):
                 elapsed = time.perf_counter() - t0
-                last = {
-                    "step": done,
-                    "lr": lr_value,
-                    **{k: v / count for k, v in sums.items()},
-                    "steps_per_s": (done - start) / elapsed,
-                    "elapsed_s": elapsed,
-                }
+                last = {"step": done, "lr": lr_value, **meter.take()}
+                last.update({"steps_per_s": (done - start) / elapsed, "elapsed_s": elapsed})
                 if ddp.world > 1:
                     last["world_size"] = ddp.world
-                log.append(last)
-                _scalars(writer, "train", last, done)
+                run.log.append(last)
+                _scalars(run.writer, "train", last, done)
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
-                sums, count = {}, 0
             if config.val.data and done % config.val.every == 0:
-                if ddp.main:
-                    metrics = _validate(config, ema.model if ema else model, device)
-                    log.append({"step": done, **metrics})
-                    _scalars(writer, "val", metrics, done)
-                    if metrics["val_psnr"] > best:
-                        best = metrics["val_psnr"]
-                        checkpoints.save_best(done, ema.model if ema else model, best)
-                if ddp.world > 1:
-                    dist.barrier()
+                best = _validate_and_keep_best(run, done, best)
             if done % config.checkpoint_every == 0 or done == end or stop:
-                save_checkpoint(done)
+                run.checkpoints.save(done, optimisation.weights, optimisation.state_dict(done, best))
             if stop:
                 bar.close()
                 raise TrainingInterrupted(
-                    f"interrupted at step {done}; checkpoint saved, continue with --resume {run_dir}"
+                    f"interrupted at step {done}; checkpoint saved, continue with --resume {run.run_dir}"
                 )
     bar.close()
-    if writer:
-        writer.close()
-    if ddp.world > 1:
-        dist.barrier()
     return last
+
+
+def _validate_and_keep_best(run: _Run, done: int, best: float) -> float:
+    """Validate on the main process, log it, save ``best.safetensors`` on a new best; the best PSNR so far."""
+    if run.ddp.main:
+        weights = run.optimisation.weights
+        metrics = _validate(run.config, weights, run.device)
+        run.log.append({"step": done, **metrics})
+        _scalars(run.writer, "val", metrics, done)
+        if metrics["val_psnr"] > best:
+            best = metrics["val_psnr"]
+            run.checkpoints.save_best(done, weights, best)
+    if run.ddp.world > 1:
+        dist.barrier()
+    return best
 
 
 def _tensorboard(config: TrainConfig, run_dir: Path):
