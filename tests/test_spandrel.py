@@ -7,6 +7,7 @@ import importlib.util
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,3 +91,62 @@ def test_teachers_and_other_files_are_not_claimed(spandrel, tmp_path):
     for path in (teacher, other):
         with pytest.raises(spandrel.UnsupportedModelError):
             spandrel.ModelLoader().load_from_file(path)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"n_feats": 16},
+        {"n_blocks": 3, "n_resblocks": 2},
+        {"scale": 2},
+        {"encoder": "energy"},
+    ],
+    ids=["tiny", "wider", "deeper", "x2", "energy"],
+)
+def test_loads_correctly_in_spandrels_sense(spandrel, overrides):
+    """spandrel's own contract for an architecture (its tests' ``assert_loads_correctly``): a model built with some
+    hyperparameters and loaded back from its state dict, directly and through safetensors, is of the same class with
+    the same ``hyperparameters``, and the detection condition accepts the state dict."""
+    import safetensors.torch
+    from spandrel.util import KeyCondition
+
+    from kdsr.integrations.spandrel import DETECT, KDSRArch, KDSRUpscale
+    from kdsr.models import KDSRConfig
+
+    arch = KDSRArch()
+    config = KDSRConfig(**{"n_feats": 8, "n_blocks": 2, "n_resblocks": 1, **overrides})
+    built = KDSRUpscale(config=config)
+    assert built.hyperparameters == {"config": config, "tile": 256, "idr_view": 256}
+    state = built.state_dict()
+    for loaded in (arch.load(state), arch.load(safetensors.torch.load(safetensors.torch.save(state)))):
+        assert type(loaded.model) is KDSRUpscale
+        assert loaded.model.hyperparameters == built.hyperparameters
+        assert loaded.scale == config.scale
+    assert isinstance(DETECT, KeyCondition) and DETECT(state) and arch.detect(state)
+
+
+def test_the_comfyui_node_runs_the_whole_image_pipeline(spandrel, tmp_path):
+    """The shipped ComfyUI node (integrations/comfyui/kdsr_spandrel.py) on ComfyUI's (B, H, W, C) IMAGE tensors gives
+    what kdsr.Upscaler gives for each image, with one IDR per image (not per 512-px tile as ComfyUI's own node)."""
+    import runpy
+
+    from tests.conftest import REPO
+
+    model = tiny_model(encoder="energy")
+    save_model(model, tmp_path / "m.safetensors")
+    descriptor = spandrel.ModelLoader().load_from_file(tmp_path / "m.safetensors")
+    node_file = runpy.run_path(str(REPO / "integrations" / "comfyui" / "kdsr_spandrel.py"))
+    node = node_file["NODE_CLASS_MAPPINGS"]["KDSRUpscaleImage"]()
+    assert node_file["NODE_DISPLAY_NAME_MAPPINGS"]["KDSRUpscaleImage"] == "Upscale Image (KDSR, whole image)"
+    images = [synthetic_image(40, 56, seed=s) for s in (0, 1)]
+    batch = torch.from_numpy(np.stack(images)).float() / 255  # ComfyUI IMAGE: (B, H, W, C)
+    (out,) = node.upscale(descriptor, batch)
+    assert out.shape == (2, 160, 224, 3)
+    upscaler = Upscaler(model, device="cpu", precision="fp32")
+    for i, image in enumerate(images):
+        expected = upscaler.upscale_tensor(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+        torch.testing.assert_close(out[i], expected[0].permute(1, 2, 0), rtol=0, atol=1e-6)
+    other = types.SimpleNamespace(model=torch.nn.Identity())
+    with pytest.raises(ValueError, match="needs a KDSR model"):
+        node.upscale(other, batch)

@@ -1,11 +1,13 @@
-"""ComfyUI custom node file: teaches ComfyUI's model loader (spandrel) to read KDSR checkpoints.
+"""ComfyUI custom node file: KDSR checkpoints in ComfyUI's model loader, and a node that upscales whole images.
 
-Copy this file into ComfyUI/custom_nodes/ (with kdsr installed in ComfyUI's Python: pip install 'kdsr[spandrel]'),
-restart ComfyUI, put KDSR checkpoints (official .pt/.pth or kdsr .safetensors) into models/upscale_models, and use
-the usual "Load Upscale Model" + "Upscale Image (using Model)" nodes. Give the whole image: KDSR estimates one
-degradation representation per image and tiles internally.
+Copy this file into ComfyUI/custom_nodes/ (with kdsr installed in ComfyUI's Python), restart ComfyUI, put KDSR
+checkpoints (official .pt/.pth or kdsr .safetensors) into models/upscale_models, load one with the built-in
+"Load Upscale Model" node and upscale with "Upscale Image (KDSR, whole image)" (category image/upscaling). Not the
+built-in "Upscale Image (using Model)": it cuts images into 512-px tiles that would each get their own degradation
+estimate.
 """
 
 import kdsr.integrations.spandrel  # noqa: F401  (registers KDSR with spandrel's MAIN_REGISTRY)
+from kdsr.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
-NODE_CLASS_MAPPINGS: dict = {}  # no new nodes: the built-in upscale-model nodes now load KDSR
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

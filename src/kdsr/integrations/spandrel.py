@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 from spandrel import MAIN_REGISTRY, ArchRegistry, ArchSupport, ImageModelDescriptor, ModelTiling
-from spandrel.util import KeyCondition
+from spandrel.util import KeyCondition, store_hyperparameters
 
 from kdsr.checkpoint import infer_config
 from kdsr.constants import DEFAULT_IDR_VIEW, TILE_OVERLAP, TILE_PAD
@@ -34,11 +34,15 @@ except ImportError:  # pragma: no cover - older spandrel
 TILE = 256
 
 
+@store_hyperparameters()
 class KDSRUpscale(KDSRStudent):
     """A KDSR student whose ``forward`` is kdsr's inference pipeline, on (B, 3, H, W) tensors in [0, 1] in the model's
-    dtype (same keys as the student, so spandrel loads its state dict as is)."""
+    dtype (same keys as the student, so spandrel loads its state dict as is). Its constructor arguments are
+    ``model.hyperparameters``, as spandrel's architectures expose theirs."""
 
-    def __init__(self, config: KDSRConfig, tile: int = TILE, idr_view: int = DEFAULT_IDR_VIEW) -> None:
+    hyperparameters: dict
+
+    def __init__(self, *, config: KDSRConfig, tile: int = TILE, idr_view: int = DEFAULT_IDR_VIEW) -> None:
         super().__init__(config)
         self.tile, self.idr_view = tile, idr_view
 
@@ -47,15 +51,16 @@ class KDSRUpscale(KDSRStudent):
         return run_pipeline(backend, lr).to(lr.dtype)
 
 
-def _is_student(state_dict) -> bool:
-    if not KeyCondition.has_all("G.head.0.weight", "G.body.0.body.0.da_conv1.kernel.0.weight")(state_dict):
-        return False
-    return KeyCondition.has_all("E_st.E.0.weight", "E_st.compress.0.weight")(state_dict)
+#: A KDSR student's state dict: the generator with its IDR-conditioned blocks and the LR-only encoder (a teacher has
+#: ``E.*`` instead of ``E_st.*`` and is not claimed).
+DETECT = KeyCondition.has_all(
+    "G.head.0.weight", "G.body.0.body.0.da_conv1.kernel.0.weight", "E_st.E.0.weight", "E_st.compress.0.weight"
+)
 
 
 class KDSRArch(Architecture[KDSRUpscale]):
     def __init__(self) -> None:
-        super().__init__(id="KDSR", name="KDSR", detect=_is_student)
+        super().__init__(id="KDSR", name="KDSR", detect=DETECT)
 
     def load(self, state_dict) -> ImageModelDescriptor[KDSRUpscale]:
         try:
@@ -64,7 +69,7 @@ class KDSRArch(Architecture[KDSRUpscale]):
             raise ValueError(str(e)) from None
         if config.teacher:
             raise ValueError("a KDSR teacher needs the HR image; only students upscale")
-        model = KDSRUpscale(config)
+        model = KDSRUpscale(config=config)
         model.load_state_dict(state_dict, strict=True)
         model.eval()
         return ImageModelDescriptor(
