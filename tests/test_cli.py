@@ -149,7 +149,12 @@ def test_python_dash_m_on_the_shipped_sample(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     out = read_image(tmp_path / "sample_out.png")
-    assert out.shape[:2] == tuple(4 * v for v in read_image(ASSETS / "sample.png").shape[:2])
+    sample = read_image(ASSETS / "sample.png")
+    assert out.shape[:2] == tuple(4 * v for v in sample.shape[:2])
+    from kdsr.inference import Upscaler  # the same default pipeline, in this process
+
+    expected = Upscaler(device="cpu").upscale(sample)
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
 
 
 def test_onnx_export_parity_and_backend(tmp_path, model_file):

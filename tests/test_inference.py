@@ -80,8 +80,12 @@ def test_short_context_still_blends_without_seams():
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 7), (5, 3), (17, 10)])
 def test_any_size(size):
-    out = Upscaler(tiny_model(), device="cpu", tile=4).upscale(synthetic_image(*size))
+    """Any size, even 1x1, upscales; 4-px tiles give the whole-image result (tiling is exact up to rounding)."""
+    image = synthetic_image(*size)
+    out = Upscaler(tiny_model(), device="cpu", tile=4).upscale(image)
+    whole = Upscaler(tiny_model(), device="cpu", tile=0).upscale(image)
     assert out.shape == (size[0] * 4, size[1] * 4, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - whole.astype(int)).max() <= 1
 
 
 def test_grey_stays_grey_and_16bit_stays_16bit():

@@ -89,4 +89,13 @@ def test_benchmark_reports_lpips(tmp_path, weights):
     )
     import json
 
-    assert json.loads(out.read_text())["results"]["pairs"]["lpips"] > 0
+    from kdsr.degradations.resize import imresize
+    from kdsr.image_io import read_image
+    from kdsr.image_tensor import image_to_tensor, tensor_to_image
+
+    # the reported value is LPIPS between the HR and the bicubic upscale of the LR as written and read back
+    lr = image_to_tensor(read_image(tmp_path / "pairs" / "LR" / "a.png"))
+    bicubic = tensor_to_image(imresize(lr, 4))
+    expected = lpips_distance(load_lpips(weights), bicubic, read_image(tmp_path / "pairs" / "HR" / "a.png"))
+    assert expected > 0.001
+    assert json.loads(out.read_text())["results"]["pairs"]["lpips"] == pytest.approx(expected, rel=1e-6)

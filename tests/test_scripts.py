@@ -28,8 +28,16 @@ def test_gpu_lease_trains_both_stages_within_its_budget_and_reports(tmp_path):
 
     report = json.loads((out / "lease.json").read_text())
     assert report["probe"]["teacher_steps"] >= 1 and report["probe"]["student_steps"] >= 1
+    from kdsr.evaluation import run_benchmark
+
     for role in ("teacher", "student"):
-        assert 0 < report[f"{role}_results"]["Set5"]["psnr"] < 100
+        trained = load_model(tmp_path / "work" / role / "last.safetensors").eval()
+        teacher = role == "teacher"
+        measured = run_benchmark(  # the paper's protocol on the trained weights, computed here independently
+            lambda lr, hr, m=trained, t=teacher: m(lr, hr) if t else m(lr), [payload / "Set5"], "gaussian8", 4
+        )["results"]["Set5"]
+        assert report[f"{role}_results"]["Set5"]["psnr"] == pytest.approx(measured["psnr"], abs=1e-6)
+        assert report[f"{role}_results"]["Set5"]["ssim"] == pytest.approx(measured["ssim"], abs=1e-6)
         logged = [json.loads(line) for line in (out / f"lease-{role}.log.jsonl").read_text().splitlines()]
         assert logged[-1]["step"] == report["probe"][f"{role}_steps"]
     student = load_model(out / "lease-student.safetensors")
