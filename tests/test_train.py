@@ -125,8 +125,29 @@ def test_warmup_trains_only_the_encoder(data_dir, teacher_run, tmp_path):
     assert all("l1" not in r for r in _log(tmp_path))
 
 
+def _torchrun(nodes: int, command: list[str], env: dict) -> list[subprocess.CompletedProcess]:
+    """``command`` under torchrun on 2 processes: one node with two, or two "nodes" of one process each on this
+    machine that meet through the c10d rendezvous on 127.0.0.1 (as two hosts of a cluster would)."""
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = [sys.executable, "-m", "torch.distributed.run"]
+    if nodes == 1:
+        return [subprocess.run([*run, "--nproc_per_node=2", f"--master_port={port}", *command],
+                               capture_output=True, text=True, env=env, timeout=300)]  # fmt: skip
+    rendezvous = ["--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}"]
+    agents = [
+        subprocess.Popen([*run, *rendezvous, "--rdzv_id=kdsr-test", *command], env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(nodes)
+    ]  # fmt: skip
+    outputs = [a.communicate(timeout=300) for a in agents]  # reads the pipes while waiting: no deadlock
+    return [subprocess.CompletedProcess(a.args, a.returncode, *out) for a, out in zip(agents, outputs, strict=True)]
+
+
 @pytest.mark.slow
-def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_path):
+@pytest.mark.parametrize("nodes", [1, 2], ids=["one-node", "two-nodes"])
+def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_path, nodes):
     from kdsr.data import HRPatches
     from kdsr.data.patches import load_rgb_folder
     from kdsr.train.loop import _degrade, step_seed
@@ -134,18 +155,8 @@ def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_pa
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(f"stage: teacher\ndata: {{train: [{data_dir}]}}\noptim: {{steps: 1, lr: 1.0e-3}}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    with socket.socket() as probe:  # a free port for the rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
-    result = subprocess.run(
-        [*torchrun, "-m", "kdsr", "train", str(cfg), *TINY, "-o", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    for result in _torchrun(nodes, ["-m", "kdsr", "train", str(cfg), *TINY, "-o", str(tmp_path / "run")], env):
+        assert result.returncode == 0, result.stderr[-2000:]
     assert _log(tmp_path / "run")[0]["world_size"] == 2
     ddp_model = load_model(tmp_path / "run" / "last.safetensors")
 
