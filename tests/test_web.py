@@ -39,10 +39,10 @@ def test_job_writes_results_zip_and_slider_and_reports_bad_files(server, tmp_pat
     write_image(tmp_path / "b.jpg", synthetic_image(6, 8))
     (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
     out = server.run([str(tmp_path / n) for n in ("a.png", "bad.png", "b.jpg")], "tiny", "x4", "fp32", 0)
-    assert [Path(p).name for p in out["results"]] == ["a_x4.png", "b_x4.jpg"]
+    assert [Path(p).name for p in out["results"]] == ["a_out.png", "b_out.jpg"]
     assert read_image(out["results"][0]).shape == (40, 48, 3)
     assert read_image(out["slider"][0]).shape == (40, 48, 3) and out["slider"][1] == out["results"][0]
-    assert sorted(zipfile.ZipFile(out["zip"]).namelist()) == ["a_x4.png", "b_x4.jpg"]
+    assert sorted(zipfile.ZipFile(out["zip"]).namelist()) == ["a_out.png", "b_out.jpg"]
     assert "bad.png: " in out["log"][1] and "12x10 -> 48x40" in out["log"][0]
     assert all(Path(p).is_relative_to(tmp_path / "work") for p in out["results"])  # nothing outside the workdir
     two = server.run([str(tmp_path / "a.png")], "tiny", "x2", "fp32", 0)
@@ -58,10 +58,10 @@ def test_two_uploads_with_one_name_keep_both_results(server, tmp_path):
     write_image(tmp_path / "x" / "same.png", synthetic_image(10, 12, seed=1))
     write_image(tmp_path / "y" / "same.png", synthetic_image(10, 12, seed=2))
     out = server.run([str(tmp_path / d / "same.png") for d in "xy"], "tiny", "x4", "fp32", 0)
-    assert [Path(p).name for p in out["results"]] == ["same_x4.png", "same_x4-2.png"]
+    assert [Path(p).name for p in out["results"]] == ["same_out.png", "same_out-2.png"]
     first, second = (read_image(p) for p in out["results"])
     assert (first != second).any()
-    assert sorted(zipfile.ZipFile(out["zip"]).namelist()) == ["same_x4-2.png", "same_x4.png"]
+    assert sorted(zipfile.ZipFile(out["zip"]).namelist()) == ["same_out-2.png", "same_out.png"]
 
 
 def test_pixel_limit_applies(server, tmp_path):
@@ -139,3 +139,6 @@ def test_page_in_a_real_browser(tmp_path):
             process.kill()
             pytest.fail(f"kdsr serve did not stop within 60 s of Ctrl-C:\n{log.read_text()[-2000:]}")
     assert not list(temp.glob("kdsr-serve-*"))  # the working folder is gone with the server
+    said = log.read_text()
+    assert f"kdsr serve: http://127.0.0.1:{port}/ (Ctrl-C to stop)" in said and "kdsr serve: stopped" in said
+    assert "share=True" not in said and "Keyboard interruption" not in said

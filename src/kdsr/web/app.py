@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,8 @@ class Server:
         image, every result, a zip of them, and one line per file (bad files are reported, not raised)."""
         import cv2
 
-        from kdsr.image_io import read_image, write_image
+        from kdsr.image_io import read_image, read_image_metadata, write_image
+        from kdsr.inference.planning import output_path
 
         if not paths:
             raise KDSRError("add one or more images first")
@@ -79,8 +81,9 @@ class Server:
             except KDSRError as e:
                 lines.append(f"{source.name}: {e}")
                 continue
-            target = _unique(job / f"{source.stem}_x{factor}{_output_suffix(source, image)}", results)
-            write_image(target, out)
+            named = output_path(source, job, single_file=False, suffix="out", ext="auto", has_alpha=image.shape[2] == 4)
+            target = _unique(named, results)  # the CLI's naming rule (x.png -> x_out.png), kept unique per job
+            write_image(target, out, metadata=read_image_metadata(source, size=(out.shape[1], out.shape[0])))
             results.append(str(target))
             line = f"{source.name}: {image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]}"
             if estimator is not None:
@@ -110,14 +113,6 @@ def _unique(target: Path, taken: list[str]) -> Path:
         count += 1
         candidate = target.with_name(f"{target.stem}-{count}{target.suffix}")
     return candidate
-
-
-def _output_suffix(source: Path, image) -> str:
-    """The input's format when it can hold the result (alpha, 16-bit), else PNG."""
-    suffix = source.suffix.lower()
-    if suffix not in (".png", ".jpg", ".jpeg", ".webp") or (image.shape[2] == 4 and suffix in (".jpg", ".jpeg")):
-        return ".png"
-    return ".png" if image.dtype != "uint8" and suffix != ".png" else suffix
 
 
 def build_app(server: Server):
@@ -187,7 +182,7 @@ def serve(
             raise KDSRError("kdsr serve needs Gradio: pip install 'kdsr[web]'") from None
         app = build_app(Server(models, workdir, max_pixels))
         app.queue(default_concurrency_limit=1)
-        app.launch(
+        app.launch(  # quiet and not blocking: kdsr prints its own lines (no "share=True" hint) and waits itself
             server_name=host,
             server_port=port,
             max_file_size=f"{max_file_mb}mb",
@@ -195,6 +190,16 @@ def serve(
             allowed_paths=[str(workdir)],
             ssr_mode=False,
             footer_links=[],
+            quiet=True,
+            prevent_thread_lock=True,
         )
+        print(f"kdsr serve: {app.local_url} (Ctrl-C to stop)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("kdsr serve: stopped", flush=True)
+        finally:
+            app.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
