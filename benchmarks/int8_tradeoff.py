@@ -40,16 +40,11 @@ def main() -> None:
     import openvino as ov
 
     from kdsr.evaluation import run_benchmark
-    from kdsr.export.onnx import SPLIT_GRAPHS
-    from kdsr.export.openvino import (
-        OpenVinoGraphs,
-        calibration_pairs,
-        case_psnr,
-        quantize_generator,
-        split_graphs_for,
-    )
     from kdsr.inference import Upscaler
     from kdsr.inference.backends import TiledBackend
+    from kdsr.inference.int8 import calibration_pairs, case_psnr, quantize_generator
+    from kdsr.inference.onnx_runtime import SPLIT_GRAPHS
+    from kdsr.inference.openvino_runtime import OpenVinoGraphs, split_graphs_for
     from kdsr.inference.upscaler import run_pipeline
 
     core = ov.Core()

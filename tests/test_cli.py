@@ -162,7 +162,7 @@ def test_onnx_export_parity_and_backend(tmp_path, model_file):
     import torch
 
     from kdsr import load_model
-    from kdsr.export import OnnxStudent
+    from kdsr.inference.onnx_runtime import OnnxStudent
 
     onnx_path = tmp_path / "m.onnx"
     assert main(["export", "-n", model_file, "-o", str(onnx_path)]) == 0

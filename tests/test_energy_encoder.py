@@ -90,7 +90,8 @@ def test_unknown_encoder_is_refused():
 
 def test_one_graph_onnx_export_standardises_inside(tmp_path):
     pytest.importorskip("onnxruntime")
-    from kdsr.export.onnx import OnnxStudent, export_onnx
+    from kdsr.export.onnx import export_onnx
+    from kdsr.inference.onnx_runtime import OnnxStudent
 
     model = tiny_model(encoder="energy")
     export_onnx(model, tmp_path / "m.onnx")

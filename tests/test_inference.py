@@ -231,8 +231,9 @@ def test_output_size_options_and_metadata_are_kept(tmp_path):
 def test_split_onnx_graphs_run_the_same_tiling_path_as_torch(tmp_path, encoder):
     pytest.importorskip("onnxruntime")
     from kdsr.cli import main
-    from kdsr.export import OnnxGraphs, export_onnx_split
+    from kdsr.export import export_onnx_split
     from kdsr.image_io import read_image
+    from kdsr.inference.onnx_runtime import OnnxGraphs
 
     model = tiny_model(encoder=encoder)
     export_onnx_split(model, tmp_path / "split")
@@ -283,7 +284,7 @@ def _int8_checks(tmp: str) -> None:
 
     tmp_path = Path(tmp)
     from kdsr.checkpoint import save_model
-    from kdsr.export import openvino
+    from kdsr.inference import int8 as openvino
 
     os.environ["KDSR_CACHE"] = str(tmp_path / "cache")
     model = tiny_model()
@@ -350,7 +351,7 @@ def test_openvino_int8_is_calibrated_checked_and_cached(tmp_path):
 
 
 def test_default_calibration_pairs_are_everyday_inputs():
-    from kdsr.export.openvino import CALIBRATION_CASES, calibration_pairs, default_calibration_folder
+    from kdsr.inference.int8 import CALIBRATION_CASES, calibration_pairs, default_calibration_folder
 
     model = tiny_model()
     with torch.no_grad():

@@ -29,6 +29,24 @@ def test_library_modules_do_not_import_the_command_line(path):
     assert not {m for m in _imported_modules(path) if m == "kdsr.cli" or m.startswith("kdsr.cli.")}
 
 
+INFERENCE = sorted((PACKAGE / "inference").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", INFERENCE, ids=lambda p: p.name)
+def test_inference_does_not_import_the_exporters(path):
+    """Runtimes live in inference/; export/ writes files for other tools and may use them, not the other way."""
+    assert not {m for m in _imported_modules(path) if m == "kdsr.export" or m.startswith("kdsr.export.")}
+
+
+def test_no_function_is_longer_than_80_lines():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert not long
+
+
 def test_the_scan_sees_lazy_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from kdsr.cli.estimate import run\n")

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         import onnx  # noqa: F401
 
-        from kdsr.export import OnnxGraphs, OnnxStudent, export_onnx, export_onnx_split
+        from kdsr.export import export_onnx, export_onnx_split
+        from kdsr.inference.onnx_runtime import OnnxGraphs, OnnxStudent
     except ImportError:
         raise KDSRError("ONNX export needs the onnx package: pip install 'kdsr[onnx]'") from None
 
@@ -80,7 +81,7 @@ def _run_openvino(args: argparse.Namespace) -> int:
         import torch
 
         from kdsr.checkpoint import load_model
-        from kdsr.export.openvino import OpenVinoGraphs
+        from kdsr.inference.openvino_runtime import OpenVinoGraphs
 
         model = load_model(args.model)
         lr = torch.rand(1, 3, 37, 53, generator=torch.Generator().manual_seed(0))

@@ -1,18 +1,25 @@
 """What runs the network for :class:`~kdsr.inference.upscaler.Upscaler`: estimate the IDR of an image, and
-super-resolve a (border-padded) image given that IDR. Border padding, the colour fix, alpha and resizing are the
-upscaler's and shared by every backend."""
+super-resolve a (border-padded) image given that IDR; :func:`build_backend` makes one from (model, backend,
+device, precision). Border padding, the colour fix, alpha and resizing are the upscaler's and shared by every
+backend."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from collections.abc import Iterator
-from typing import Protocol
+from pathlib import Path
+from typing import NamedTuple, Protocol
 
 import torch
+from torch import nn
 
+from kdsr.bundled import default_model_name
+from kdsr.checkpoint import load_model
+from kdsr.devices import resolve_device, resolve_dtype
 from kdsr.errors import KDSRError
-from kdsr.export.onnx import OnnxGraphs
+from kdsr.inference.onnx_runtime import OnnxGraphs
 from kdsr.inference.tiling import count_tiles, estimate_idr, tiled_super_resolve
 from kdsr.models import KDSRStudent
 
@@ -28,10 +35,20 @@ class Backend(Protocol):
         """(B, 3, H, W) -> (B, 3, sH, sW) float32 on ``padded``'s device, conditioned on ``d``."""
 
 
+class Tiling(NamedTuple):
+    """LR tile size (0: whole image; None: 512 on CUDA, 256 elsewhere), context and blended overlap per tile, and
+    the bounded view the IDR is estimated from (0: whole image)."""
+
+    tile: int | None
+    pad: int
+    overlap: int
+    idr_view: int
+
+
 class TiledBackend:
-    """A student (a torch module already on ``device`` in ``dtype``, or the split ONNX graphs of
-    :class:`~kdsr.export.onnx.OnnxGraphs`): the IDR once per image (bounded view, exact tiled encoder), then the
-    generator tile by tile with blended overlaps."""
+    """A student (a torch module already on ``device`` in ``dtype``, or split ONNX / OpenVINO graphs such as
+    :class:`~kdsr.inference.onnx_runtime.OnnxGraphs`): the IDR once per image (bounded view, exact tiled encoder),
+    then the generator tile by tile with blended overlaps."""
 
     def __init__(
         self,
@@ -75,7 +92,7 @@ class OnnxBackend:
     only and the IDR is estimated inside it (split graphs run as a :class:`TiledBackend`)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        from kdsr.export.onnx import OnnxStudent
+        from kdsr.inference.onnx_runtime import OnnxStudent
 
         self.student = OnnxStudent(path)
         self.scale = self.student.scale
@@ -98,3 +115,45 @@ def _tile_bar(total: int, enabled: bool) -> Iterator[object | None]:
 
     with tqdm(total=total, desc="tiles", unit="tile", leave=False) as bar:
         yield bar
+
+
+def build_backend(
+    model, backend: str, device, precision: str, tiling: Tiling, calibration=None
+) -> tuple[Backend, torch.device, torch.dtype]:
+    """(backend, device, dtype of the tensors it takes) for a model (bundled name, checkpoint, module, ONNX file or
+    folder, OpenVINO export) on ``backend`` ("torch", "onnx" or "openvino"; "auto" resolved by the caller)."""
+    split = backend == "onnx" and Path(str(model or "")).is_dir()
+    tile = tiling.tile
+    if backend == "onnx":
+        if isinstance(model, nn.Module) or not (split or str(model or "").endswith(".onnx")):
+            raise KDSRError("the onnx backend needs a `kdsr export` .onnx file or --split folder as the model")
+        if tile and not split:
+            raise KDSRError(
+                "a one-graph .onnx runs whole images (it estimates the IDR per input); use -t 0, or export with "
+                "--split to tile"
+            )
+        tile, device, precision = (tile if split else 0), "cpu", "fp32"
+    device = resolve_device(device)
+    tile = (512 if device.type == "cuda" else 256) if tile is None else tile
+    settings = (tile, tiling.pad, tiling.overlap, tiling.idr_view)
+    if backend == "openvino":
+        from kdsr.inference.openvino_runtime import OpenVinoGraphs
+
+        device, dtype = torch.device("cpu"), torch.float32  # tensors in fp32; OpenVINO runs its own precision
+        graphs = OpenVinoGraphs(
+            model or default_model_name(), "fp32" if precision == "auto" else precision, calibration
+        )
+        return TiledBackend(graphs, device, dtype, *settings), device, dtype
+    if split:
+        dtype = resolve_dtype(precision, device)
+        return TiledBackend(OnnxGraphs(model), device, dtype, *settings), device, dtype
+    if backend == "onnx":
+        return OnnxBackend(model), device, resolve_dtype(precision, device)
+    # A caller's module is copied: converting dtype and memory format in place would change their model.
+    loaded = copy.deepcopy(model) if isinstance(model, nn.Module) else load_model(model or default_model_name())
+    if not isinstance(loaded, KDSRStudent):
+        raise KDSRError("a teacher model needs the HR image; upscaling needs a student model")
+    dtype = resolve_dtype(precision, device, loaded.capabilities)
+    # channels_last: oneDNN (CPU) and cuDNN (GPU) run these convolutions markedly faster in NHWC.
+    network = loaded.to(device, dtype).to(memory_format=torch.channels_last).eval()
+    return TiledBackend(network, device, dtype, *settings), device, dtype

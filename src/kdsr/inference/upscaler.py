@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from kdsr.bundled import default_model_name
-from kdsr.checkpoint import load_model
 from kdsr.constants import (
     ALPHA_UPSAMPLERS,
     BACKENDS,
@@ -22,14 +18,14 @@ from kdsr.constants import (
     TILE_OVERLAP,
     TILE_PAD,
 )
-from kdsr.devices import resolve_device, resolve_dtype
+from kdsr.devices import resolve_device
 from kdsr.errors import ImageError, KDSRError
-from kdsr.export.onnx import OnnxGraphs
 from kdsr.image_io import from_float, read_image, to_float
 from kdsr.image_tensor import image_to_tensor
 from kdsr.inference.alpha import upscale_rgba
-from kdsr.inference.backends import Backend, OnnxBackend, TiledBackend
+from kdsr.inference.backends import Backend, Tiling, build_backend
 from kdsr.inference.fidelity import color_fix, pad_border
+from kdsr.inference.onnx_runtime import OnnxGraphs
 from kdsr.models import KDSRStudent
 
 #: Largest output we agree to build (pixels); a 16384x16384 result already needs about 4 GB of accumulators.
@@ -124,47 +120,12 @@ class Upscaler:
             backend = auto_backend(model, device, precision)
         if precision in OPENVINO_ONLY_PRECISIONS and backend != "openvino":
             raise KDSRError(f"--precision {precision} runs on the OpenVINO backend: add --backend openvino")
-        split = backend == "onnx" and Path(str(model or "")).is_dir()
-        if backend == "onnx":
-            if isinstance(model, nn.Module) or not (split or str(model or "").endswith(".onnx")):
-                raise KDSRError("the onnx backend needs a `kdsr export` .onnx file or --split folder as the model")
-            if tile and not split:
-                raise KDSRError(
-                    "a one-graph .onnx runs whole images (it estimates the IDR per input); use -t 0, or export "
-                    "with --split to tile"
-                )
-            tile, device, precision = (tile if split else 0), "cpu", "fp32"
-        self.device = resolve_device(device)
         if (tile is not None and tile < 0) or min(tile_pad, tile_overlap, idr_view, border_pad) < 0:
             raise KDSRError("tile, tile pad, tile overlap, IDR view and border pad must be >= 0")
         if alpha_upsampler not in ALPHA_UPSAMPLERS:
             raise KDSRError(f"unknown alpha upsampler '{alpha_upsampler}' (use {' or '.join(ALPHA_UPSAMPLERS)})")
-        tile = (512 if self.device.type == "cuda" else 256) if tile is None else tile
-        self.backend: Backend
-        if backend == "openvino":
-            from kdsr.export.openvino import OpenVinoGraphs
-
-            self.device, self.dtype = torch.device("cpu"), torch.float32  # tensors in fp32; OpenVINO's own precision
-            graphs = OpenVinoGraphs(
-                model or default_model_name(), "fp32" if precision == "auto" else precision, calibration
-            )
-            self.backend = TiledBackend(graphs, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
-        elif split:
-            self.dtype = resolve_dtype(precision, self.device)
-            graphs = OnnxGraphs(model)
-            self.backend = TiledBackend(graphs, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
-        elif backend == "onnx":
-            self.dtype = resolve_dtype(precision, self.device)
-            self.backend = OnnxBackend(model)
-        else:
-            # A caller's module is copied: converting dtype and memory format in place would change their model.
-            loaded = copy.deepcopy(model) if isinstance(model, nn.Module) else load_model(model or default_model_name())
-            if not isinstance(loaded, KDSRStudent):
-                raise KDSRError("a teacher model needs the HR image; upscaling needs a student model")
-            self.dtype = resolve_dtype(precision, self.device, loaded.capabilities)
-            # channels_last: oneDNN (CPU) and cuDNN (GPU) run these convolutions markedly faster in NHWC.
-            network = loaded.to(self.device, self.dtype).to(memory_format=torch.channels_last).eval()
-            self.backend = TiledBackend(network, self.device, self.dtype, tile, tile_pad, tile_overlap, idr_view)
+        tiling = Tiling(tile, tile_pad, tile_overlap, idr_view)
+        self.backend, self.device, self.dtype = build_backend(model, backend, device, precision, tiling, calibration)
         self.backend_name = backend
         #: the precision the network runs in (OpenVINO's own when it runs it)
         self.precision = getattr(self.model, "precision", None) or str(self.dtype).removeprefix("torch.")
