@@ -2,10 +2,11 @@
 
     python benchmarks/speed.py [--model kdsr-m] [--runs 5] [--weights CKPT] [--skip-large] [--no-openvino]
 
-The reference (:mod:`kdsr.reference`) computes the way the official code does: MeanShift as frozen 1x1 convs,
-the dynamic depthwise conv as one grouped conv over B*C groups on a reshaped (1, B*C, H, W) tensor, NCHW tensors,
-the encoder on the whole image, and for the large size the official ``forward_chop`` (recursive quadrants, shave
-10, min_size 160000, one IDR per quadrant). Both get the same weights (random, or ``--weights``). Printed: median
+The reference (``tests/reference.py``, a test oracle kept out of the package) computes the way the official code
+does: MeanShift as frozen 1x1 convs, the dynamic depthwise conv as one grouped conv over B*C groups on a reshaped
+(1, B*C, H, W) tensor, NCHW tensors, the encoder on the whole image, and for the large size the official
+``forward_chop`` (recursive quadrants, shave 10, min_size 160000, one IDR per quadrant). Both get the same weights
+(random, or ``--weights``). Printed: median
 latencies (after one warm-up) of every engine (torch fp32/bf16, onnxruntime on the split graphs, OpenVINO fp32, bf16
 and INT8; all through kdsr's Upscaler and its one tiling path), ratios reference/engine, achieved GFLOP/s next to
 this CPU's measured peaks (matmul and a 64->64 3x3 conv, fp32 and bf16), output agreement, and peak RSS. OpenVINO's
@@ -145,7 +146,9 @@ def main() -> None:
     from kdsr.checkpoint import save_model
     from kdsr.export import export_onnx_split
     from kdsr.profiling import count_flops
-    from kdsr.reference import ReferenceStudent
+
+    sys.path.insert(0, str(REPO))  # the reference is a test oracle in tests/, not in the package
+    from tests.reference import ReferenceStudent
 
     warnings.simplefilter("ignore")
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ from kdsr.degradations import classic
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.inference.tiling import estimate_idr
 from kdsr.models import KDSRConfig, pack_teacher_input
-from kdsr.models.kdsr import standardise
+from kdsr.models.encoder import standardise
 from tests.conftest import tiny_model
 
 

@@ -66,9 +66,9 @@ def test_create_model_rejects_unknown_names_and_fields():
 
 @pytest.mark.parametrize("teacher", [False, True])
 def test_forward_equals_reference_implementation(teacher):
-    """Our networks against kdsr.reference, the official formulation written independently (grouped dynamic conv,
+    """Our networks against tests/reference.py, the official formulation written independently (grouped dynamic conv,
     MeanShift convs), on the same state dict."""
-    from kdsr.reference import ReferenceStudent, ReferenceTeacher
+    from tests.reference import ReferenceStudent, ReferenceTeacher
 
     model = tiny_model(teacher=teacher, n_feats=8, n_blocks=3, n_resblocks=2)
     reference = (ReferenceTeacher if teacher else ReferenceStudent)(8, 3, 2).eval()

@@ -29,7 +29,7 @@ import torch
 from kdsr.atomic import atomic_path, atomic_write_bytes
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.models import IDR, KDSRConfig, KDSRStudent
-from kdsr.models.kdsr import standardise
+from kdsr.models.encoder import standardise
 
 SPLIT_GRAPHS = ("features.onnx", "head.onnx", "generator.onnx")
 #: the architecture, beside the graphs, so that any runtime can read it

@@ -3,7 +3,8 @@ computes (KDSR-classic ``model_ST/blindsr.py``, ``model_TA/blindsr.py``, ``model
 convs, the dynamic depthwise conv as one grouped conv over B*C groups on a reshaped (1, B*C, H, W) tensor, NCHW.
 
 It shares no code with :mod:`kdsr.models`, so the tests can hold our networks to it, and ``benchmarks/speed.py``
-times it as the baseline. It loads our state dicts (the official keys) unchanged.
+times it as the baseline (a test oracle: it lives in tests/, not in the installed package). It loads our state dicts
+(the official keys) unchanged.
 """
 
 from __future__ import annotations
