@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import kdsr
+from kdsr.bundled import default_model_name
 from kdsr.checkpoint import bundled_models, load_model, read_metadata
 from kdsr.cli import main
 from kdsr.degradations import classic, realworld
@@ -17,7 +18,6 @@ from kdsr.degradations.kernels import isotropic_gaussian
 from kdsr.degradations.resize import imresize
 from kdsr.image_io import read_rgb8
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
-from kdsr.inference.upscaler import default_model_name
 from kdsr.metrics import psnr, ssim
 from kdsr.models import KDSRStudent
 from tests.conftest import ASSETS, REPO, shared_path

@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _estimate(args: argparse.Namespace) -> int:
+    from kdsr.bundled import default_model_name
     from kdsr.image_io import IMAGE_EXTENSIONS, read_image
     from kdsr.inference.planning import collect_inputs
-    from kdsr.inference.upscaler import default_model_name
     from kdsr.insight.estimator import describe, load_estimator
 
     name = args.model or default_model_name()
@@ -80,9 +80,9 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from kdsr.bundled import default_model_name
     from kdsr.checkpoint import load_model
     from kdsr.image_io import list_images
-    from kdsr.inference.upscaler import default_model_name
     from kdsr.insight.estimator import FitRanges, fit_head, write_head
 
     if not args.output:
