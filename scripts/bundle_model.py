@@ -4,7 +4,9 @@
         --card docs/models/kdsr-real-x4.md --summary "kdsr-s student, real-world degradations (default model)"
 
 The card (markdown) is stored under the ``model_card`` metadata key and printed by ``kdsr models NAME``; the
-summary is the one line ``kdsr models`` lists. Weights are stored in float32, as trained.
+summary is the one line ``kdsr models`` lists; a degradation estimator fitted into the checkpoint (``kdsr estimate
+--fit ... -o CHECKPOINT``) is kept, so that ``kdsr estimate`` works with the bundled model. Weights are stored in
+float32, as trained.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def main() -> None:
     parser.add_argument("--summary", required=True, help="one line for `kdsr models`")
     args = parser.parse_args()
 
-    from kdsr.checkpoint import load_model, save_model
+    from kdsr.checkpoint import load_model, read_metadata, save_model
+    from kdsr.insight.estimator import HEAD_KEY
     from kdsr.models import KDSRStudent
 
     model = load_model(args.checkpoint)
@@ -32,7 +35,10 @@ def main() -> None:
     target = REPO / "src" / "kdsr" / "weights" / f"{args.name}.safetensors"
     target.parent.mkdir(exist_ok=True)
     card = Path(args.card).read_text()
-    save_model(model, target, metadata={"summary": args.summary, "model_card": card, "source": args.checkpoint})
+    metadata = {"summary": args.summary, "model_card": card, "source": args.checkpoint}
+    if args.checkpoint.endswith(".safetensors"):  # a degradation estimator fitted into it (kdsr estimate --fit) stays
+        metadata.update({k: v for k, v in read_metadata(args.checkpoint).items() if k == HEAD_KEY})
+    save_model(model, target, metadata=metadata)
     print(f"{target.relative_to(REPO)}: {target.stat().st_size / 1e6:.2f} MB")
 
 

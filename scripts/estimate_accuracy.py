@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 from pathlib import Path
 
 
@@ -32,7 +33,7 @@ def main() -> None:
         raise SystemExit(f"{args.model} has no degradation estimator")
     paths = [p for folder in args.data for p in list_images(folder)]
     settings = [Degradation(s, n) for s, n in itertools.product(args.sigmas, args.noise)]
-    errors = head_errors(load_model(args.model), head, paths, settings, progress=True)
+    errors = head_errors(load_model(args.model), head, paths, settings, progress=sys.stderr.isatty())
     print(f"{args.model}, {len(paths)} images ({', '.join(Path(d).name for d in args.data)}): mean absolute error\n")
     print("| setting | " + " | ".join(head.targets) + " |")
     print("|---|" + "---|" * len(head.targets))

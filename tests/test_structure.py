@@ -56,18 +56,30 @@ def test_the_scan_sees_lazy_imports(tmp_path):
 def test_a_mistake_is_answered_before_torch_or_opencv_load(tmp_path):
     """`kdsr upscale` with a missing input or an existing output refuses before the heavy imports (issue: the first
     minutes; a call used to take 5-9 s to say a file is missing)."""
+    import struct
     import subprocess
     import sys
+    import zlib
 
     (tmp_path / "a.png").write_bytes(b"x")
     (tmp_path / "a_out.png").write_bytes(b"y")
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)  # a PNG that declares 30000x30000 pixels
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pixels = chunk(b"IDAT", zlib.compress(b"\x00" * 1000))  # far fewer than declared: never decoded anyway
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b""))
     script = (
         "import sys\nfrom kdsr.cli import main\n"
         "assert main(['upscale', '-i', 'missing.png', '-o', 'x.png']) == 1\n"
         "assert main(['upscale', '-i', '.', '-o', '.']) == 1\n"  # a_out.png is not kdsr's: refused
         "assert main(['upscale', '-i', 'a.png', '-o', 'a_out.png']) == 1\n"  # exists
+        "assert main(['upscale', '-i', 'a.png', '-o', 'b.png']) == 1\n"  # not an image
+        "assert main(['upscale', '-i', 'bomb.png', '-o', 'c.png']) == 1\n"  # over --max-pixels, from its header
         "print(sorted(m for m in ('torch', 'cv2') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
-    assert done.stderr.count("kdsr: error:") == 3
+    assert done.stderr.count("kdsr: error:") == 5
+    assert "a.png: not a readable image" in done.stderr and "30000x30000 is over the limit" in done.stderr

@@ -78,6 +78,19 @@ def probe_image(source: str | os.PathLike | np.ndarray, name: str | os.PathLike 
         raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)") from None
 
 
+def probe_within_limit(
+    source: str | os.PathLike | np.ndarray, max_pixels: int, name: str | os.PathLike | None = None
+) -> ImageInfo:
+    """:func:`probe_image`, and an error when the header declares more than ``max_pixels`` pixels (a decompression
+    bomb is refused from its header, before any pixel is decoded)."""
+    info = probe_image(source, name)
+    if info.width * info.height > max_pixels:
+        shown = name if name is not None else source
+        size = f"{info.width}x{info.height}"
+        raise ImageError(f"{shown}: {size} is over the limit of {max_pixels:,} pixels (--max-pixels)")
+    return info
+
+
 def _header_exif(im):
     """The EXIF an image's header holds, without decoding pixels: Pillow's ``getexif`` on a PNG decodes the whole
     image to look for an eXIf chunk after the pixel data (seconds and gigabytes for a 30000x30000 "bomb"), so a PNG
@@ -187,11 +200,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"{path}: cannot read file ({e.strerror or e})") from None
     if data.size == 0:
         raise ImageError(f"{path}: empty file")
-    info = probe_image(data, name=path)
-    if info.width * info.height > max_pixels:
-        raise ImageError(
-            f"{path}: {info.width}x{info.height} is over the limit of {max_pixels:,} pixels (--max-pixels)"
-        )
+    info = probe_within_limit(data, max_pixels, name=path)
     if info.frames > 1:
         warnings.warn(f"{path}: has {info.frames} frames or pages; only the first is used", stacklevel=2)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise KDSRError("--width and --height must be >= 1")
     if args.outscale and (args.width or args.height):
         raise KDSRError("give -s or --width/--height, not both")
-    from kdsr.inference.planning import plan_outputs
+    from kdsr.inference.planning import is_video, plan_outputs
 
     plan = plan_outputs(  # inputs, output names and refusals, before torch and the model load
         args.input,
@@ -69,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
         skip_existing=args.skip_existing,
         recursive=args.recursive,
     )
+    if len(plan.jobs) == 1 and not is_video(plan.jobs[0][0]):  # one image: refuse a bad one before loading the model
+        from kdsr.image_io import probe_within_limit
+
+        probe_within_limit(plan.jobs[0][0], args.max_pixels)
     from kdsr.inference.files import upscale_files
     from kdsr.inference.upscaler import Upscaler
     from kdsr.inference.video import VideoSettings
