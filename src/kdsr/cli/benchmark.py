@@ -9,6 +9,7 @@ import sys
 from kdsr.atomic import atomic_write_bytes
 from kdsr.cli.options import add_calibration_option, add_device_options, add_overwrite_option, model_inputs
 from kdsr.constants import BACKENDS, CONVENTIONS, PROTOCOLS
+from kdsr.errors import KDSRError
 
 
 def add_parser(sub) -> None:
@@ -111,7 +112,24 @@ def _everyday_table(report: dict) -> str:
     )
 
 
+def _check_headers(folders: list[str]) -> None:
+    """Every image under the data folders readable and within the pixel limit, from its header: a bad file is refused
+    in a second, before torch and the model load (a benchmark reads them all anyway)."""
+    from pathlib import Path
+
+    from kdsr.constants import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+    from kdsr.image_io import probe_within_limit, visible_files
+
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise KDSRError(f"{folder}: not a folder")
+        for path in visible_files(folder, recursive=True):
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                probe_within_limit(path, DEFAULT_MAX_PIXELS)
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_headers(args.data)
     import torch
 
     from kdsr.degradations.resize import imresize
