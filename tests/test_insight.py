@@ -10,7 +10,7 @@ from kdsr.cli import main
 from kdsr.errors import CheckpointError
 from kdsr.insight.collect import Degradation, IDRSamples, collect_idr
 from kdsr.insight.estimator import DegradationEstimator, FitRanges, fit_ridge, read_head, write_head
-from tests.conftest import tiny_model
+from tests.conftest import synthetic_image, tiny_model
 
 pytest.importorskip("sklearn")
 
@@ -51,6 +51,26 @@ def test_ridge_head_round_trip_on_synthetic_features():
     assert again.predict(np.array([-5.0, -50.0]) @ mixing + 5)["noise"] == 0  # clipped to the valid range
     with pytest.raises(CheckpointError, match="expects an IDR of 16"):
         again.predict(np.zeros(3))
+
+
+def test_an_estimator_reads_the_idr_vector_it_was_fitted_on(tmp_path):
+    """A head fitted on D' (``feature="d_prime"``) keeps that in its JSON and reads D' (4C values) off an image; a head
+    written before the field existed reads D."""
+    import json
+
+    from kdsr.insight.estimator import estimate_image
+
+    model = tiny_model()
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(40, 4 * model.config.n_feats))
+    head = fit_ridge(features, {"blur_sigma": rng.uniform(0.2, 4, 40)}, {}, feature="d_prime")
+    again = DegradationEstimator.from_json(head.to_json())
+    assert again.feature == "d_prime"
+    assert isinstance(estimate_image(model, again, synthetic_image(24, 24))["blur_sigma"], float | str)
+    old = {k: v for k, v in json.loads(head.to_json()).items() if k != "feature"}
+    assert DegradationEstimator.from_json(json.dumps(old)).feature == "d"
+    with pytest.raises(CheckpointError, match="feature"):
+        DegradationEstimator.from_json(json.dumps({**old, "feature": "e"}))
 
 
 def test_cross_validated_errors_with_a_single_target():

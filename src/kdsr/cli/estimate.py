@@ -32,6 +32,16 @@ def add_parser(sub) -> None:
     fit.add_argument("--jpeg-prob", type=float, default=0.0, help="fraction JPEG-compressed, q 30-95 (default 0)")
     fit.add_argument("--per-image", type=int, default=8, help="degradations drawn per HR image (default 8)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    fit.add_argument(
+        "--crop", type=int, default=384, help="HR pixels per side from the middle of each image (0: whole; default 384)"
+    )
+    fit.add_argument(
+        "--feature",
+        choices=["d", "d_prime"],
+        default="d",
+        help="the IDR vector read: d (the compact D that conditions the network; default) or d_prime (the D' a KD "
+        "student learns to match)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_overwrite_option(p)
     p.set_defaults(run=run)
@@ -98,9 +108,10 @@ def _fit(args: argparse.Namespace) -> int:
     paths = [p for folder in args.fit for p in list_images(_folder(folder))]
     name = args.model or default_model_name()
     model = load_model(name)
-    head = fit_head(
-        model, paths, ranges, per_image=args.per_image, seed=args.seed, progress=not args.quiet and sys.stderr.isatty()
-    )
+    if args.crop < 0:
+        raise KDSRError("--crop must be >= 0")
+    progress = not args.quiet and sys.stderr.isatty()
+    head = fit_head(model, paths, ranges, args.per_image, args.crop, args.seed, feature=args.feature, progress=progress)
     write_head(name, head, args.output)
     print(f"{args.output}: estimator of {', '.join(head.targets)} fitted on {len(paths)} images")
     for name, error in head.fitted_on.get("cv_mae", {}).items():

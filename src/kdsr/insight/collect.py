@@ -67,14 +67,22 @@ class IDRSamples:
         return np.array([getattr(self.degradations[i], name) for i in self.setting], dtype=np.float64)
 
 
-def encode(model: KDSRStudent | KDSRTeacher, lr: torch.Tensor, hr: torch.Tensor | None) -> np.ndarray:
-    """The compact IDR ``d`` of one image: a teacher sees LR and HR, a student the LR (bounded view, as upscaling)."""
+#: The IDR vectors a read-out can take: the compact ``d`` that conditions the generator (the paper's D), or the
+#: uncompressed ``d_prime`` that the student learns to match (D').
+IDR_FEATURES = ("d", "d_prime")
+
+
+def encode(
+    model: KDSRStudent | KDSRTeacher, lr: torch.Tensor, hr: torch.Tensor | None, feature: str = "d"
+) -> np.ndarray:
+    """One image's IDR vector ``feature`` (:data:`IDR_FEATURES`): a teacher sees LR and HR, a student the LR (bounded
+    view, as upscaling)."""
     with torch.inference_mode():
         if isinstance(model, KDSRTeacher):
             idr = model.encode(lr, hr)
         else:
             idr = estimate_idr(model, lr, view=DEFAULT_IDR_VIEW)
-    return idr.d[0].float().numpy()
+    return getattr(idr, feature)[0].float().numpy()
 
 
 def center_crop(hr: np.ndarray, size: int, scale: int) -> np.ndarray:
@@ -94,9 +102,11 @@ def collect_idr(
     crop: int = 0,
     seed: int = 0,
     progress: bool = False,
+    feature: str = "d",
 ) -> IDRSamples:
     """The IDR of every HR image under every degradation; ``degradations`` is one list for all images, or one list
-    per image (random draws for fitting). Each LR is seeded from the image name and the setting, so runs repeat."""
+    per image (random draws for fitting). Each LR is seeded from the image name and the setting, so runs repeat.
+    ``feature`` is the IDR vector collected (``d``, the paper's D, or ``d_prime``)."""
     per_image = [list(degradations)] * len(hr_paths) if isinstance(degradations[0], Degradation) else degradations
     features, settings, images, table = [], [], [], {}
     rows = [(i, path, d) for (i, path), ds in zip(enumerate(hr_paths), per_image, strict=True) for d in ds]
@@ -107,7 +117,7 @@ def collect_idr(
         hr = hr_cache[1]
         generator = torch.Generator().manual_seed(noise_seed(path.name, seed, degradation))
         lr = degradation.apply(hr, model.scale, generator)
-        features.append(encode(model, lr, hr))
+        features.append(encode(model, lr, hr, feature))
         settings.append(table.setdefault(degradation, len(table)))
         images.append(i)
     return IDRSamples(np.stack(features), np.array(settings), np.array(images), list(table))

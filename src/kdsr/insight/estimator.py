@@ -19,7 +19,7 @@ from kdsr.checkpoint import load_model, read_metadata, save_model
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.image_tensor import image_to_tensor
 from kdsr.insight._optional import require
-from kdsr.insight.collect import Degradation, collect_idr, encode
+from kdsr.insight.collect import IDR_FEATURES, Degradation, collect_idr, encode
 from kdsr.models import KDSRTeacher
 
 HEAD_KEY = "degradation_head"
@@ -65,7 +65,8 @@ class FitRanges:
 
 @dataclasses.dataclass(frozen=True)
 class DegradationEstimator:
-    """``target = ((d - mean) / scale) @ coef[target] + intercept[target]``, clipped to the target's range."""
+    """``target = ((v - mean) / scale) @ coef[target] + intercept[target]``, clipped to the target's range, where
+    ``v`` is the IDR vector ``feature`` (``d``, or ``d_prime``: the uncompressed D' a KD student learns to match)."""
 
     targets: list[str]
     mean: list[float]
@@ -73,6 +74,7 @@ class DegradationEstimator:
     coef: list[list[float]]
     intercept: list[float]
     fitted_on: dict
+    feature: str = "d"  # heads written before the field existed read d
 
     def predict(self, d: np.ndarray) -> dict[str, float]:
         """The degradation estimate for one compact IDR ``d`` (C,)."""
@@ -123,8 +125,8 @@ class DegradationEstimator:
             head = cls(**fields)
         except (ValueError, TypeError) as e:
             raise CheckpointError(f"unreadable degradation head ({e})") from None
-        if any(name not in TARGETS for name in head.targets):
-            raise CheckpointError(f"degradation head has unknown targets {head.targets}")
+        if any(name not in TARGETS for name in head.targets) or head.feature not in IDR_FEATURES:
+            raise CheckpointError(f"degradation head has unknown targets {head.targets} or feature {head.feature!r}")
         return head
 
 
@@ -134,7 +136,11 @@ def _target_values(draws: Sequence[Degradation], name: str) -> np.ndarray:
 
 
 def fit_ridge(
-    features: np.ndarray, targets: dict[str, np.ndarray], fitted_on: dict, groups: np.ndarray | None = None
+    features: np.ndarray,
+    targets: dict[str, np.ndarray],
+    fitted_on: dict,
+    groups: np.ndarray | None = None,
+    feature: str = "d",
 ) -> DegradationEstimator:
     """Standardise the features and fit one ridge regression per target, each with its regularisation chosen by
     leave-one-out (scikit-learn's RidgeCV). With ``groups`` (the image of each row), ``fitted_on`` also gets each
@@ -156,22 +162,30 @@ def fit_ridge(
         constant = np.abs(y - y.mean(axis=0)).mean(axis=0).round(3).tolist()
         fitted_on["constant_mae"] = dict(zip(targets, constant, strict=True))
     ridge.fit(z, y)
-    return DegradationEstimator(
-        list(targets), mean.tolist(), scale.tolist(), ridge.coef_.tolist(), ridge.intercept_.tolist(), fitted_on
-    )
+    coef, intercept = ridge.coef_.tolist(), ridge.intercept_.tolist()
+    return DegradationEstimator(list(targets), mean.tolist(), scale.tolist(), coef, intercept, fitted_on, feature)
 
 
 def fit_head(
-    model, hr_paths: Sequence[Path], ranges: FitRanges, per_image: int = 8, crop: int = 384, seed: int = 0, **kw
+    model,
+    hr_paths: Sequence[Path],
+    ranges: FitRanges,
+    per_image: int = 8,
+    crop: int = 384,
+    seed: int = 0,
+    feature: str = "d",
+    **kw,
 ) -> DegradationEstimator:
-    """Degrade each HR image (centre ``crop``) ``per_image`` times with draws from ``ranges``, encode, fit."""
+    """Degrade each HR image (centre ``crop``; 0: whole) ``per_image`` times with draws from ``ranges``, encode
+    (IDR vector ``feature``), fit."""
     rng = np.random.default_rng(seed)
     plan = [ranges.draw(rng, per_image) for _ in hr_paths]
-    samples = collect_idr(model, hr_paths, plan, crop=crop, seed=seed, **kw)
+    samples = collect_idr(model, hr_paths, plan, crop=crop, seed=seed, feature=feature, **kw)
     draws = [samples.degradations[i] for i in samples.setting]
     targets = {name: _target_values(draws, name) for name in ranges.targets()}
     fitted_on = {"images": len(hr_paths), "samples": len(draws), "ranges": dataclasses.asdict(ranges), "seed": seed}
-    return fit_ridge(samples.features, targets, fitted_on, groups=samples.image)
+    fitted_on["crop"] = crop
+    return fit_ridge(samples.features, targets, fitted_on, groups=samples.image, feature=feature)
 
 
 def read_head(source: str | os.PathLike) -> DegradationEstimator | None:
@@ -199,7 +213,7 @@ def estimate_image(model, head: DegradationEstimator, image: np.ndarray) -> dict
         raise KDSRError("estimating needs a student model (a teacher needs the HR image)")
     image = image[:, :, None] if image.ndim == 2 else image
     rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
-    return head.read(encode(model, image_to_tensor(rgb), None))
+    return head.read(encode(model, image_to_tensor(rgb), None, head.feature))
 
 
 def load_estimator(source: str | os.PathLike):
@@ -216,7 +230,7 @@ def head_errors(
     model, head: DegradationEstimator, hr_paths: Sequence[Path], settings: Sequence[Degradation], seed: int = 0, **kw
 ) -> dict[str, dict[str, float]]:
     """Mean absolute error of each target per setting, on whole images degraded as ``kdsr degrade`` does."""
-    samples = collect_idr(model, hr_paths, settings, seed=seed, **kw)
+    samples = collect_idr(model, hr_paths, settings, seed=seed, feature=head.feature, **kw)
     errors: dict[str, dict[str, float]] = {}
     for index, degradation in enumerate(samples.degradations):
         rows = samples.features[samples.setting == index]
