@@ -66,6 +66,19 @@ def test_iso_model_beats_bicubic_on_the_sample():
     assert psnr(tensor_to_image(sr), reference, 4) > bicubic + 0.5
 
 
+def test_iso_model_estimates_the_blur_of_the_sample():
+    """`kdsr estimate` works out of the box with kdsr-iso-x4: its shipped estimator reads the blur of the sample
+    blurred at sigma 1, 2 and 3 (classic pipeline) in order and within 0.6 of the truth."""
+    from kdsr.insight.estimator import load_estimator
+
+    estimate, hr = load_estimator("kdsr-iso-x4"), _sample_hr()
+    readings = []
+    for sigma in (1.0, 2.0, 3.0):
+        lr = classic.degrade(hr, isotropic_gaussian(sigma)[0], 4)
+        readings.append(estimate(tensor_to_image(lr))["blur_sigma"])
+    assert readings == sorted(readings) and np.abs(np.array(readings) - [1, 2, 3]).max() < 0.6, readings
+
+
 def test_real_model_beats_bicubic_on_the_sample():
     """Averaged over eight real-world degradations of the 30x20-pixel LR sample (the hardest everyday case), through
     what `kdsr upscale` does: above bicubic in SSIM, and not below it in PSNR by more than 0.1 dB (the larger sets of
