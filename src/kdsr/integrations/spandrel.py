@@ -8,8 +8,9 @@ shapes. Teachers (they need the HR image) and other files are not claimed.
 The descriptor's model runs what ``kdsr.Upscaler`` runs on a whole image: edge replication around the border, one
 IDR from a bounded view of the image, the generator in tiles with blended overlaps, and the colour fix. The IDR is a
 property of the whole image, so the descriptor says ``tiling=INTERNAL``: a host must hand over the whole image and
-not cut it into tiles that would each get their own IDR. ``supports_half``: measured on the bundled models on a CPU,
-fp16 output differs from fp32 by at most 0.0015 (0.4 of an 8-bit level); bf16 by at most 0.011.
+not cut it into tiles that would each get their own IDR. ``supports_half`` and ``supports_bfloat16``: on the bundled
+models on a CPU, fp16 output differs from fp32 by at most 0.0024 (0.6 of an 8-bit level) and bf16 by at most 0.018
+(``benchmarks/precision_bounds.py``; the README gives them per model).
 """
 
 from __future__ import annotations
