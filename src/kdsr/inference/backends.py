@@ -122,11 +122,12 @@ def build_backend(
 ) -> tuple[Backend, torch.device, torch.dtype]:
     """(backend, device, dtype of the tensors it takes) for a model (bundled name, checkpoint, module, ONNX file or
     folder, OpenVINO export) on ``backend`` ("torch", "onnx" or "openvino"; "auto" resolved by the caller)."""
-    split = backend == "onnx" and Path(str(model or "")).is_dir()
+    named = isinstance(model, str | os.PathLike) and str(model) != ""  # Path("") would be the current folder
+    split = backend == "onnx" and named and Path(model).is_dir()
     tile = tiling.tile
     if backend == "onnx":
-        if isinstance(model, nn.Module) or not (split or str(model or "").endswith(".onnx")):
-            raise KDSRError("the onnx backend needs a `kdsr export` .onnx file or --split folder as the model")
+        if not (split or (named and str(model).endswith(".onnx"))):
+            raise KDSRError("the onnx backend needs a `kdsr export` .onnx file or --split folder as the model (-n)")
         if tile and not split:
             raise KDSRError(
                 "a one-graph .onnx runs whole images (it estimates the IDR per input); use -t 0, or export with "
