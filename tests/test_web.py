@@ -64,6 +64,18 @@ def test_two_uploads_with_one_name_keep_both_results(server, tmp_path):
     assert sorted(zipfile.ZipFile(out["zip"]).namelist()) == ["same_out-2.png", "same_out.png"]
 
 
+def test_a_model_with_an_estimator_says_what_it_sees(tmp_path):
+    """The page's log line for each image reads the degradation off the IDR when the model carries an estimator
+    (kdsr-iso-x4 does), as `kdsr upscale -v` does."""
+    from kdsr.web.app import Server
+
+    server = Server({"kdsr-iso-x4": "kdsr-iso-x4"}, tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    write_image(tmp_path / "a.png", synthetic_image(24, 32))
+    out = server.run([str(tmp_path / "a.png")], "kdsr-iso-x4", "x4", "fp32", 0)
+    assert "32x24 -> 128x96; the model sees blur sigma (HR px) " in out["log"][0]
+
+
 def test_pixel_limit_applies(server, tmp_path):
     (tmp_path / "work").mkdir()
     server.max_pixels = 50
