@@ -36,8 +36,8 @@ def main() -> None:
     parser.add_argument("-o", "--output", default=str(REPO / "docs" / "everyday.png"))
     args = parser.parse_args()
 
+    from kdsr.degradations.recipes import everyday_lr
     from kdsr.degradations.resize import imresize
-    from kdsr.evaluation.protocols import everyday_lr
     from kdsr.image_io import read_rgb8, write_image
     from kdsr.image_tensor import image_to_tensor, tensor_to_image
     from kdsr.inference import Upscaler

@@ -13,8 +13,9 @@ import torch
 from kdsr.cli import main
 from kdsr.degradations import mixture
 from kdsr.degradations.classic import quantize
+from kdsr.degradations.jpeg import libjpeg
+from kdsr.degradations.recipes import EVERYDAY_CASES, everyday_lr
 from kdsr.degradations.resize import imresize
-from kdsr.evaluation.protocols import EVERYDAY_CASES, everyday_lr
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.train import load_config
 from tests.conftest import synthetic_image
@@ -27,10 +28,10 @@ def _hr(batch=6, size=64, seed=0):
 
 def test_libjpeg_is_a_real_libjpeg_round_trip():
     image = synthetic_image(24, 40)
-    out = tensor_to_image(mixture.libjpeg(image_to_tensor(image), 50))
+    out = tensor_to_image(libjpeg(image_to_tensor(image), 50))
     ok, data = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 50])
     assert ok and np.array_equal(out, cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1])
-    two = mixture.libjpeg(torch.cat([image_to_tensor(image)] * 2), torch.tensor([20.0, 95.0]))
+    two = libjpeg(torch.cat([image_to_tensor(image)] * 2), torch.tensor([20.0, 95.0]))
     assert (two[0] - image_to_tensor(image)[0]).abs().mean() > (two[1] - image_to_tensor(image)[0]).abs().mean()
 
 
@@ -54,7 +55,7 @@ def test_every_case_alone(case):
     if case == "clean":
         assert torch.equal(out, clean)
     elif case == "jpeg":
-        assert torch.equal(out, mixture.libjpeg(clean, 80))
+        assert torch.equal(out, libjpeg(clean, 80))
     else:
         assert not torch.equal(out, clean)
 
@@ -93,7 +94,7 @@ def test_everyday_cases_are_what_they_say():
     generator = torch.Generator().manual_seed(0)
     clean = everyday_lr(hr, "clean", 4, generator)
     assert torch.equal(clean, quantize(imresize(hr, 1 / 4)))
-    assert torch.equal(everyday_lr(hr, "jpeg60", 4, generator), mixture.libjpeg(clean, 60))
+    assert torch.equal(everyday_lr(hr, "jpeg60", 4, generator), libjpeg(clean, 60))
     names = [case[0] for case in EVERYDAY_CASES]
     assert names[0] == "clean" and "realworld" in names and len(names) == 8
     for name in names:
@@ -144,5 +145,5 @@ def test_labels_say_what_was_done():
     lr, labels = mixture.degrade_with_labels(hr, config, 4, torch.Generator().manual_seed(0))
     clean = quantize(imresize(hr, 1 / 4))
     for i, (case, _, _, quality) in enumerate(labels.tolist()):
-        expected = clean[i : i + 1] if case == 0 else mixture.libjpeg(clean[i : i + 1], quality)
+        expected = clean[i : i + 1] if case == 0 else libjpeg(clean[i : i + 1], quality)
         assert torch.equal(lr[i : i + 1], expected)

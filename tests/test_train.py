@@ -364,7 +364,7 @@ def test_validation_keeps_the_models_mode(data_dir):
 
 
 def test_everyday_validation_logs_each_case_gain(data_dir):
-    from kdsr.evaluation.protocols import EVERYDAY_CASES
+    from kdsr.degradations.recipes import EVERYDAY_CASES
     from kdsr.train.loop import _validate
     from tests.conftest import tiny_model
 

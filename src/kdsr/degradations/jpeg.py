@@ -5,12 +5,16 @@ the quantisation table times the quality factor, round, multiply back -> IDCT ->
 RGB, clamped, /255. Images are zero-padded to multiples of 16 and cropped back. As in BasicSR, the luminance table is
 the standard table *transposed* (kept so that training data matches the official pipeline). ``differentiable=True``
 replaces rounding by the cubic approximation ``round(x) + (x - round(x))^3`` so that gradients flow.
+
+:func:`libjpeg` is the real encoder (OpenCV's libjpeg) on the same tensors, for the everyday cases and the mixture.
 """
 
 from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -98,3 +102,17 @@ def jpeg(images: torch.Tensor, quality: torch.Tensor | float, differentiable: bo
     ycc = torch.cat([y[:, None], chroma - 128], dim=1)
     rgb = torch.einsum("bchw,dc->bdhw", ycc, _YCBCR_TO_RGB.to(x))
     return rgb.clamp(0, 255)[:, :, :h, :w] / 255
+
+
+def libjpeg(images: torch.Tensor, quality: torch.Tensor | float) -> torch.Tensor:
+    """Round-trip (B, 3, H, W) images in [0, 1] through libjpeg (OpenCV: 4:2:0 chroma, standard tables) at a
+    per-image quality; the result is on the 8-bit grid, on the input's device and dtype."""
+    quality = torch.as_tensor(quality).flatten().expand(images.shape[0])
+    pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    out = np.empty_like(pixels)
+    for i, (image, q) in enumerate(zip(pixels, quality.tolist(), strict=True)):
+        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, round(q)])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        out[i] = cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1]
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255

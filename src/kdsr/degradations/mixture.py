@@ -17,13 +17,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from kdsr.degradations import realworld
 from kdsr.degradations.classic import blur, quantize
+from kdsr.degradations.jpeg import libjpeg
 from kdsr.degradations.kernels import isotropic_gaussian
 from kdsr.degradations.resize import imresize
 
@@ -66,20 +65,6 @@ class MixtureConfig:
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise ValueError(f"{name} must be (low, high) with 0 <= low <= high, got {(low, high)}")
-
-
-def libjpeg(images: torch.Tensor, quality: torch.Tensor | float) -> torch.Tensor:
-    """Round-trip (B, 3, H, W) images in [0, 1] through libjpeg (OpenCV: 4:2:0 chroma, standard tables) at a
-    per-image quality; the result is on the 8-bit grid, on the input's device and dtype."""
-    quality = torch.as_tensor(quality).flatten().expand(images.shape[0])
-    pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    out = np.empty_like(pixels)
-    for i, (image, q) in enumerate(zip(pixels, quality.tolist(), strict=True)):
-        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, round(q)])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        out[i] = cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1]
-    return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255
 
 
 def downscale(hr: torch.Tensor, scale: int, box: torch.Tensor) -> torch.Tensor:

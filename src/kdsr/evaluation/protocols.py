@@ -21,10 +21,9 @@ import numpy as np
 import torch
 
 from kdsr.constants import PROTOCOLS
-from kdsr.degradations import realworld
 from kdsr.degradations.classic import degrade
 from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
-from kdsr.degradations.mixture import libjpeg
+from kdsr.degradations.recipes import EVERYDAY_CASES, everyday_lr
 from kdsr.degradations.resize import imresize
 from kdsr.errors import KDSRError, shortened
 from kdsr.image_io import list_images, probe_image, read_rgb8
@@ -47,19 +46,6 @@ DASR_ANISO_KERNELS = (
     (4.0, 4.0, 180.0),
 )
 ANISO_NOISE_LEVELS = (0.0, 10.0, 20.0)
-
-#: everyday cases: (name, blur sigma in HR pixels, noise sigma 0-255, JPEG quality or 0); "realworld" is the
-#: second-order pipeline with its default ranges, seeded per image.
-EVERYDAY_CASES = (
-    ("clean", 0.0, 0.0, 0),
-    ("jpeg40", 0.0, 0.0, 40),
-    ("jpeg60", 0.0, 0.0, 60),
-    ("jpeg80", 0.0, 0.0, 80),
-    ("blur1.0+noise5", 1.0, 5.0, 0),
-    ("blur2.0+noise15", 2.0, 15.0, 0),
-    ("camera", 0.8, 3.0, 75),
-    ("realworld", 0.0, 0.0, 0),
-)
 
 #: (LR (1, 3, h, w), HR (1, 3, H, W)) -> SR; the HR is there for teacher models (an upper bound) and is ignored
 #: by every blind model.
@@ -104,16 +90,6 @@ def _settings(protocol: str) -> list[tuple[str, MakeLR]]:
         for noise in ANISO_NOISE_LEVELS:
             settings.append((f"k{i}/noise={noise:g}", _classic(kernel, noise)))
     return settings
-
-
-def everyday_lr(hr: torch.Tensor, case: str, scale: int, generator: torch.Generator) -> torch.Tensor:
-    """The LR of one everyday case: [Gaussian blur] -> antialiased bicubic 1/scale -> [colour noise] -> 8 bits ->
-    [libjpeg at the case's quality]; or the real-world pipeline."""
-    if case == "realworld":
-        return realworld.degrade(hr, realworld.RealWorldConfig(), scale, generator)
-    _, sigma, noise, quality = next(c for c in EVERYDAY_CASES if c[0] == case)
-    lr = degrade(hr, isotropic_gaussian(sigma) if sigma else None, scale, noise, generator)
-    return libjpeg(lr, quality) if quality else lr
 
 
 _PAIR_SUFFIX = re.compile(r"([_-]?(lr|hr|lq|gt|sr))?([_-]?x[2348])?$", re.IGNORECASE)

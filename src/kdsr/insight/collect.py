@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -11,9 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kdsr.degradations import classic
-from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
-from kdsr.degradations.mixture import libjpeg
+from kdsr.degradations.recipes import known_lr
 from kdsr.evaluation.protocols import load_hr, noise_seed
 from kdsr.image_tensor import image_to_tensor
 from kdsr.inference.tiling import estimate_idr
@@ -43,14 +40,7 @@ class Degradation:
 
     def apply(self, hr: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
         """(1, 3, H, W) HR -> the 8-bit LR: blur, bicubic /scale, noise (as ``kdsr degrade``), then JPEG."""
-        kernel = None
-        if self.sigma > 0 and self.aniso:
-            theta = float(torch.rand((), generator=generator)) * math.pi
-            kernel = anisotropic_gaussian(self.sigma, self.sigma / 2, theta)[0]
-        elif self.sigma > 0:
-            kernel = isotropic_gaussian(self.sigma)[0]
-        lr = classic.degrade(hr, kernel, scale, self.noise, generator)
-        return libjpeg(lr, self.jpeg) if self.jpeg else lr
+        return known_lr(hr, scale, generator, self.sigma, self.noise, self.jpeg, self.aniso)
 
 
 @dataclasses.dataclass
