@@ -38,3 +38,6 @@ HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
 MARKED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 #: Video containers ``kdsr upscale`` reads and writes.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+#: The IDR vectors a degradation estimator can read: the compact ``d`` that conditions the generator (the paper's
+#: D), or the uncompressed ``d_prime`` that a KD student learns to match (D').
+IDR_FEATURES = ("d", "d_prime")

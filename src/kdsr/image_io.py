@@ -137,8 +137,6 @@ def read_image_metadata(path: str | os.PathLike, size: tuple[int, int] | None = 
     and Software :data:`OUTPUT_MARK`. Unreadable metadata is left out (the mark stays), never an error."""
     from PIL import Image
 
-    marked = Image.Exif()
-    marked[_SOFTWARE] = OUTPUT_MARK
     try:
         with Image.open(path) as im:
             icc = im.info.get("icc_profile") or None
@@ -153,6 +151,8 @@ def read_image_metadata(path: str | os.PathLike, size: tuple[int, int] | None = 
                         sub[tag] = value
             data = exif.tobytes()
     except Exception:  # noqa: BLE001 - metadata is a courtesy: a file whose pixels read fine still upscales
+        marked = Image.Exif()
+        marked[_SOFTWARE] = OUTPUT_MARK
         return ImageMetadata(None, EXIF_PREFIX + marked.tobytes())
     return ImageMetadata(icc, data if data.startswith(EXIF_PREFIX) else EXIF_PREFIX + data)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kdsr.atomic import atomic_write_bytes
 from kdsr.cli.options import add_overwrite_option, model_inputs
+from kdsr.constants import IDR_FEATURES
 from kdsr.errors import KDSRError
 
 
@@ -37,7 +38,7 @@ def add_parser(sub) -> None:
     )
     fit.add_argument(
         "--feature",
-        choices=["d", "d_prime"],
+        choices=IDR_FEATURES,
         default="d",
         help="the IDR vector read: d (the compact D that conditions the network; default) or d_prime (the D' a KD "
         "student learns to match)",

@@ -34,8 +34,7 @@ def everyday_lr(hr: torch.Tensor, case: str, scale: int, generator: torch.Genera
     if case == "realworld":
         return realworld.degrade(hr, realworld.RealWorldConfig(), scale, generator)
     _, sigma, noise, quality = next(c for c in EVERYDAY_CASES if c[0] == case)
-    lr = degrade(hr, isotropic_gaussian(sigma) if sigma else None, scale, noise, generator)
-    return libjpeg(lr, quality) if quality else lr
+    return known_lr(hr, scale, generator, sigma, noise, quality)
 
 
 def known_lr(

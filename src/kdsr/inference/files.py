@@ -66,7 +66,8 @@ def upscale_files(
     ``width``/``height`` set the final size (see :func:`fit_size`) instead of ``outscale``.
 
     Inputs are never written and existing files are replaced only with ``overwrite`` (see :func:`plan_outputs`);
-    ``plan``: the run's plan when the caller made it already (the CLI, before loading the model)."""
+    ``plan``: the run's plan when the caller made it already (the CLI, before loading the model); the planning
+    arguments (``suffix``, ``ext``, ``skip_existing``, ``recursive``) are then the plan's."""
     if plan is None:
         plan = plan_outputs(
             source, output, suffix=suffix, ext=ext, overwrite=overwrite, skip_existing=skip_existing,

@@ -48,12 +48,10 @@ def default_calibration_folder() -> Path:
 
 
 def _calibration_lr(hr, case: str, scale: int, generator):
-    from kdsr.degradations.classic import degrade
-    from kdsr.degradations.kernels import isotropic_gaussian
-    from kdsr.degradations.recipes import everyday_lr
+    from kdsr.degradations.recipes import everyday_lr, known_lr
 
     if case.startswith("gaussian"):
-        return degrade(hr, isotropic_gaussian(float(case.removeprefix("gaussian"))), scale, 0.0, generator)
+        return known_lr(hr, scale, generator, sigma=float(case.removeprefix("gaussian")))
     return everyday_lr(hr, case, scale, generator)
 
 

@@ -57,16 +57,11 @@ class IDRSamples:
         return np.array([getattr(self.degradations[i], name) for i in self.setting], dtype=np.float64)
 
 
-#: The IDR vectors a read-out can take: the compact ``d`` that conditions the generator (the paper's D), or the
-#: uncompressed ``d_prime`` that the student learns to match (D').
-IDR_FEATURES = ("d", "d_prime")
-
-
 def encode(
     model: KDSRStudent | KDSRTeacher, lr: torch.Tensor, hr: torch.Tensor | None, feature: str = "d"
 ) -> np.ndarray:
-    """One image's IDR vector ``feature`` (:data:`IDR_FEATURES`): a teacher sees LR and HR, a student the LR (bounded
-    view, as upscaling)."""
+    """One image's IDR vector ``feature`` (:data:`kdsr.constants.IDR_FEATURES`): a teacher sees LR and HR, a student
+    the LR (bounded view, as upscaling)."""
     with torch.inference_mode():
         if isinstance(model, KDSRTeacher):
             idr = model.encode(lr, hr)

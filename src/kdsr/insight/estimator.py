@@ -16,10 +16,11 @@ import numpy as np
 
 from kdsr.bundled import model_file
 from kdsr.checkpoint import load_model, read_metadata, save_model
+from kdsr.constants import IDR_FEATURES
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.image_tensor import image_to_tensor
 from kdsr.insight._optional import require
-from kdsr.insight.collect import IDR_FEATURES, Degradation, collect_idr, encode
+from kdsr.insight.collect import Degradation, collect_idr, encode
 from kdsr.models import KDSRTeacher
 
 HEAD_KEY = "degradation_head"
@@ -183,8 +184,8 @@ def fit_head(
     samples = collect_idr(model, hr_paths, plan, crop=crop, seed=seed, feature=feature, **kw)
     draws = [samples.degradations[i] for i in samples.setting]
     targets = {name: _target_values(draws, name) for name in ranges.targets()}
-    fitted_on = {"images": len(hr_paths), "samples": len(draws), "ranges": dataclasses.asdict(ranges), "seed": seed}
-    fitted_on["crop"] = crop
+    fitted_on = {"images": len(hr_paths), "samples": len(draws), "ranges": dataclasses.asdict(ranges), "seed": seed,
+                 "crop": crop}  # fmt: skip
     return fit_ridge(samples.features, targets, fitted_on, groups=samples.image, feature=feature)
 
 
