@@ -121,61 +121,43 @@ def _train_config(data_dir, *overrides):
     return load_config(None, [f"data.train=[{data_dir}]", *tiny, "device=cpu", "log_every=1", *overrides])
 
 
-def test_teacher_from_a_student_takes_its_generator_and_warms_up_the_encoder_alone(data_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("stage", "warmup", "steps"),
+    [
+        # a teacher from a student: its G under a fresh energy teacher encoder
+        (["stage=teacher"], 3, 5),
+        # distill.fresh_encoder: a trained student's G under a fresh energy student encoder, no teacher
+        (["stage=student", "distill.fresh_encoder=true", "distill.weight=0"], 2, 3),
+    ],
+    ids=["teacher", "student"],
+)
+def test_a_generator_under_a_fresh_energy_encoder_that_warms_up_on_the_head_alone(data_dir, tmp_path, stage, warmup,
+                                                                                   steps):  # fmt: skip
+    """The encoder learns the degradation head's loss alone for ``warmup`` steps (the generator is not run and stays
+    the init student's), then encoder, head and generator train jointly with L1."""
     from kdsr.train import train
 
     student = tiny_model(seed=4)
     save_model(student, tmp_path / "student.safetensors")
     overrides = [
-        "stage=teacher",
+        *stage,
         "model.encoder=energy",
         f"distill.init={tmp_path / 'student.safetensors'}",
         "degradation.classic.per_image=true",
         "distill.degradation_weight=0.5",
-        "distill.warmup_steps=3",
-        "optim.steps=5",
+        f"distill.warmup_steps={warmup}",
     ]
-    train(_train_config(data_dir, *overrides, "optim.steps=3"), tmp_path / "warm")
+    train(_train_config(data_dir, *overrides, f"optim.steps={warmup}"), tmp_path / "warm")
     warm = load_model(tmp_path / "warm" / "last.safetensors")
-    assert warm.config.teacher and warm.config.encoder == "energy"
+    assert warm.config.teacher == (stage[0] == "stage=teacher") and warm.config.encoder == "energy"
     for key, value in student.G.state_dict().items():  # the warm-up never touched the generator
         assert torch.equal(warm.G.state_dict()[key], value), key
-    train(_train_config(data_dir, *overrides), tmp_path / "joint")
+    train(_train_config(data_dir, *overrides, f"optim.steps={steps}"), tmp_path / "joint")
     log = [json.loads(line) for line in (tmp_path / "joint" / "log.jsonl").read_text().splitlines()]
-    assert [("l1" in r) for r in log] == [False, False, False, True, True]
+    assert [("l1" in r) for r in log] == [False] * warmup + [True] * (steps - warmup)
     assert all(r["degradation"] > 0 for r in log)
     joint = load_model(tmp_path / "joint" / "last.safetensors")
     assert not torch.equal(joint.G.head[0].weight, student.G.head[0].weight)
-
-
-def test_a_student_moves_to_a_fresh_energy_encoder_and_warms_it_up_on_the_head_alone(data_dir, tmp_path):
-    """distill.fresh_encoder: a trained (official-encoder) student's G under a new energy encoder, which learns the
-    degradation head's loss alone during the warm-up (no teacher, G not run), then jointly with L1."""
-    from kdsr.train import train
-
-    student = tiny_model(seed=5)
-    save_model(student, tmp_path / "student.safetensors")
-    overrides = [
-        "stage=student",
-        "model.encoder=energy",
-        f"distill.init={tmp_path / 'student.safetensors'}",
-        "distill.fresh_encoder=true",
-        "distill.weight=0",
-        "degradation.classic.per_image=true",
-        "distill.degradation_weight=0.5",
-        "distill.warmup_steps=2",
-    ]
-    train(_train_config(data_dir, *overrides, "optim.steps=2"), tmp_path / "warm")
-    warm = load_model(tmp_path / "warm" / "last.safetensors")
-    assert not warm.config.teacher and warm.config.encoder == "energy"
-    for key, value in student.G.state_dict().items():
-        assert torch.equal(warm.G.state_dict()[key], value), key
-    train(_train_config(data_dir, *overrides, "optim.steps=3"), tmp_path / "joint")
-    log = [json.loads(line) for line in (tmp_path / "joint" / "log.jsonl").read_text().splitlines()]
-    assert [("l1" in r) for r in log] == [False, False, True]
-    assert not torch.equal(
-        load_model(tmp_path / "joint" / "last.safetensors").G.head[0].weight, student.G.head[0].weight
-    )
 
 
 @pytest.mark.parametrize(
