@@ -3,7 +3,7 @@
     python benchmarks/idr_view.py -n STUDENT_CHECKPOINT [--view 256] [--data ../shared/data/Set14]
 
 For every image of the folder and every Gaussian8 sigma, the LR is made as in the paper's protocol; the SR output is
-computed with the IDR of the whole LR and with the IDR from its bounded view (``kdsr.inference.tiling.view_regions``:
+computed with the IDR of the whole LR and with the IDR from its bounded view (``kdsr.inference.tile_plan.view_regions``:
 grid cells, one per row and column, at most VIEW x VIEW pixels in all). Printed: mean PSNR (official
 convention) of both against the HR, their difference, the relative change of D, and the PSNR between the two
 outputs. Images whose LR fits inside the view are identical by construction and counted as such.

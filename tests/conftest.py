@@ -62,3 +62,18 @@ def data_dir(tmp_path_factory):
     for i in range(4):
         write_image(folder / f"{i}.png", synthetic_image(40, 48, seed=i))
     return folder
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _model_cache(tmp_path_factory):
+    """Exported graphs (``kdsr upscale``'s default backend is OpenVINO where it is installed) go into the test
+    session's own cache, never into the user's ~/.cache/kdsr."""
+    import os
+
+    before = os.environ.get("KDSR_CACHE")
+    os.environ["KDSR_CACHE"] = str(tmp_path_factory.mktemp("kdsr-cache"))
+    yield
+    if before is None:
+        os.environ.pop("KDSR_CACHE", None)
+    else:
+        os.environ["KDSR_CACHE"] = before

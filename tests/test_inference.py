@@ -14,7 +14,7 @@ from kdsr.image_io import write_image
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.inference import Upscaler, estimate_idr, tiled_super_resolve
 from kdsr.inference.alpha import fill_transparent
-from kdsr.inference.tiling import axis_tiles, tiles, view_regions
+from kdsr.inference.tile_plan import axis_tiles, tiles, view_regions
 from tests.conftest import synthetic_image, tiny_model
 
 

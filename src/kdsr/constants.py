@@ -18,6 +18,13 @@ DEFAULT_IDR_VIEW = 256
 #: LR context pixels each tile sees beyond its borders, and pixels blended between adjacent tiles.
 TILE_PAD = 24
 TILE_OVERLAP = 8
+#: Gaussian sigma (LR pixels) of the low-pass in the colour fix (``kdsr.inference.fidelity``): wide enough to leave
+#: detail alone (Gaussian8 on Set5 with kdsr-iso-x4: -0.018 dB at sigma 2, -0.005 dB at 4), narrow enough to follow
+#: colour across an image.
+COLOR_FIX_SIGMA = 4.0
+#: Added to the standard deviation of an image before the energy encoder divides by it (a flat image stays finite):
+#: about 2.5 levels (``kdsr.models.encoder.standardise``).
+STD_FLOOR = 0.01
 #: LR pixels replicated around the image before the network (``kdsr.inference.fidelity``): with the colour fix a
 #: flat 48x64 image comes out within 0 levels at 8 and 16, but 4 levels off at 4 and 9 at 2 (kdsr-real-x4, seven
 #: colours).

@@ -74,25 +74,18 @@ def run(args: argparse.Namespace) -> int:
 
         probe_within_limit(plan.jobs[0][0], args.max_pixels)
     from kdsr.inference.files import upscale_files
-    from kdsr.inference.upscaler import Upscaler
-    from kdsr.inference.video import VideoSettings
 
-    upscaler = Upscaler(
-        args.model,
-        device=args.device,
-        precision="fp32" if args.fp32 else args.precision,
-        tile=args.tile,
-        tile_pad=args.tile_pad,
-        tile_overlap=args.tile_overlap,
-        alpha_upsampler=args.alpha_upsampler,
-        backend=args.backend,
-        idr_view=args.idr_view,
-        border_pad=args.border_pad,
-        fix_color=args.fix_color,
-        calibration=args.calibration,
-    )
+    fast = _fast_upscaler(args, plan)
+    upscaler = fast or _torch_upscaler(args)
     if args.verbose:
-        print(f"kdsr: backend {upscaler.backend_name}, {upscaler.device.type}, {upscaler.precision}", file=sys.stderr)
+        path = " (torch-free path)" if fast else ""
+        where = f"{upscaler.backend_name}{path}, {upscaler.device_name}, {upscaler.precision}"
+        print(f"kdsr: backend {where}", file=sys.stderr)
+    video = None
+    if any(is_video(path) for path, _ in plan.jobs):
+        from kdsr.inference.video import VideoSettings
+
+        video = VideoSettings(crf=args.crf, codec=args.codec, idr_per_frame=args.idr_per_frame)
     result = upscale_files(
         args.input,
         args.output,
@@ -102,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         max_pixels=args.max_pixels,
         on_image=_degradation_reporter(args.model) if args.verbose else None,
-        video=VideoSettings(crf=args.crf, codec=args.codec, idr_per_frame=args.idr_per_frame),
+        video=video,
         quality=args.quality,
         width=args.width,
         height=args.height,
@@ -119,6 +112,41 @@ def run(args: argparse.Namespace) -> int:
     if len(result.written) + len(result.failed) + len(result.skipped) > 1 or result.frames:
         print(f"kdsr: {result.summary()}", file=sys.stderr)
     return 1 if result.failed else 0
+
+
+def _fast_upscaler(args: argparse.Namespace, plan):
+    """The torch-free path (:mod:`kdsr.inference.fastpath`) when the options and the model's graphs allow it: an
+    OpenVINO or ONNX backend on the CPU whose graphs exist already, and no video in the run; else None."""
+    from kdsr.inference.fastpath import fast_backend, open_fast_upscaler
+    from kdsr.inference.planning import is_video
+
+    precision = "fp32" if args.fp32 else args.precision
+    backend = fast_backend(args.backend, args.device, precision)
+    if backend is None or any(is_video(path) for path, _ in plan.jobs):
+        return None
+    return open_fast_upscaler(
+        args.model, backend, precision, tile=args.tile, alpha_upsampler=args.alpha_upsampler, tile_pad=args.tile_pad,
+        tile_overlap=args.tile_overlap, idr_view=args.idr_view, border_pad=args.border_pad, fix_color=args.fix_color,
+    )  # fmt: skip
+
+
+def _torch_upscaler(args: argparse.Namespace):
+    from kdsr.inference.upscaler import Upscaler
+
+    return Upscaler(
+        args.model,
+        device=args.device,
+        precision="fp32" if args.fp32 else args.precision,
+        tile=args.tile,
+        tile_pad=args.tile_pad,
+        tile_overlap=args.tile_overlap,
+        alpha_upsampler=args.alpha_upsampler,
+        backend=args.backend,
+        idr_view=args.idr_view,
+        border_pad=args.border_pad,
+        fix_color=args.fix_color,
+        calibration=args.calibration,
+    )
 
 
 def _degradation_reporter(model: str | None):
@@ -241,12 +269,13 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backend",
-        default="torch",
+        default="auto",
         choices=["auto", *BACKENDS],
-        help="default torch; onnx: run a `kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as "
-        "torch) or a .onnx file (whole images); openvino: OpenVINO's CPU runtime (kdsr[openvino]) on any model, "
-        "--precision fp32, bf16 or int8 (auto: fp32); auto: OpenVINO on an x86 CPU when installed, else torch (-v says "
-        "which)",
+        help="auto (default): OpenVINO on an x86 CPU when installed, else torch; -v says which. openvino: OpenVINO's "
+        "CPU runtime (kdsr[openvino]) on any model, --precision fp32, bf16 or int8 (auto: fp32); its graphs are "
+        "exported on a model's first run and cached, and later runs never import torch (answering in about a "
+        "second). onnx: run a `kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as torch) or a "
+        ".onnx file (whole images). torch: PyTorch (any device, fp16)",
     )
     add_calibration_option(parser)
 

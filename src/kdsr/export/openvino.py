@@ -4,15 +4,14 @@ optionally quantised to INT8 (:mod:`kdsr.inference.int8`); the OpenVINO runtime
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
 
 from kdsr.atomic import atomic_folder
 from kdsr.errors import KDSRError
-from kdsr.inference.onnx_runtime import SPLIT_CONFIG
-from kdsr.inference.openvino_runtime import IR_GRAPHS, IR_INFO, openvino_module, read_graphs
+from kdsr.inference.graph_files import IR_GRAPHS, IR_INFO, SPLIT_CONFIG
+from kdsr.inference.openvino_runtime import openvino_module, read_graphs
 
 
 def export_openvino(
@@ -29,10 +28,10 @@ def export_openvino(
     folder = Path(folder)
     if folder.exists():
         raise KDSRError(f"{folder}: already exists (an OpenVINO export is written as a new folder)")
-    models, kdsr_config, quantized = read_graphs(ov.Core(), source, int8, calibration, max_drop)
+    models, config, quantized = read_graphs(ov.Core(), source, int8, calibration, max_drop)
     with atomic_folder(folder, replace=False) as building:
         for model, name in zip(models, IR_GRAPHS, strict=True):
             ov.save_model(model, str(building / name), compress_to_fp16=False)
-        (building / SPLIT_CONFIG).write_text(json.dumps(dataclasses.asdict(kdsr_config)))
+        (building / SPLIT_CONFIG).write_text(json.dumps(config))
         (building / IR_INFO).write_text(json.dumps({"int8": quantized}))
     return folder

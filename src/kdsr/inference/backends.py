@@ -20,7 +20,8 @@ from kdsr.checkpoint import load_model
 from kdsr.devices import resolve_device, resolve_dtype
 from kdsr.errors import KDSRError
 from kdsr.inference.onnx_runtime import OnnxGraphs
-from kdsr.inference.tiling import count_tiles, estimate_idr, tiled_super_resolve
+from kdsr.inference.tile_plan import count_tiles
+from kdsr.inference.tiling import estimate_idr, tiled_super_resolve
 from kdsr.models import KDSRStudent
 
 
@@ -138,7 +139,7 @@ def build_backend(
     tile = (512 if device.type == "cuda" else 256) if tile is None else tile
     settings = (tile, tiling.pad, tiling.overlap, tiling.idr_view)
     if backend == "openvino":
-        from kdsr.inference.openvino_runtime import OpenVinoGraphs
+        from kdsr.inference.onnx_runtime import OpenVinoGraphs
 
         device, dtype = torch.device("cpu"), torch.float32  # tensors in fp32; OpenVINO runs its own precision
         graphs = OpenVinoGraphs(

@@ -19,9 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-#: Gaussian sigma (LR pixels) of the low-pass in :func:`color_fix`: wide enough to leave detail alone (Gaussian8 on
-#: Set5 with kdsr-iso-x4: -0.018 dB at sigma 2, -0.005 dB at 4), narrow enough to follow colour across an image.
-COLOR_FIX_SIGMA = 4.0
+from kdsr.constants import COLOR_FIX_SIGMA
 
 
 def pad_border(lr: torch.Tensor, pad: int) -> torch.Tensor:

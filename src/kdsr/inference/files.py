@@ -1,4 +1,5 @@
-"""Upscaling files and folders: per-file error collection, progress over files (the plan: :mod:`.planning`)."""
+"""Upscaling files and folders: per-file error collection, progress over files (the plan: :mod:`.planning`).
+Torch-free itself, so that the torch-free path (:mod:`.fastpath`) runs it."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from kdsr.atomic import remove_stale_temporaries
 from kdsr.errors import ImageError, KDSRError
 from kdsr.image_io import ALPHA_EXTENSIONS, DEFAULT_MAX_PIXELS, read_image, read_image_metadata, write_image
+from kdsr.inference.layout import fit_size
 from kdsr.inference.planning import Plan, is_video, plan_outputs
-from kdsr.inference.upscaler import Upscaler, fit_size
-from kdsr.inference.video import VideoSettings, upscale_video
 from kdsr.outputs import path_key
+
+if TYPE_CHECKING:  # the torch-free path passes a FastUpscaler and never imports these
+    from kdsr.inference.fastpath import FastUpscaler
+    from kdsr.inference.upscaler import Upscaler
+    from kdsr.inference.video import VideoSettings
 
 
 @dataclasses.dataclass
@@ -43,7 +48,7 @@ class BatchResult:
 def upscale_files(
     source: str | Path,
     output: str | Path,
-    upscaler: Upscaler,
+    upscaler: Upscaler | FastUpscaler,
     *,
     suffix: str = "out",
     ext: str = "auto",
@@ -82,11 +87,13 @@ def upscale_files(
         remove_stale_temporaries(folder, [t.name for _, t in plan.jobs])
     from tqdm import tqdm
 
-    settings = (video or VideoSettings()).options
+    settings = video.options if video is not None else {}
     started = time.perf_counter()
     for path, target in tqdm(plan.jobs, desc="files", unit="file", disable=not progress or len(plan.jobs) < 2):
         try:
             if is_video(path):
+                from kdsr.inference.video import upscale_video
+
                 result.frames += upscale_video(
                     path, target, upscaler, outscale=outscale, progress=progress, max_pixels=max_pixels,
                     width=width, height=height, **settings,
@@ -109,9 +116,15 @@ def upscale_files(
             result.written.append(target)
         except KDSRError as e:
             result.failed.append((path, str(e)))
-        except (MemoryError, torch.OutOfMemoryError):
+        except _out_of_memory_errors():
             result.failed.append((path, f"{path}: out of memory; use a smaller --tile"))
         except OSError as e:  # read-only folder, disk full: the temp file is gone, nothing half-written remains
             result.failed.append((path, f"{target}: cannot write ({e.strerror or e})"))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    """MemoryError, and torch's out-of-memory error when torch runs (the torch-free path never imports it)."""
+    torch = sys.modules.get("torch")
+    return (MemoryError, torch.OutOfMemoryError) if torch is not None else (MemoryError,)

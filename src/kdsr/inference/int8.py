@@ -16,7 +16,9 @@ import numpy as np
 
 from kdsr.atomic import atomic_folder
 from kdsr.errors import KDSRError
-from kdsr.inference.openvino_runtime import SplitGraphs, as_infer, cache_root, compile_graph, openvino_module
+from kdsr.inference.graph_files import cache_root
+from kdsr.inference.onnx_runtime import SplitGraphs, architecture
+from kdsr.inference.openvino_runtime import as_infer, compile_graph, openvino_module
 
 #: default PSNR budget (dB) of the INT8 generator against the fp32 one on the worst calibration case: 0.02 on six
 #: calibration photos kept kdsr-iso-x4 within 0.05 dB on Set5 and Set14 (0.05 did not: -0.09 on Set5)
@@ -125,7 +127,7 @@ def quantize_generator(generator_path: str | os.PathLike, pairs, max_drop: float
     )
 
 
-def int8_generator(files: list[Path], kdsr_config, calibration, max_drop: float | None = None) -> Path:
+def int8_generator(files: list[Path], config: dict, calibration, max_drop: float | None = None) -> Path:
     """The cached INT8 generator IR of the split graphs ``files``, keyed by the generator graph, the calibration
     images, ``max_drop`` and the OpenVINO and NNCF versions (any change rebuilds it); built atomically on first use."""
     ov, nncf = openvino_module(), _nncf()
@@ -145,6 +147,7 @@ def int8_generator(files: list[Path], kdsr_config, calibration, max_drop: float 
         return xml
     core = ov.Core()
     features, head = (compile_graph(core, core.read_model(str(path)), "fp32") for path in files[:2])
+    kdsr_config = architecture(config, files[0].parent)
     graphs = SplitGraphs(as_infer(features), as_infer(head), None, kdsr_config)
     pairs = calibration_pairs(calibration_folder, graphs.encoder, kdsr_config.scale)
     quantized = quantize_generator(files[2], pairs, max_drop)

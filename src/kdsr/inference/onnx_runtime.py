@@ -28,12 +28,9 @@ import torch
 
 from kdsr.atomic import atomic_path, atomic_write_bytes
 from kdsr.errors import CheckpointError, KDSRError
+from kdsr.inference.graph_files import SPLIT_CONFIG, SPLIT_GRAPHS, read_split_config
 from kdsr.models import IDR, KDSRConfig, KDSRStudent
 from kdsr.models.encoder import standardise
-
-SPLIT_GRAPHS = ("features.onnx", "head.onnx", "generator.onnx")
-#: the architecture, beside the graphs, so that any runtime can read it
-SPLIT_CONFIG = "kdsr_config.json"
 
 
 def student_copy(model: KDSRStudent) -> KDSRStudent:
@@ -171,16 +168,18 @@ class _SplitEncoder:
         return self.from_pooled(self.feature_map(self.prepare(x)).mean(dim=(2, 3)))
 
 
+def architecture(config: dict, where: str | os.PathLike) -> KDSRConfig:
+    """A split export's architecture (``kdsr_config.json`` fields) as a :class:`KDSRConfig`."""
+    try:
+        return KDSRConfig(**config)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{where}: unreadable architecture ({e})") from None
+
+
 def read_split_folder(folder: str | os.PathLike) -> tuple[Path, KDSRConfig]:
     """The folder of a split export and the architecture it holds; a one-line error when it is not one."""
-    folder = Path(folder)
-    missing = [name for name in (*SPLIT_GRAPHS, SPLIT_CONFIG) if not (folder / name).is_file()]
-    if missing:
-        raise CheckpointError(f"{folder}: not a split ONNX export (missing {', '.join(missing)})")
-    try:
-        return folder, KDSRConfig(**json.loads((folder / SPLIT_CONFIG).read_text()))
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{folder / SPLIT_CONFIG}: unreadable ({e})") from None
+    folder, config = read_split_config(folder)
+    return folder, architecture(config, folder / SPLIT_CONFIG)
 
 
 class SplitGraphs:
@@ -207,3 +206,21 @@ class OnnxGraphs(SplitGraphs):
         folder, config = read_split_folder(folder)
         sessions = [_session(folder / name, threads)[0] for name in SPLIT_GRAPHS]
         super().__init__(*(lambda feeds, session=session: session.run(None, feeds) for session in sessions), config)
+
+
+class OpenVinoGraphs(SplitGraphs):
+    """Split graphs compiled by OpenVINO (:func:`kdsr.inference.openvino_runtime.compile_split`: ``fp32``, ``bf16``
+    or ``int8``); ``precision`` is what runs (``int8`` for an export whose generator is INT8)."""
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        precision: str = "fp32",
+        calibration: str | os.PathLike | None = None,
+        max_drop: float | None = None,
+    ) -> None:
+        from kdsr.inference.openvino_runtime import compile_split
+
+        compiled = compile_split(source, precision, calibration, max_drop)
+        super().__init__(*compiled.infers, architecture(compiled.config, source))
+        self.precision = compiled.precision

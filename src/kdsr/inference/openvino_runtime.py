@@ -1,30 +1,33 @@
 """OpenVINO runtime for the split graphs (the ``openvino`` extra): the same tiling path as torch and ONNX, with
 OpenVINO's CPU plugin, which reaches a larger share of the CPU's peak.
 
-A model given by name or file is exported to split ONNX graphs once and cached under ``$KDSR_CACHE`` (default
-``~/.cache/kdsr``), keyed by the model file's SHA-256, so the next run starts at once. The precision is pinned with
-``INFERENCE_PRECISION_HINT``, so that fp32 means fp32 (the CPU plugin's default on bf16-capable CPUs is bf16).
-``int8`` runs the generator quantised by :mod:`kdsr.inference.int8` (built on first use and cached).
+Nothing here imports torch except building a missing cache, so the torch-free path (:mod:`kdsr.inference.fastpath`)
+runs on it. A model given by name or file is exported to split ONNX graphs once and cached under ``$KDSR_CACHE``
+(default ``~/.cache/kdsr``), keyed by the model file's SHA-256, so the next run starts at once. The precision is
+pinned with ``INFERENCE_PRECISION_HINT``, so that fp32 means fp32 (the CPU plugin's default on bf16-capable CPUs is
+bf16). ``int8`` runs the generator quantised by :mod:`kdsr.inference.int8` (built on first use and cached).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from kdsr.atomic import atomic_folder
 from kdsr.errors import KDSRError
-from kdsr.inference.onnx_runtime import SPLIT_CONFIG, SPLIT_GRAPHS, SplitGraphs, read_split_folder
-from kdsr.models.kdsr import KDSRConfig
+from kdsr.inference.graph_files import (
+    GraphFiles,
+    cache_root,
+    cached_split_folder,
+    find_graph_files,
+    is_complete_split,
+    read_split_config,
+)
 
 #: precision name -> OpenVINO inference precision hint (int8: the float layers at the plugin's default)
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": None}
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("KDSR_CACHE") or Path.home() / ".cache" / "kdsr")
 
 
 def split_graphs_for(source: str | os.PathLike) -> Path:
@@ -33,13 +36,12 @@ def split_graphs_for(source: str | os.PathLike) -> Path:
     from kdsr.bundled import model_file
 
     if Path(source).is_dir():
-        return read_split_folder(source)[0]
+        return read_split_config(source)[0]
     path = model_file(source)
     if not path.is_file():
         raise KDSRError(f"unknown model '{source}': not a bundled model, checkpoint or split ONNX folder")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    folder = cache_root() / "onnx-split" / f"{path.stem}-{digest}"
-    if not all((folder / name).is_file() for name in (*SPLIT_GRAPHS, SPLIT_CONFIG)):
+    folder = cached_split_folder(path)
+    if not is_complete_split(folder):
         from kdsr.checkpoint import load_model
         from kdsr.inference.onnx_runtime import export_onnx_split
 
@@ -58,7 +60,7 @@ def openvino_module():
 
 
 def as_infer(compiled):
-    """A compiled OpenVINO model as a :class:`SplitGraphs` ``infer`` callable (feeds -> outputs in order)."""
+    """A compiled OpenVINO model as an ``infer`` callable (numpy feeds by name -> outputs in order)."""
     return lambda feeds: list(compiled(feeds).values())
 
 
@@ -67,58 +69,51 @@ def compile_graph(core, model, precision: str):
     return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint} if hint else {})
 
 
-#: An OpenVINO export (``kdsr export --format openvino``): the split graphs as IR, and the architecture.
-IR_GRAPHS = tuple(name.replace(".onnx", ".xml") for name in SPLIT_GRAPHS)
-#: What an OpenVINO export holds beyond the graphs: {"int8": whether the generator is quantised}.
-IR_INFO = "openvino.json"
+def graph_files(source: str | os.PathLike) -> GraphFiles:
+    """The graphs of a source (see :func:`~kdsr.inference.graph_files.find_graph_files`), exporting a model file's
+    split graphs to the cache first when they are not there yet."""
+    found = find_graph_files(source)
+    if found is None:
+        found = find_graph_files(split_graphs_for(source))
+    return found
 
 
-def _graph_files(source: str | os.PathLike) -> tuple[list[Path], object, bool]:
-    """(the three graph files, the architecture, whether the generator is already INT8) of an OpenVINO export
-    folder, a split ONNX folder, or a bundled model / checkpoint (exported to split ONNX on first use)."""
-    folder = Path(source)
-    if folder.is_dir() and any((folder / name).is_file() for name in IR_GRAPHS):
-        missing = [name for name in (*IR_GRAPHS, SPLIT_CONFIG, IR_INFO) if not (folder / name).is_file()]
-        if missing:
-            raise KDSRError(f"{folder}: not an OpenVINO export (missing {', '.join(missing)})")
-        try:
-            kdsr_config = KDSRConfig(**json.loads((folder / SPLIT_CONFIG).read_text()))
-            quantized = bool(json.loads((folder / IR_INFO).read_text())["int8"])
-        except (ValueError, TypeError, KeyError) as e:
-            raise KDSRError(f"{folder}: unreadable OpenVINO export ({type(e).__name__}: {e})") from None
-        return [folder / name for name in IR_GRAPHS], kdsr_config, quantized
-    folder, kdsr_config = read_split_folder(split_graphs_for(source))
-    return [folder / name for name in SPLIT_GRAPHS], kdsr_config, False
+class CompiledSplit(NamedTuple):
+    """The three graphs compiled for the CPU as ``infer`` callables (numpy feeds by name -> outputs in order), the
+    architecture (``KDSRConfig`` fields) and the precision they run at."""
+
+    infers: list[Callable[[dict], list]]
+    config: dict
+    precision: str
 
 
-class OpenVinoGraphs(SplitGraphs):
-    """Split graphs compiled by OpenVINO for the CPU at a pinned precision (``fp32`` or ``bf16``), or with the
-    generator quantised to INT8 (``int8``; built on first use and cached, see :func:`quantize_generator`). An
+def compile_split(
+    source: str | os.PathLike,
+    precision: str = "fp32",
+    calibration: str | os.PathLike | None = None,
+    max_drop: float | None = None,
+) -> CompiledSplit:
+    """A source's split graphs compiled by OpenVINO at a pinned precision (``fp32`` or ``bf16``), or with the
+    generator quantised to INT8 (``int8``; built on first use and cached, see :mod:`kdsr.inference.int8`). An
     OpenVINO export whose generator is INT8 runs as it is, with its float layers at ``precision``."""
-
-    def __init__(
-        self,
-        source: str | os.PathLike,
-        precision: str = "fp32",
-        calibration: str | os.PathLike | None = None,
-        max_drop: float | None = None,
-    ) -> None:
-        ov = openvino_module()
-        if precision not in PRECISION_HINTS:
-            raise KDSRError(f"the openvino backend runs {', '.join(PRECISION_HINTS)}, not {precision}")
-        core = ov.Core()
-        models, kdsr_config, quantized = read_graphs(core, source, precision == "int8", calibration, max_drop)
-        super().__init__(*(as_infer(compile_graph(core, model, precision)) for model in models), kdsr_config)
-        self.precision = "int8" if quantized else precision
+    ov = openvino_module()
+    if precision not in PRECISION_HINTS:
+        raise KDSRError(f"the openvino backend runs {', '.join(PRECISION_HINTS)}, not {precision}")
+    core = ov.Core()
+    # OpenVINO keeps what it compiled (keyed by graph, device and precision): later starts load it instead.
+    core.set_property({"CACHE_DIR": str(cache_root() / "openvino-compiled")})
+    models, config, quantized = read_graphs(core, source, precision == "int8", calibration, max_drop)
+    infers = [as_infer(compile_graph(core, model, precision)) for model in models]
+    return CompiledSplit(infers, config, "int8" if quantized else precision)
 
 
-def read_graphs(core, source, int8: bool, calibration, max_drop: float | None) -> tuple[list, KDSRConfig, bool]:
+def read_graphs(core, source, int8: bool, calibration, max_drop: float | None) -> tuple[list, dict, bool]:
     """(the three ``ov.Model`` graphs, the architecture, whether the generator is INT8) of a source as
-    :func:`_graph_files` takes it; with ``int8`` a float generator is replaced by its cached INT8 version."""
-    files, kdsr_config, quantized = _graph_files(source)
-    models = [core.read_model(str(path)) for path in files]
-    if int8 and not quantized:
+    :func:`graph_files` takes it; with ``int8`` a float generator is replaced by its cached INT8 version."""
+    found = graph_files(source)
+    models = [core.read_model(str(path)) for path in found.files]
+    if int8 and not found.int8:
         from kdsr.inference.int8 import int8_generator
 
-        models[2] = core.read_model(str(int8_generator(files, kdsr_config, calibration, max_drop)))
-    return models, kdsr_config, int8 or quantized
+        models[2] = core.read_model(str(int8_generator(found.files, found.config, calibration, max_drop)))
+    return models, found.config, int8 or found.int8

@@ -11,56 +11,12 @@ linear ramps, so no seams show. Peak memory depends on the tile size, not on the
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 
+from kdsr.inference.tile_plan import encoder_tiles, generator_tiles, runs_whole, view_regions
 from kdsr.models import IDR, KDSRStudent
-
-
-def axis_tiles(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    """(start, end) of tiles covering ``[0, length)``: as few as tiles of at most ``tile`` pixels sharing at least
-    ``overlap`` pixels allow, all of one size and evenly spread, so that little work is repeated."""
-    if tile <= 0 or tile >= length:
-        return [(0, length)]
-    overlap = min(overlap, tile - 1)
-    count = math.ceil((length - overlap) / (tile - overlap))
-    size = math.ceil((length + (count - 1) * overlap) / count)
-    starts = [round(i * (length - size) / (count - 1)) for i in range(count)]
-    return [(start, start + size) for start in starts]
-
-
-def tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
-    """(y0, y1, x0, x1) of every tile, row by row."""
-    for y0, y1 in axis_tiles(height, tile, overlap):
-        for x0, x1 in axis_tiles(width, tile, overlap):
-            yield y0, y1, x0, x1
-
-
-def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
-    return len(axis_tiles(height, tile, overlap)) * len(axis_tiles(width, tile, overlap))
-
-
-def view_regions(height: int, width: int, view: int) -> list[tuple[int, int, int, int]]:
-    """(y0, y1, x0, x1) regions whose encoder features are averaged into the IDR.
-
-    ``view`` <= 0, or an image of at most ``view`` x ``view`` pixels: the whole image. Otherwise the image is cut into
-    a G x G grid (G = ceil(H * W / view^2)) and one cell per grid row and per grid column is taken (a spread
-    permutation): at most about ``view``^2 pixels, and every image border is sampled in the same proportion as the
-    area, so the average matches the whole image's, whose border pixels (zero padding) the encoder sees differently.
-    """
-    if view <= 0 or height * width <= view * view:
-        return [(0, height, 0, width)]
-    grid = min(math.ceil(height * width / (view * view)), height, width)
-    rows = [round(i * height / grid) for i in range(grid + 1)]
-    cols = [round(i * width / grid) for i in range(grid + 1)]
-    step = max(round(0.618 * grid), 1)
-    while math.gcd(step, grid) != 1:
-        step += 1
-    picks = [(i, (step * i + grid // 2) % grid) for i in range(grid)]
-    return [(rows[i], rows[i + 1], cols[j], cols[j + 1]) for i, j in picks]
 
 
 @torch.no_grad()
@@ -73,7 +29,8 @@ def estimate_idr(
     view: int = 0,
 ) -> IDR:
     """The student's IDR of ``lr`` (B, 3, H, W), computed in tiles of ``tile`` pixels (0: at once) on ``device`` in
-    ``dtype`` (default: those of ``lr``), from the features of :func:`view_regions` (``view`` 0: the whole image).
+    ``dtype`` (default: those of ``lr``), from the features of :func:`~kdsr.inference.tile_plan.view_regions`
+    (``view`` 0: the whole image).
 
     Every region is computed with the encoder's receptive radius of real context around it, so the pooled features
     are exactly the whole-image features averaged over the regions: with ``view`` 0 the result equals
@@ -83,34 +40,16 @@ def estimate_idr(
     device, dtype = device or lr.device, dtype or lr.dtype
     _, _, height, width = lr.shape
     regions = view_regions(height, width, view)
-    if len(regions) == 1 and (tile <= 0 or (height <= tile and width <= tile)):
+    if len(regions) == 1 and runs_whole(height, width, tile):
         return encoder(lr.to(device, dtype))
-    halo = encoder.receptive_radius
     lr = encoder.prepare(lr)  # the energy encoder standardises by the whole image's statistics, then tiles
     total, count = None, 0
-    for ry0, ry1, rx0, rx1 in regions:
-        step_y, step_x = (tile, tile) if tile > 0 else (ry1 - ry0, rx1 - rx0)
-        for y0, x0 in itertools.product(range(ry0, ry1, step_y), range(rx0, rx1, step_x)):  # a partition
-            y1, x1 = min(y0 + step_y, ry1), min(x0 + step_x, rx1)
-            cy0, cx0 = max(y0 - halo, 0), max(x0 - halo, 0)
-            crop = lr[:, :, cy0 : min(y1 + halo, height), cx0 : min(x1 + halo, width)].to(device, dtype)
-            features = encoder.feature_map(crop)[:, :, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
-            part = features.float().sum(dim=(2, 3))
-            total = part if total is None else total + part
-            count += (y1 - y0) * (x1 - x0)
+    for part in encoder_tiles(height, width, regions, tile, encoder.receptive_radius):
+        features = encoder.feature_map(lr[(..., *part.crop)].to(device, dtype))[(..., *part.interior)]
+        pooled = features.float().sum(dim=(2, 3))
+        total = pooled if total is None else total + pooled
+        count += part.pixels
     return encoder.from_pooled((total / count).to(dtype))
-
-
-def _ramp(length: int, fade: int, fade_start: bool, fade_end: bool) -> torch.Tensor:
-    """1-D blend weights: linear ramps of ``fade`` pixels at the tile's inner edges, 1 elsewhere (never 0)."""
-    w = torch.ones(length)
-    if fade > 0:
-        ramp = (torch.arange(length, dtype=torch.float32) + 0.5) / fade
-        if fade_start:
-            w = torch.minimum(w, ramp)
-        if fade_end:
-            w = torch.minimum(w, ramp.flip(0))
-    return w
 
 
 @torch.no_grad()
@@ -132,24 +71,18 @@ def tiled_super_resolve(
     s = model.scale
     b, _, height, width = lr.shape
     d = d.to(device, dtype)
-    if tile <= 0 or (height <= tile and width <= tile):
+    if runs_whole(height, width, tile):
         out = model.super_resolve(lr.to(device, dtype), d).float().to(lr.device)
         if on_tile:
             on_tile()
         return out
-    overlap = min(overlap, tile // 2)
     out = torch.zeros(b, 3, height * s, width * s, dtype=torch.float32, device=lr.device)
     weight = torch.zeros(1, 1, height * s, width * s, dtype=torch.float32, device=lr.device)
-    for y0, y1, x0, x1 in tiles(height, width, tile, overlap):
-        cy0, cx0 = max(y0 - tile_pad, 0), max(x0 - tile_pad, 0)
-        cy1, cx1 = min(y1 + tile_pad, height), min(x1 + tile_pad, width)
-        sr = model.super_resolve(lr[:, :, cy0:cy1, cx0:cx1].to(device, dtype), d).float().to(lr.device)
-        sr = sr[:, :, (y0 - cy0) * s : (y1 - cy0) * s, (x0 - cx0) * s : (x1 - cx0) * s]
-        wy = _ramp((y1 - y0) * s, overlap * s, y0 > 0, y1 < height)
-        wx = _ramp((x1 - x0) * s, overlap * s, x0 > 0, x1 < width)
-        w = (wy[:, None] * wx[None, :]).to(lr.device)
-        out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] += sr * w
-        weight[:, :, y0 * s : y1 * s, x0 * s : x1 * s] += w
+    for part in generator_tiles(height, width, tile, tile_pad, overlap, s):
+        sr = model.super_resolve(lr[(..., *part.crop)].to(device, dtype), d).float().to(lr.device)
+        w = torch.from_numpy(part.weight).to(lr.device)
+        out[(..., *part.place)] += sr[(..., *part.keep)] * w
+        weight[(..., *part.place)] += w
         if on_tile:
             on_tile()
     return out.div_(weight)

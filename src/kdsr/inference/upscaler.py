@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -19,28 +18,28 @@ from kdsr.constants import (
     TILE_PAD,
 )
 from kdsr.devices import resolve_device
-from kdsr.errors import ImageError, KDSRError
-from kdsr.image_io import from_float, read_image, to_float
+from kdsr.errors import KDSRError
+from kdsr.image_io import read_image
 from kdsr.image_tensor import image_to_tensor
-from kdsr.inference.alpha import upscale_rgba
 from kdsr.inference.backends import Backend, Tiling, build_backend
 from kdsr.inference.fidelity import color_fix, pad_border
+from kdsr.inference.layout import upscale_array
 from kdsr.inference.onnx_runtime import OnnxGraphs
 from kdsr.models import KDSRStudent
-
-#: Largest output we agree to build (pixels); a 16384x16384 result already needs about 4 GB of accumulators.
-MAX_OUTPUT_PIXELS = 16384 * 16384
 
 
 def auto_backend(model, device, precision: str) -> str:
     """The fastest installed backend for this device and precision: OpenVINO on an x86 CPU when installed (fp32,
-    bf16 or int8, a model file or name), torch otherwise."""
+    bf16 or int8, a bundled model, checkpoint or export; not a preset's name), torch otherwise."""
     import importlib.util
     import platform
 
     on_cpu = resolve_device(device).type == "cpu"
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
-    if on_cpu and x86 and precision in ("auto", "fp32", "bf16", "int8") and not isinstance(model, nn.Module):
+    from kdsr.bundled import default_model_name, model_file
+
+    is_file = not isinstance(model, nn.Module) and model_file(model or default_model_name()).exists()
+    if on_cpu and x86 and precision in ("auto", "fp32", "bf16", "int8") and is_file:
         if importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnx") is not None:
             return "openvino"
     return "torch"
@@ -67,31 +66,13 @@ def run_pipeline(
     return sr.clamp_(0, 1)
 
 
-def fit_size(width: int, height: int, target_width: int | None, target_height: int | None) -> tuple[int, int] | None:
-    """The final size for ``--width``/``--height``: one given, the other side follows the aspect ratio; both, that
-    exact size; neither, None."""
-    if target_width and target_height:
-        return target_width, target_height
-    if target_width:
-        return target_width, max(1, round(height * target_width / width))
-    if target_height:
-        return max(1, round(width * target_height / height)), target_height
-    return None
-
-
-def check_outscale(outscale: float | None) -> None:
-    """A final scale must be a positive number (None: the model's own)."""
-    if outscale is not None and not outscale > 0:
-        raise ImageError(f"outscale must be > 0, got {outscale}")
-
-
 class Upscaler:
     """A loaded student model plus inference settings; :meth:`upscale` maps a numpy image to its upscaled copy.
 
     ``tile`` is the LR tile size in pixels (0: whole image; ``None``: 512 on CUDA, 256 elsewhere), ``tile_pad`` the
     context each tile sees beyond its borders, ``tile_overlap`` the blended band between adjacent tiles.
     ``idr_view`` > 0 bounds the pixels the IDR is estimated from to ``idr_view`` x ``idr_view``, sampled as grid
-    cells spread over larger images (see :func:`~kdsr.inference.tiling.view_regions`); 0 uses the whole image.
+    cells spread over larger images (see :func:`~kdsr.inference.tile_plan.view_regions`); 0 uses the whole image.
     The default (256) leaves images up to 256x256 untouched and caps the encoder's cost on large ones.
     ``border_pad`` LR pixels of edge replication go around the image before the network and are cropped after, and
     ``fix_color`` keeps the output's low frequencies on the input's (:mod:`kdsr.inference.fidelity`), so that borders
@@ -137,6 +118,10 @@ class Upscaler:
     def scale(self) -> int:
         return self.backend.scale
 
+    @property
+    def device_name(self) -> str:
+        return self.device.type
+
     # The tiling settings are the backend's (0 for a one-graph onnx file, which runs whole images).
     tile = property(lambda self: getattr(self.backend, "tile", 0))
     tile_pad = property(lambda self: getattr(self.backend, "tile_pad", 0))
@@ -179,34 +164,11 @@ class Upscaler:
         """
         if isinstance(image, str | os.PathLike):
             image = read_image(image)
-        if image.ndim == 2:
-            image = image[:, :, None]
-        if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-            raise ImageError(f"expected an (H, W, 1|3|4) uint8 or uint16 array, got {image.shape} {image.dtype}")
-        height, width, channels = image.shape
-        check_outscale(outscale)
-        factor = outscale or self.scale
-        if size is None and outscale and outscale != self.scale:
-            size = (max(round(width * outscale), 1), max(round(height * outscale), 1))
-        if size is not None and min(size) < 1:
-            raise ImageError(f"output size must be at least 1x1, got {size[0]}x{size[1]}")
-        final = size[0] * size[1] if size else 0
-        if max(height * width * self.scale**2, final) > MAX_OUTPUT_PIXELS:
-            raise ImageError(
-                f"output of {width}x{height} at x{factor} would be too large (limit {MAX_OUTPUT_PIXELS} pixels)"
-            )
-        pixels = to_float(image)
-        if channels == 1:
-            out = self._run_rgb(np.repeat(pixels, 3, axis=2), progress, idr).mean(axis=2, keepdims=True)
-        elif channels == 3:
-            out = self._run_rgb(pixels, progress, idr)
-        else:
-            out = upscale_rgba(pixels, lambda rgb, own_idr: self._run_rgb(rgb, progress, None if own_idr else idr),
-                               self.scale, self.alpha_upsampler)  # fmt: skip
-        if size is not None and size != (out.shape[1], out.shape[0]):
-            interpolation = cv2.INTER_LANCZOS4 if size[0] * size[1] > out.shape[0] * out.shape[1] else cv2.INTER_AREA
-            out = cv2.resize(out, size, interpolation=interpolation).reshape(size[1], size[0], -1)
-        return from_float(out, image.dtype)
+
+        def run_rgb(rgb: np.ndarray, own_idr: bool) -> np.ndarray:
+            return self._run_rgb(rgb, progress, None if own_idr else idr)
+
+        return upscale_array(image, run_rgb, self.scale, self.alpha_upsampler, outscale, size)
 
     def _run_rgb(self, rgb: np.ndarray, progress: bool, idr: torch.Tensor | None = None) -> np.ndarray:
         lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]

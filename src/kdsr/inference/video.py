@@ -19,7 +19,8 @@ import torch
 from kdsr.atomic import atomic_path
 from kdsr.constants import DEFAULT_CRF, VIDEO_EXTENSIONS
 from kdsr.errors import ImageError, KDSRError
-from kdsr.inference.upscaler import MAX_OUTPUT_PIXELS, Upscaler, fit_size
+from kdsr.inference.layout import MAX_OUTPUT_PIXELS, fit_size
+from kdsr.inference.upscaler import Upscaler
 
 #: container -> (ffmpeg muxer, default video codec, audio codec, subtitle codec or None where subtitles cannot be
 #: kept); audio is copied except into WebM, which takes Opus/Vorbis only

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdsr.constants import STD_FLOOR
 from kdsr.models.blocks import ResBlock, conv3x3, lrelu
 
 
@@ -24,8 +25,6 @@ class IDR(NamedTuple):
     d_prime: torch.Tensor
 
 
-#: Added to the standard deviation of an image before it divides it (a flat image stays finite): about 2.5 levels.
-STD_FLOOR = 0.01
 #: Added to the pooled energy before its log.
 ENERGY_FLOOR = 1e-4
 

@@ -1,0 +1,262 @@
+"""The torch-free inference path: kdsr's pipeline (border padding, the IDR once per image from its bounded view,
+tiled generator with blended overlaps, the colour fix) on numpy and a graph runtime (OpenVINO or onnxruntime)
+alone, for split graphs that exist already (an export folder, or the cache a first run of the torch-aware path
+builds). ``import torch`` costs about 2 s on a small CPU; a one-image call through this path does not pay it.
+
+The geometry is :mod:`kdsr.inference.tile_plan`'s, the same as the torch path's, so outputs agree with the torch
+backend within rounding (the tests compare them on every bundled model).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from kdsr.constants import (
+    ALPHA_UPSAMPLERS,
+    BORDER_PAD,
+    COLOR_FIX_SIGMA,
+    DEFAULT_IDR_VIEW,
+    STD_FLOOR,
+    TILE_OVERLAP,
+    TILE_PAD,
+)
+from kdsr.errors import KDSRError
+from kdsr.inference.layout import upscale_array
+from kdsr.inference.tile_plan import encoder_tiles, generator_tiles, runs_whole, view_regions
+
+#: numpy inputs by name -> outputs in order (a compiled OpenVINO model or an onnxruntime session's run)
+Infer = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """As :func:`kdsr.models.encoder.standardise`: each image of (B, C, H, W) minus its mean, over its standard
+    deviation (unbiased, over C, H, W) plus :data:`~kdsr.constants.STD_FLOOR`."""
+    flat = x.reshape(x.shape[0], -1)
+    mean = flat.mean(axis=1, dtype=np.float64)[:, None, None, None]
+    scale = flat.std(axis=1, ddof=1, dtype=np.float64)[:, None, None, None] + STD_FLOOR
+    return ((x - mean) / scale).astype(np.float32)
+
+
+def pad_border(x: np.ndarray, pad: int) -> np.ndarray:
+    """Replicate the edge pixels of (B, C, H, W) ``x`` ``pad`` times on every side."""
+    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="edge") if pad > 0 else x
+
+
+def _bilinear_axis(x: np.ndarray, scale: int, axis: int) -> np.ndarray:
+    """Upsample one axis by an integer factor as torch's bilinear with ``align_corners=False`` does."""
+    n = x.shape[axis]
+    source = np.maximum((np.arange(n * scale, dtype=np.float32) + 0.5) / scale - 0.5, 0)
+    low = source.astype(np.int64)
+    high = np.minimum(low + 1, n - 1)
+    frac = (source - low).astype(np.float32)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    frac = frac.reshape(shape)
+    return np.take(x, low, axis=axis) * (1 - frac) + np.take(x, high, axis=axis) * frac
+
+
+def _gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian low-pass of (H, W, C) float32 with edge-replicated borders."""
+    import cv2
+
+    radius = max(math.ceil(3 * sigma), 1)
+    taps = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-(taps**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).astype(np.float32)
+    return cv2.sepFilter2D(x, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REPLICATE).reshape(x.shape)
+
+
+def color_fix(sr: np.ndarray, lr: np.ndarray, sigma: float = COLOR_FIX_SIGMA) -> np.ndarray:
+    """As :func:`kdsr.inference.fidelity.color_fix` on (1, C, sH, sW) and (1, C, H, W): the low frequencies of
+    every s x s sub-pixel phase of ``sr`` moved onto those of the bilinear upsampling of ``lr``."""
+    _, c, height, width = lr.shape
+    s = sr.shape[-1] // width
+    target = _bilinear_axis(_bilinear_axis(lr[0], s, 1), s, 2)
+    phases = (target - sr[0]).reshape(c, height, s, width, s).transpose(1, 3, 0, 2, 4).reshape(height, width, -1)
+    low = _gaussian_blur(np.ascontiguousarray(phases), sigma)
+    back = low.reshape(height, width, c, s, s).transpose(2, 0, 3, 1, 4).reshape(1, c, height * s, width * s)
+    return sr + back
+
+
+class GraphPipeline:
+    """kdsr's pipeline on the three split graphs (features, head, generator; see
+    :func:`kdsr.inference.onnx_runtime.export_onnx_split`), batch 1, float32 NCHW numpy."""
+
+    def __init__(
+        self,
+        infers: list[Infer],
+        config: dict,
+        tile: int,
+        tile_pad: int = TILE_PAD,
+        tile_overlap: int = TILE_OVERLAP,
+        idr_view: int = DEFAULT_IDR_VIEW,
+        border_pad: int = BORDER_PAD,
+        fix_color: bool = True,
+    ) -> None:
+        self.features, self.head, self.generator = infers
+        self.scale = int(config["scale"])
+        self.standardise_input = config.get("encoder") == "energy"
+        self.receptive_radius = 2 * int(config["n_resblocks"]) + 4
+        self.tile, self.tile_pad, self.tile_overlap, self.idr_view = tile, tile_pad, tile_overlap, idr_view
+        self.border_pad, self.fix_color = border_pad, fix_color
+
+    def estimate_idr(self, lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(d, d_prime) of (1, 3, H, W) ``lr``, from the bounded view, in exact encoder tiles (as the torch path)."""
+        _, _, height, width = lr.shape
+        x = standardise(lr) if self.standardise_input else lr
+        total, count = 0.0, 0
+        regions = view_regions(height, width, self.idr_view)
+        tile = 0 if len(regions) == 1 and runs_whole(height, width, self.tile) else self.tile
+        for part in encoder_tiles(height, width, regions, tile, self.receptive_radius):
+            crop = np.ascontiguousarray(x[(..., *part.crop)])
+            features = self.features({"lr": crop})[0][(..., *part.interior)]
+            total = total + features.sum(axis=(2, 3), dtype=np.float32)
+            count += part.pixels
+        d, d_prime = self.head({"pooled": (total / count).astype(np.float32)})
+        return d, d_prime
+
+    def super_resolve(self, lr: np.ndarray, d: np.ndarray, on_tile: Callable[[], None] | None = None) -> np.ndarray:
+        """Generator output (1, 3, sH, sW) of ``lr`` conditioned on ``d``, tile by tile."""
+        _, _, height, width = lr.shape
+        s = self.scale
+        if runs_whole(height, width, self.tile):
+            out = self.generator({"lr": np.ascontiguousarray(lr), "d": d})[0]
+            if on_tile:
+                on_tile()
+            return out
+        out = np.zeros((1, 3, height * s, width * s), np.float32)
+        weight = np.zeros((height * s, width * s), np.float32)
+        for part in generator_tiles(height, width, self.tile, self.tile_pad, self.tile_overlap, s):
+            sr = self.generator({"lr": np.ascontiguousarray(lr[(..., *part.crop)]), "d": d})[0]
+            out[(..., *part.place)] += sr[(..., *part.keep)] * part.weight
+            weight[part.place] += part.weight
+            if on_tile:
+                on_tile()
+        return out / weight
+
+    def run(self, lr: np.ndarray, d: np.ndarray | None = None, on_tile=None) -> np.ndarray:
+        """(1, 3, H, W) float32 in [0, 1] -> (1, 3, sH, sW) in [0, 1]: the IDR (``d``, or estimated), the padded
+        image through the generator, the border cropped, the colour fix."""
+        pad, s = self.border_pad, self.scale
+        if d is None:
+            d = self.estimate_idr(lr)[0]
+        sr = self.super_resolve(pad_border(lr, pad), d, on_tile)
+        if pad:
+            sr = sr[:, :, pad * s : sr.shape[2] - pad * s, pad * s : sr.shape[3] - pad * s]
+        if self.fix_color:
+            sr = color_fix(sr, lr)
+        return np.clip(sr, 0, 1)
+
+
+class FastUpscaler:
+    """:class:`~kdsr.inference.upscaler.Upscaler`'s ``upscale`` for numpy images, without torch: a
+    :class:`GraphPipeline` on OpenVINO or onnxruntime. Build it with :func:`open_fast_upscaler`."""
+
+    def __init__(self, pipeline: GraphPipeline, backend: str, precision: str, alpha_upsampler: str = "kdsr") -> None:
+        if alpha_upsampler not in ALPHA_UPSAMPLERS:
+            raise KDSRError(f"unknown alpha upsampler '{alpha_upsampler}' (use {' or '.join(ALPHA_UPSAMPLERS)})")
+        self.pipeline, self.backend_name, self.precision = pipeline, backend, precision
+        self.alpha_upsampler = alpha_upsampler
+        self.device_name = "cpu"
+
+    @property
+    def scale(self) -> int:
+        return self.pipeline.scale
+
+    def estimate_idr(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(d, d_prime) of an (H, W, 3) uint8/uint16 RGB image, as :meth:`upscale` estimates it."""
+        from kdsr.image_io import to_float
+
+        return self.pipeline.estimate_idr(_to_nchw(to_float(image)))
+
+    def upscale(
+        self,
+        image: np.ndarray | str | os.PathLike,
+        outscale: float | None = None,
+        progress: bool = False,
+        idr: np.ndarray | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> np.ndarray:
+        """As :meth:`kdsr.inference.upscaler.Upscaler.upscale` (``idr``: a ``d`` from :meth:`estimate_idr`)."""
+        if isinstance(image, str | os.PathLike):
+            from kdsr.image_io import read_image
+
+            image = read_image(image)
+
+        def run_rgb(rgb: np.ndarray, own_idr: bool) -> np.ndarray:
+            out = self.pipeline.run(_to_nchw(rgb), None if own_idr else idr)
+            return out[0].transpose(1, 2, 0)
+
+        return upscale_array(image, run_rgb, self.scale, self.alpha_upsampler, outscale, size)
+
+
+def _to_nchw(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def _onnxruntime_infers(files: list[Path]) -> list[Infer]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise KDSRError("the ONNX backend needs onnxruntime: pip install 'kdsr[onnx]'") from None
+
+    sessions = [ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]) for path in files]
+    return [lambda feeds, session=session: session.run(None, feeds) for session in sessions]
+
+
+def fast_backend(backend: str, device: str | None, precision: str) -> str | None:
+    """The runtime the torch-free path would use for these options, or None when they need torch: ``openvino`` or
+    ``onnx`` asked on the CPU, or ``auto`` on an x86 CPU with OpenVINO installed and no NVIDIA GPU in sight (where
+    the torch-aware ``auto`` would pick CUDA). fp16 and a non-CPU device always need torch."""
+    import importlib.util
+    import platform
+
+    if precision not in ("auto", "fp32", "bf16", "int8") or str(device or "auto") not in ("auto", "cpu"):
+        return None
+    if backend in ("openvino", "onnx"):
+        return backend
+    if backend != "auto" or Path("/proc/driver/nvidia").exists():
+        return None
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
+    return "openvino" if x86 and importlib.util.find_spec("openvino") is not None else None
+
+
+def open_fast_upscaler(
+    model: str | os.PathLike | None,
+    backend: str,
+    precision: str,
+    *,
+    tile: int | None = None,
+    alpha_upsampler: str = "kdsr",
+    **pipeline_settings,
+) -> FastUpscaler | None:
+    """A torch-free upscaler for ``model`` on ``backend`` ("openvino", or "onnx" with a split folder) when its graphs
+    exist already; None when the torch-aware path must run instead (graphs not built yet, INT8 not quantised yet, a
+    one-graph ``.onnx`` file). ``pipeline_settings``: :class:`GraphPipeline`'s."""
+    from kdsr.bundled import default_model_name, model_file
+    from kdsr.inference.graph_files import find_graph_files
+
+    source = model or default_model_name()
+    if not model_file(source).exists():
+        return None  # a preset's name (an untrained network): torch builds it
+    found = find_graph_files(source) if backend == "openvino" or Path(source).is_dir() else None
+    if found is None:
+        return None
+    if backend == "openvino":
+        if precision == "int8" and not found.int8:
+            return None  # quantising (or finding the cached INT8 generator) is the torch-aware path's
+        from kdsr.inference.openvino_runtime import compile_split
+
+        compiled = compile_split(source, "fp32" if precision in ("auto", "int8") else precision)
+        infers, config, precision = compiled.infers, compiled.config, compiled.precision
+    else:
+        if found.files[0].suffix != ".onnx" or precision not in ("auto", "fp32"):
+            return None
+        infers, config, precision = _onnxruntime_infers(found.files), found.config, "fp32"
+    pipeline = GraphPipeline(infers, config, 256 if tile is None else tile, **pipeline_settings)
+    return FastUpscaler(pipeline, backend, precision, alpha_upsampler)

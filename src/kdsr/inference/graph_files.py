@@ -1,0 +1,98 @@
+"""Where the split graphs of a model live, found without torch: an exported folder (split ONNX or OpenVINO IR), or
+the cache of a bundled model or checkpoint (``$KDSR_CACHE``, default ``~/.cache/kdsr``, keyed by the model file's
+SHA-256). Building a missing cache needs torch (:func:`kdsr.inference.openvino_runtime.split_graphs_for`); finding
+one does not, which is what lets :mod:`kdsr.inference.fastpath` start without it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from kdsr.errors import CheckpointError, KDSRError
+
+SPLIT_GRAPHS = ("features.onnx", "head.onnx", "generator.onnx")
+#: the architecture, beside the graphs, so that any runtime can read it
+SPLIT_CONFIG = "kdsr_config.json"
+#: An OpenVINO export (``kdsr export --format openvino``): the split graphs as IR, and the architecture.
+IR_GRAPHS = tuple(name.replace(".onnx", ".xml") for name in SPLIT_GRAPHS)
+#: What an OpenVINO export holds beyond the graphs: {"int8": whether the generator is quantised}.
+IR_INFO = "openvino.json"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("KDSR_CACHE") or Path.home() / ".cache" / "kdsr")
+
+
+def read_split_config(folder: str | os.PathLike) -> tuple[Path, dict]:
+    """The folder of a split ONNX export and the architecture it holds (a dict of ``KDSRConfig`` fields); a
+    one-line error when it is not one."""
+    folder = Path(folder)
+    missing = [name for name in (*SPLIT_GRAPHS, SPLIT_CONFIG) if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder}: not a split ONNX export (missing {', '.join(missing)})")
+    try:
+        config = json.loads((folder / SPLIT_CONFIG).read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{folder / SPLIT_CONFIG}: unreadable ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{folder / SPLIT_CONFIG}: unreadable (not a JSON object)")
+    return folder, config
+
+
+def cached_split_folder(model_path: Path) -> Path:
+    """Where the split ONNX export of a model file is cached (it may not exist yet)."""
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
+    return cache_root() / "onnx-split" / f"{model_path.stem}-{digest}"
+
+
+def is_complete_split(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in (*SPLIT_GRAPHS, SPLIT_CONFIG))
+
+
+def is_openvino_export(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / name).is_file() for name in IR_GRAPHS)
+
+
+class GraphFiles(NamedTuple):
+    """The three graph files of a model (features, head, generator), its architecture (``KDSRConfig`` fields) and
+    whether the generator is INT8 already."""
+
+    files: list[Path]
+    config: dict
+    int8: bool
+
+
+def read_openvino_export(folder: Path) -> GraphFiles:
+    missing = [name for name in (*IR_GRAPHS, SPLIT_CONFIG, IR_INFO) if not (folder / name).is_file()]
+    if missing:
+        raise KDSRError(f"{folder}: not an OpenVINO export (missing {', '.join(missing)})")
+    try:
+        config = json.loads((folder / SPLIT_CONFIG).read_text())
+        int8 = bool(json.loads((folder / IR_INFO).read_text())["int8"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise KDSRError(f"{folder}: unreadable OpenVINO export ({type(e).__name__}: {e})") from None
+    return GraphFiles([folder / name for name in IR_GRAPHS], config, int8)
+
+
+def find_graph_files(source: str | os.PathLike) -> GraphFiles | None:
+    """The graphs of an OpenVINO export folder, a split ONNX folder, or a bundled model / checkpoint whose split
+    export is cached; None when a model file's export is not cached yet (building it needs torch)."""
+    from kdsr.bundled import model_file
+
+    folder = Path(source)
+    if is_openvino_export(folder):
+        return read_openvino_export(folder)
+    if folder.is_dir():
+        folder, config = read_split_config(folder)
+        return GraphFiles([folder / name for name in SPLIT_GRAPHS], config, False)
+    path = model_file(source)
+    if not path.is_file():
+        raise KDSRError(f"unknown model '{source}': not a bundled model, checkpoint or split ONNX folder")
+    folder = cached_split_folder(path)
+    if not is_complete_split(folder):
+        return None
+    folder, config = read_split_config(folder)
+    return GraphFiles([folder / name for name in SPLIT_GRAPHS], config, False)

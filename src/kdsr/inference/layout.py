@@ -1,0 +1,80 @@
+"""What every upscaler does around a network that upscales float RGB (torch-free): grey, RGB and RGBA layouts,
+uint8/uint16 samples, the final size (``outscale`` or width/height) and the refusal of absurd output sizes. Shared
+by the torch :class:`~kdsr.inference.upscaler.Upscaler` and the torch-free
+:class:`~kdsr.inference.fastpath.FastUpscaler`, so both treat an image the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from kdsr.errors import ImageError
+from kdsr.image_io import from_float, to_float
+from kdsr.inference.alpha import upscale_rgba
+
+#: Largest output we agree to build (pixels); a 16384x16384 result already needs about 4 GB of accumulators.
+MAX_OUTPUT_PIXELS = 16384 * 16384
+
+#: ``run_rgb(rgb, own_idr)``: (H, W, 3) float in [0, 1] -> (sH, sW, 3) float; ``own_idr`` asks for the image's own
+#: IDR (the alpha channel) instead of the caller's choice.
+RunRGB = Callable[[np.ndarray, bool], np.ndarray]
+
+
+def fit_size(width: int, height: int, target_width: int | None, target_height: int | None) -> tuple[int, int] | None:
+    """The final size for ``--width``/``--height``: one given, the other side follows the aspect ratio; both, that
+    exact size; neither, None."""
+    if target_width and target_height:
+        return target_width, target_height
+    if target_width:
+        return target_width, max(1, round(height * target_width / width))
+    if target_height:
+        return max(1, round(width * target_height / height)), target_height
+    return None
+
+
+def check_outscale(outscale: float | None) -> None:
+    """A final scale must be a positive number (None: the model's own)."""
+    if outscale is not None and not outscale > 0:
+        raise ImageError(f"outscale must be > 0, got {outscale}")
+
+
+def upscale_array(
+    image: np.ndarray,
+    run_rgb: RunRGB,
+    scale: int,
+    alpha_upsampler: str,
+    outscale: float | None = None,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """An (H, W, C) uint8/uint16 array (grey, RGB or RGBA; or (H, W) grey) upscaled by ``run_rgb`` at the model's
+    ``scale``, then resized to ``outscale`` or ``size`` (width, height; Lanczos up, area down); same layout and
+    dtype out."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ImageError(f"expected an (H, W, 1|3|4) uint8 or uint16 array, got {image.shape} {image.dtype}")
+    height, width, channels = image.shape
+    check_outscale(outscale)
+    factor = outscale or scale
+    if size is None and outscale and outscale != scale:
+        size = (max(round(width * outscale), 1), max(round(height * outscale), 1))
+    if size is not None and min(size) < 1:
+        raise ImageError(f"output size must be at least 1x1, got {size[0]}x{size[1]}")
+    final = size[0] * size[1] if size else 0
+    if max(height * width * scale**2, final) > MAX_OUTPUT_PIXELS:
+        limit = f"limit {MAX_OUTPUT_PIXELS} pixels"
+        raise ImageError(f"output of {width}x{height} at x{factor} would be too large ({limit})")
+    pixels = to_float(image)
+    if channels == 1:
+        out = run_rgb(np.repeat(pixels, 3, axis=2), False).mean(axis=2, keepdims=True)
+    elif channels == 3:
+        out = run_rgb(pixels, False)
+    else:
+        out = upscale_rgba(pixels, run_rgb, scale, alpha_upsampler)
+    if size is not None and size != (out.shape[1], out.shape[0]):
+        import cv2
+
+        interpolation = cv2.INTER_LANCZOS4 if size[0] * size[1] > out.shape[0] * out.shape[1] else cv2.INTER_AREA
+        out = cv2.resize(out, size, interpolation=interpolation).reshape(size[1], size[0], -1)
+    return from_float(out, image.dtype)

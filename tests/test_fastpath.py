@@ -1,0 +1,95 @@
+"""The torch-free inference path (kdsr.inference.fastpath): the same outputs as the torch backend, and no torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kdsr.bundled import bundled_models
+from kdsr.image_io import read_image, write_image
+from kdsr.inference.upscaler import Upscaler
+
+from .conftest import ASSETS, synthetic_image, tiny_model
+
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A model cache of this module's own (the split graphs are exported into it on first use)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def _rgba(image: np.ndarray) -> np.ndarray:
+    alpha = np.full(image.shape[:2] + (1,), 200, np.uint8)
+    alpha[:6, :9] = 0
+    return np.concatenate([image, alpha], axis=2)
+
+
+@pytest.mark.parametrize("name", sorted(bundled_models()))
+def test_fast_path_matches_the_torch_backend_on_every_bundled_model(name, cache, monkeypatch):
+    pytest.importorskip("openvino")
+    from kdsr.inference.fastpath import open_fast_upscaler
+
+    monkeypatch.setenv("KDSR_CACHE", str(cache))
+    image = read_image(ASSETS / "sample.png")
+    grey = image.mean(axis=2).astype(np.uint8)
+    settings = {"tile": 32, "tile_pad": 6, "tile_overlap": 4, "idr_view": 40}  # tiles and a bounded IDR view
+    assert open_fast_upscaler(name, "openvino", "fp32", **settings) is None  # nothing cached: the torch-aware path
+    Upscaler(name, backend="openvino", **settings)  # builds the cache
+    fast = open_fast_upscaler(name, "openvino", "fp32", **settings)
+    torch_path = Upscaler(name, backend="torch", precision="fp32", **settings)
+    for picture in (image, grey, _rgba(image)):
+        ours, reference = fast.upscale(picture), torch_path.upscale(picture)
+        assert ours.shape == reference.shape and ours.dtype == reference.dtype
+        assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 1
+    d, _ = fast.estimate_idr(image)
+    np.testing.assert_allclose(d, torch_path.estimate_idr(image).numpy(), atol=1e-4)
+    resized = fast.upscale(image, outscale=2)
+    assert resized.shape == (160, 240, 3)
+
+
+def test_split_onnx_folder_runs_torch_free_with_onnxruntime(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from kdsr.inference.fastpath import open_fast_upscaler
+    from kdsr.inference.onnx_runtime import export_onnx_split
+
+    model = tiny_model(encoder="energy")
+    export_onnx_split(model, tmp_path / "split")
+    image = synthetic_image(40, 52)
+    settings = {"tile": 16, "tile_pad": 6, "tile_overlap": 4, "idr_view": 24}
+    fast = open_fast_upscaler(str(tmp_path / "split"), "onnx", "fp32", **settings)
+    reference = Upscaler(model, precision="fp32", device="cpu", **settings).upscale(image)
+    assert np.abs(fast.upscale(image).astype(int) - reference.astype(int)).max() <= 1
+    assert open_fast_upscaler(str(tmp_path / "split"), "onnx", "fp16") is None  # fp16 is torch's
+
+
+def _cli(tmp_path, cache, *args: str) -> subprocess.CompletedProcess:
+    """``kdsr upscale`` in a fresh interpreter that reports whether torch was imported."""
+    code = (
+        "import sys; from kdsr.cli import main; rc = main(sys.argv[1:]); "
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr); sys.exit(rc)"
+    )
+    env = {"KDSR_CACHE": str(cache), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    return subprocess.run([sys.executable, "-c", code, "upscale", *args], capture_output=True, text=True, env=env)
+
+
+def test_cli_builds_the_cache_once_then_never_imports_torch(tmp_path):
+    pytest.importorskip("openvino")
+    cache, source = tmp_path / "cache", tmp_path / "in.png"
+    write_image(source, synthetic_image(24, 30))
+    first = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "a.png"), "--backend", "auto", "-v")
+    assert first.returncode == 0, first.stderr
+    assert "backend openvino, cpu, fp32" in first.stderr and "TORCH" in first.stderr  # cold cache: exported
+    second = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "b.png"))  # the default backend: auto
+    assert second.returncode == 0, second.stderr
+    assert "NO-TORCH" in second.stderr
+    a, b = read_image(tmp_path / "a.png"), read_image(tmp_path / "b.png")
+    assert a.shape == (96, 120, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    refused = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "b.png"))
+    assert refused.returncode == 1 and "output file(s) exist" in refused.stderr and "NO-TORCH" in refused.stderr
+    forced = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "c.png"), "--backend", "torch", "-v")
+    assert "backend torch, cpu" in forced.stderr and "TORCH" in forced.stderr
