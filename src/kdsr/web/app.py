@@ -36,15 +36,22 @@ class Server:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def upscaler(self, label: str, precision: str, tile: int):
-        """One loaded model per (model, precision, tile), kept for the next job."""
-        from kdsr.inference.upscaler import Upscaler
+        """One loaded model per (model, precision, tile), kept for the next job: on the torch-free path when the
+        model's graphs are cached (:mod:`kdsr.inference.fastpath`), else the fastest installed backend."""
+        from kdsr.inference.fastpath import fast_backend, open_fast_upscaler
 
         if label not in self.models:
             raise KDSRError(f"unknown model {label!r}")
         key = (label, precision, tile)
         with self._lock:
             if key not in self._upscalers:
-                self._upscalers[key] = Upscaler(self.models[label], precision=precision, tile=tile)
+                backend = fast_backend("auto", None, precision)
+                upscaler = open_fast_upscaler(self.models[label], backend, precision, tile=tile) if backend else None
+                if upscaler is None:
+                    from kdsr.inference.upscaler import Upscaler
+
+                    upscaler = Upscaler(self.models[label], precision=precision, tile=tile, backend="auto")
+                self._upscalers[key] = upscaler
             return self._upscalers[key]
 
     def estimator(self, label: str):
