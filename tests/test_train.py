@@ -210,6 +210,41 @@ def test_gan_step_with_random_vgg_weights(data_dir, teacher_run, tmp_path, preci
     assert bool(state["scaler_d"]) == (precision == "fp16")  # the discriminator's loss is scaled under fp16 too
 
 
+def test_gan_stage_without_downloads_or_teacher_uses_discriminator_feature_matching(data_dir, teacher_run, tmp_path):
+    from kdsr.models.discriminator import UNetDiscriminatorSN
+    from kdsr.train.losses import feature_matching_loss
+
+    disc = UNetDiscriminatorSN(features=8).eval()
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    logits, features = disc(x, return_features=True)
+    assert torch.equal(logits, disc(x)) and len(features) == 9
+    assert feature_matching_loss(features, features).item() == 0
+    other = disc(y, return_features=True)[1]
+    expected = sum((a - b).abs().mean() for a, b in zip(features, other, strict=True)) / 9
+    assert torch.allclose(feature_matching_loss(features, other), expected)
+    student = tmp_path / "student"
+    train(
+        _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}", "optim.steps=1"),
+        student,
+    )
+    config = _config(
+        data_dir,
+        "stage=gan",
+        "gan.perceptual=discriminator",
+        f"distill.init={student / 'last.safetensors'}",
+        "distill.weight=0",
+        "gan.d_features=8",
+        "optim.steps=2",
+    )
+    train(config, tmp_path / "gan")
+    record = _log(tmp_path / "gan")[-1]
+    assert {"l1", "perceptual", "gan", "d_real", "d_fake"} <= set(record) and "kd" not in record
+    assert record["perceptual"] > 0
+    with pytest.raises(KDSRError, match="gan.perceptual must be"):
+        _config(data_dir, "stage=gan", "gan.perceptual=lpips", f"distill.init={teacher_run / 'last.safetensors'}",
+                "distill.weight=0")  # fmt: skip
+
+
 def test_missing_vgg_weights_say_how_to_get_them(data_dir, teacher_run, tmp_path):
     config = _config(
         data_dir,

@@ -27,7 +27,10 @@ class UNetDiscriminatorSN(nn.Module):
         self.conv8 = spectral_norm(nn.Conv2d(f, f, 3, 1, 1, bias=False))
         self.conv9 = nn.Conv2d(f, 1, 3, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        """Logits (B, 1, H, W); with ``return_features`` also the activations of every layer before the last, for
+        feature matching."""
+
         def act(t: torch.Tensor) -> torch.Tensor:
             return F.leaky_relu(t, 0.2)
 
@@ -44,6 +47,7 @@ class UNetDiscriminatorSN(nn.Module):
         x5 = x5 + x1 if self.skip_connection else x5
         x6 = act(self.conv6(up(x5)))
         x6 = x6 + x0 if self.skip_connection else x6
-        out = act(self.conv7(x6))
-        out = act(self.conv8(out))
-        return self.conv9(out)
+        x7 = act(self.conv7(x6))
+        x8 = act(self.conv8(x7))
+        logits = self.conv9(x8)
+        return (logits, [x0, x1, x2, x3, x4, x5, x6, x7, x8]) if return_features else logits

@@ -105,6 +105,9 @@ class DistillSection:
 
 @dataclasses.dataclass
 class GanSection:
+    # what the perceptual loss compares: "vgg" (the paper's: ImageNet VGG19 features, weights from vgg_weights) or
+    # "discriminator" (the discriminator's own features, as pix2pixHD's feature matching: no download)
+    perceptual: str = "vgg"
     vgg_weights: str = ""
     perceptual_layers: dict[str, float] = dataclasses.field(
         default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
@@ -162,12 +165,16 @@ class TrainConfig:
             (
                 self.stage == "teacher"
                 or bool(self.distill.teacher)
-                or (self.stage == "student" and self.distill.weight == 0 and bool(self.distill.init)),
-                "student/gan stages need distill.teacher (a student stage without it needs distill.weight=0 and "
-                "distill.init a student to continue)",
+                or (self.stage in ("student", "gan") and self.distill.weight == 0 and bool(self.distill.init)),
+                "student/gan stages need distill.teacher (without it: distill.weight=0 and distill.init a student "
+                "to continue)",
             ),
             (self.stage != "gan" or bool(self.distill.init), "the gan stage needs distill.init (a trained student)"),
-            (self.stage != "gan" or bool(self.gan.vgg_weights), "the gan stage needs gan.vgg_weights"),
+            (self.gan.perceptual in ("vgg", "discriminator"), "gan.perceptual must be vgg or discriminator"),
+            (
+                self.stage != "gan" or self.gan.perceptual != "vgg" or bool(self.gan.vgg_weights),
+                "the gan stage's VGG perceptual loss needs gan.vgg_weights (or gan.perceptual=discriminator)",
+            ),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (
                 min(self.log_every, self.checkpoint_every, self.val.every) > 0,

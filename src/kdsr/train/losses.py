@@ -1,5 +1,5 @@
 """Training losses: knowledge distillation on D', the supervised degradation head on D, VGG19 perceptual loss,
-vanilla GAN loss."""
+discriminator feature matching, vanilla GAN loss."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ VGG19_HOWTO = (
     "download torchvision's ImageNet VGG19 weights (vgg19-dcbb9e9d.pth, e.g. torchvision.models.vgg19(weights="
     "'IMAGENET1K_V1') on a machine with torchvision, then torch.save(model.state_dict(), PATH)) and set gan.vgg_weights"
 )
+
+
+def feature_matching_loss(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers of the L1 distance between the discriminator's activations on the output and on the HR
+    (detached): a perceptual loss whose features come from the discriminator being trained (pix2pixHD), so it
+    needs no pretrained network."""
+    return sum(F.l1_loss(f.float(), r.detach().float()) for f, r in zip(fake, real, strict=True)) / len(fake)
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl", temperature: float = 0.15) -> torch.Tensor:

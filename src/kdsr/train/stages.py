@@ -21,6 +21,7 @@ from kdsr.train.losses import (
     DegradationHead,
     PerceptualLoss,
     degradation_head_loss,
+    feature_matching_loss,
     gan_loss,
     group_contrast_loss,
     kd_loss,
@@ -194,13 +195,15 @@ class StudentStage(Stage):
 
 
 class GanStage(StudentStage):
-    """The student fine-tuned with L1 + KD + VGG perceptual + GAN losses against a U-Net discriminator with
-    spectral normalisation, which has its own optimiser and loss scaler."""
+    """The student fine-tuned with L1 + KD + perceptual (VGG19 or discriminator features) + GAN losses against a
+    U-Net discriminator with spectral normalisation, which has its own optimiser and loss scaler."""
 
     def __init__(self, config: TrainConfig, device: torch.device) -> None:
         gan = config.gan  # the VGG weights first, so that a missing file fails before any heavy work
-        vgg = load_vgg19(gan.vgg_weights, tuple(gan.perceptual_layers)).to(device)
-        self.perceptual = PerceptualLoss(vgg, gan.perceptual_layers)
+        self.perceptual = None
+        if gan.perceptual == "vgg":
+            vgg = load_vgg19(gan.vgg_weights, tuple(gan.perceptual_layers)).to(device)
+            self.perceptual = PerceptualLoss(vgg, gan.perceptual_layers)
         super().__init__(config, device)
         torch.manual_seed(config.seed + 1)
         self.disc = UNetDiscriminatorSN(features=gan.d_features).to(device).train()
@@ -215,9 +218,16 @@ class GanStage(StudentStage):
     def losses(self, lr, hr, step, labels=None):
         losses, sr = super().losses(lr, hr, step, labels)
         gan = self.config.gan
-        losses["perceptual"] = gan.perceptual_weight * self.perceptual(sr.float(), hr)
         self.disc_net.requires_grad_(False)
-        losses["gan"] = gan.gan_weight * gan_loss(self.disc_net(sr), real=True)
+        if self.perceptual is None:  # feature matching on the discriminator's activations
+            fake, fake_features = self.disc_net(sr, return_features=True)
+            with torch.no_grad():
+                real_features = self.disc_net(hr, return_features=True)[1]
+            losses["perceptual"] = gan.perceptual_weight * feature_matching_loss(fake_features, real_features)
+        else:
+            fake = self.disc_net(sr)
+            losses["perceptual"] = gan.perceptual_weight * self.perceptual(sr.float(), hr)
+        losses["gan"] = gan.gan_weight * gan_loss(fake, real=True)
         return losses, sr
 
     def after_step(self, hr, sr, autocast):
