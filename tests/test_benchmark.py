@@ -145,3 +145,26 @@ def test_benchmark_under_another_backend(tmp_path, data_dir, monkeypatch):
     assert reports["openvino"]["backend"] == "openvino"
     torch_psnr = reports["torch"]["results"][data_dir.name]["psnr"]
     assert reports["openvino"]["results"][data_dir.name]["psnr"] == pytest.approx(torch_psnr, abs=0.01)
+
+
+def test_detail_metrics_in_the_everyday_benchmark(tmp_path, capsys):
+    """``--detail``: NIQE, high-frequency ratio and colour error per case for the method and bicubic, and the LR
+    consistency of the clean case only; the JSON carries every number."""
+    from kdsr.image_io import list_images, read_rgb8
+    from kdsr.inference.int8 import default_calibration_folder
+
+    folder = tmp_path / "Photos"
+    folder.mkdir()
+    for path in list_images(default_calibration_folder())[:2]:  # 192x192 photo crops: two NIQE blocks a side
+        write_image(folder / path.name, read_rgb8(path))
+    out = tmp_path / "r.json"
+    args = ["benchmark", "-n", "bicubic", "--data", str(folder), "--protocol", "everyday", "--detail", "-q"]
+    assert main([*args, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| Photos | clean |" in printed and "LR consistency" in printed
+    result = json.loads(out.read_text())["results"]["Photos"]
+    clean, jpeg = result["settings"]["clean"], result["settings"]["jpeg40"]
+    assert clean["niqe"] == clean["bicubic_niqe"] and clean["hf_ratio"] < 1  # bicubic is softer than the photo
+    assert 30 < clean["lr_consistency"] and "lr_consistency" not in jpeg
+    assert jpeg["niqe"] > clean["niqe"]  # blocking is unnatural
+    assert result["lr_consistency"] == clean["lr_consistency"]  # the mean over the records that have it

@@ -127,7 +127,21 @@ def _paired_files(folder: Path, scale: int) -> list[tuple[Path, Path]]:
 
 
 def _means(records: list[dict[str, float]]) -> dict[str, float]:
-    return {key: float(np.mean([r[key] for r in records])) for key in records[0]}
+    """Each metric's mean over the records that have it (LR consistency: the clean case only)."""
+    keys = dict.fromkeys(key for r in records for key in r)
+    return {key: float(np.mean([r[key] for r in records if key in r])) for key in keys}
+
+
+def detail_metrics(sr: np.ndarray, ref: np.ndarray, scale: int, prefix: str = "") -> dict[str, float]:
+    """NIQE, the high-frequency energy ratio and the colour error of an output (:mod:`kdsr.metrics.detail`)."""
+    from kdsr.metrics.detail import colour_error, high_frequency_ratio
+    from kdsr.metrics.niqe import niqe
+
+    return {
+        f"{prefix}niqe": niqe(sr),
+        f"{prefix}hf_ratio": high_frequency_ratio(sr, ref, scale),
+        f"{prefix}colour_error": colour_error(sr, ref, scale),
+    }
 
 
 Case = tuple[str, torch.Tensor, torch.Tensor, np.ndarray]
@@ -165,13 +179,16 @@ def run_benchmark(
     convention: str = "official",
     progress: bool = False,
     lpips_model=None,
+    detail: bool = False,
 ) -> dict:
     """Evaluate ``sr_fn`` on every dataset folder.
 
     Returns ``{"results": {DATASET: {"psnr", "ssim", "settings": {name: {"psnr", "ssim"}}}}, "wall_time_s": t}``;
     means are over all (image, setting) pairs of a dataset. With ``lpips_model`` (:func:`kdsr.metrics.lpips.load_lpips`)
     every level also has "lpips" (full image, no crop). The everyday protocol also scores bicubic upsampling of the
-    same LR ("bicubic_psnr", "bicubic_ssim") and the model's "gain" in PSNR over it.
+    same LR ("bicubic_psnr", "bicubic_ssim") and the model's "gain" in PSNR over it. With ``detail`` every level
+    also has "niqe", "hf_ratio" and "colour_error" (:func:`detail_metrics`; bicubic's too, "bicubic_niqe", ..., in
+    the everyday protocol), and the clean case "lr_consistency" (:func:`kdsr.metrics.detail.lr_consistency`).
     """
     from tqdm import tqdm
 
@@ -197,6 +214,14 @@ def run_benchmark(
                 values["gain"] = values["psnr"] - values["bicubic_psnr"]
             if lpips_model is not None:
                 values["lpips"] = lpips_distance(lpips_model, sr, ref)
+            if detail:
+                values |= detail_metrics(sr, ref, scale)
+                if protocol == "everyday":
+                    values |= detail_metrics(bicubic, ref, scale, prefix="bicubic_")
+                if name == "clean":
+                    from kdsr.metrics.detail import lr_consistency
+
+                    values["lr_consistency"] = lr_consistency(sr, tensor_to_image(lr), scale)
             per_setting.setdefault(name, []).append(values)
         every = [v for values in per_setting.values() for v in values]
         results[folder.name] = {

@@ -1,0 +1,62 @@
+"""Sharpness and faithfulness without a reference network: what PSNR/SSIM cannot tell apart (a soft output and a
+sharp one that invents texture) and LPIPS would need downloaded weights for.
+
+- :func:`high_frequency_ratio`: the output's fine-detail energy over the HR's (1: as detailed as the photo; below 1
+  softer, above 1 grainier or oversharpened).
+- :func:`lr_consistency`: the output downscaled back the way its LR was made, against that LR (PSNR, dB): a
+  faithful output explains its input; a GAN that invents content need not.
+- :func:`colour_error`: mean absolute difference of the coarse colours of output and HR, in 8-bit levels (a
+  colour or brightness shift, which a GAN can add and a per-pixel error would blur with detail).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from kdsr.metrics.psnr_ssim import psnr, y_channel
+
+#: Gaussian sigma (HR pixels) whose residual is the "fine detail" of :func:`high_frequency_ratio`
+DETAIL_SIGMA = 1.5
+
+
+def _as_float255(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float64) if image.dtype == np.uint8 else np.asarray(image, np.float64) * 255
+
+
+def _crop(image: np.ndarray, border: int) -> np.ndarray:
+    return image[border:-border, border:-border] if border > 0 else image
+
+
+def detail_energy(image: np.ndarray, border: int = 4) -> float:
+    """Mean square of the Y channel minus its Gaussian low-pass (sigma :data:`DETAIL_SIGMA`), ``border`` cropped."""
+    y = y_channel(image, "basicsr")
+    residual = y - cv2.GaussianBlur(y, (0, 0), DETAIL_SIGMA, borderType=cv2.BORDER_REFLECT)
+    return float(np.mean(_crop(residual, border) ** 2))
+
+
+def high_frequency_ratio(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
+    """:func:`detail_energy` of the output over that of the HR (same size, (H, W, 3) RGB)."""
+    return detail_energy(sr, border) / max(detail_energy(hr, border), 1e-12)
+
+
+def lr_consistency(sr: np.ndarray, lr: np.ndarray, scale: int) -> float:
+    """PSNR (dB, Y, 1-pixel border) between the output downscaled by MATLAB bicubic (how kdsr's clean LRs are
+    made) and the LR it came from."""
+    from kdsr.degradations.resize import imresize
+    from kdsr.image_tensor import image_to_tensor, tensor_to_image
+
+    down = tensor_to_image(imresize(image_to_tensor(sr), 1 / scale))
+    h, w = min(down.shape[0], lr.shape[0]), min(down.shape[1], lr.shape[1])
+    return psnr(down[:h, :w], lr[:h, :w], border=1)
+
+
+def colour_error(sr: np.ndarray, hr: np.ndarray, scale: int = 4) -> float:
+    """Mean absolute difference (8-bit levels, over pixels and RGB) of the Gaussian low-passes (sigma 2 x ``scale``
+    HR pixels) of output and HR."""
+    sigma = 2.0 * scale
+
+    def coarse(image: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(_as_float255(image), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+    return float(np.mean(np.abs(coarse(sr) - coarse(hr))))
