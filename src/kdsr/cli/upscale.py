@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         from kdsr.image_io import probe_within_limit
 
         probe_within_limit(plan.jobs[0][0], args.max_pixels)
+    if args.ray is not None:
+        return _report(_run_on_ray(args, plan))
     from kdsr.inference.files import upscale_files
 
     fast = _fast_upscaler(args, plan)
@@ -101,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
         height=args.height,
         plan=plan,
     )
+    return _report(result)
+
+
+def _report(result) -> int:
+    """The run's outputs on stdout, skips, failures and the summary on stderr; the exit status."""
     for path in result.written:
         print(path)
     for _, message in result.skipped:
@@ -112,6 +119,29 @@ def run(args: argparse.Namespace) -> int:
     if len(result.written) + len(result.failed) + len(result.skipped) > 1 or result.frames:
         print(f"kdsr: {result.summary()}", file=sys.stderr)
     return 1 if result.failed else 0
+
+
+def _run_on_ray(args: argparse.Namespace, plan):
+    """``--ray``: the plan's images upscaled by Ray actors (:mod:`kdsr.inference.ray_batch`)."""
+    from kdsr.bundled import model_file
+    from kdsr.inference.files import ImageJob
+    from kdsr.inference.ray_batch import WorkerSettings, upscale_plan_on_ray
+    from kdsr.outputs import path_key
+
+    path = model_file(args.model or default_model_name())
+    if not path.is_file():
+        raise KDSRError(f"--ray ships a model file to its workers: {path} is not one (a bundled model or checkpoint)")
+    upscaler = {
+        "device": args.device, "precision": "fp32" if args.fp32 else args.precision, "tile": args.tile,
+        "tile_pad": args.tile_pad, "tile_overlap": args.tile_overlap, "alpha_upsampler": args.alpha_upsampler,
+        "backend": args.backend, "idr_view": args.idr_view, "border_pad": args.border_pad,
+        "fix_color": args.fix_color, "calibration": args.calibration,
+    }  # fmt: skip
+    taken = frozenset({path_key(p) for p, _ in (*plan.jobs, *plan.skipped)} | {path_key(t) for _, t in plan.jobs})
+    job = ImageJob(args.outscale, args.overwrite, args.max_pixels, args.quality, args.width, args.height, taken)
+    settings = WorkerSettings(upscaler, job, args.ray_threads)
+    address = None if args.ray == "local" else args.ray
+    return upscale_plan_on_ray(plan, path, settings, address, args.ray_actors)
 
 
 def _fast_upscaler(args: argparse.Namespace, plan):
@@ -278,6 +308,20 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         ".onnx file (whole images). torch: PyTorch (any device, fp16)",
     )
     add_calibration_option(parser)
+    ray = parser.add_argument_group("Ray cluster (the ray extra)")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="upscale the images with Ray actors, one loaded model each: on the cluster at ADDRESS (e.g. "
+        "ray://head:10001 or auto), or on a local one started for the run; inputs and outputs must be on a "
+        "filesystem the workers share",
+    )
+    ray.add_argument("--ray-actors", dest="ray_actors", type=int, default=None,
+                     help="actors (default: one per GPU, else one per --ray-threads CPUs of the cluster)")  # fmt: skip
+    ray.add_argument("--ray-threads", dest="ray_threads", type=int, default=1,
+                     help="CPU threads per CPU actor (default 1)")  # fmt: skip
 
 
 def _add_video_options(parser: argparse.ArgumentParser) -> None:

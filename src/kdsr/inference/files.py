@@ -45,6 +45,56 @@ class BatchResult:
         return line + f" ({len(self.written) / self.seconds:.2f} images/s)"
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageJob:
+    """How one image is upscaled and written (the CLI's options); ``taken``: path keys (:func:`path_key`) that an
+    output renamed to PNG for its alpha must not land on (the run's inputs and other outputs)."""
+
+    outscale: float | None = None
+    overwrite: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    quality: int = 95
+    width: int | None = None
+    height: int | None = None
+    taken: frozenset | set = frozenset()
+
+
+def upscale_image_file(
+    path: Path,
+    target: Path,
+    upscaler: Upscaler | FastUpscaler,
+    job: ImageJob,
+    progress: bool = False,
+    on_image: Callable[[Path, np.ndarray], None] | None = None,
+) -> Path:
+    """Read, upscale and write one image (atomically, with the input's ICC profile and EXIF); returns the path
+    written (a PNG when the input has alpha and the target's format cannot hold it). Raises
+    :class:`~kdsr.errors.KDSRError` (or OSError, MemoryError) for this image only."""
+    image = read_image(path, max_pixels=job.max_pixels)
+    if on_image is not None:
+        on_image(path, image)
+    if target.exists() and not job.overwrite:  # appeared while this run was working
+        raise ImageError(f"{target}: exists now; not replaced (use --overwrite)")
+    if image.shape[2] == 4 and target.suffix.lower() not in ALPHA_EXTENSIONS:  # alpha: PNG instead
+        target = target.with_suffix(".png")
+        if path_key(target) in job.taken or (target.exists() and not job.overwrite):
+            raise ImageError(f"{path}: has alpha, so it would be written as {target}, which is taken")
+    size = fit_size(image.shape[1], image.shape[0], job.width, job.height)
+    out = upscaler.upscale(image, outscale=job.outscale, progress=progress, size=size)
+    metadata = read_image_metadata(path, size=(out.shape[1], out.shape[0]))
+    write_image(target, out, quality=job.quality, metadata=metadata)
+    return target
+
+
+def failure_message(error: BaseException, path: Path, target: Path) -> str:
+    """The one line a failed image gets in the run's summary."""
+    if isinstance(error, KDSRError):
+        return str(error)
+    if isinstance(error, OSError):  # read-only folder, disk full: the temp file is gone, nothing half-written remains
+        return f"{target}: cannot write ({error.strerror or error})"
+    return f"{path}: out of memory; use a smaller --tile"
+
+
 def upscale_files(
     source: str | Path,
     output: str | Path,
@@ -88,6 +138,7 @@ def upscale_files(
     from tqdm import tqdm
 
     settings = video.options if video is not None else {}
+    options = ImageJob(outscale, overwrite, max_pixels, quality, width, height, taken=frozenset(inputs | others))
     started = time.perf_counter()
     for path, target in tqdm(plan.jobs, desc="files", unit="file", disable=not progress or len(plan.jobs) < 2):
         try:
@@ -100,26 +151,9 @@ def upscale_files(
                 )  # fmt: skip
                 result.written.append(target)
                 continue
-            image = read_image(path, max_pixels=max_pixels)
-            if on_image is not None:
-                on_image(path, image)
-            if target.exists() and not overwrite:  # appeared while this run was working
-                raise ImageError(f"{target}: exists now; not replaced (use --overwrite)")
-            if image.shape[2] == 4 and target.suffix.lower() not in ALPHA_EXTENSIONS:  # alpha: PNG instead
-                target = target.with_suffix(".png")
-                if path_key(target) in inputs or path_key(target) in others or (target.exists() and not overwrite):
-                    raise ImageError(f"{path}: has alpha, so it would be written as {target}, which is taken")
-            size = fit_size(image.shape[1], image.shape[0], width, height)
-            out = upscaler.upscale(image, outscale=outscale, progress=progress, size=size)
-            metadata = read_image_metadata(path, size=(out.shape[1], out.shape[0]))
-            write_image(target, out, quality=quality, metadata=metadata)
-            result.written.append(target)
-        except KDSRError as e:
-            result.failed.append((path, str(e)))
-        except _out_of_memory_errors():
-            result.failed.append((path, f"{path}: out of memory; use a smaller --tile"))
-        except OSError as e:  # read-only folder, disk full: the temp file is gone, nothing half-written remains
-            result.failed.append((path, f"{target}: cannot write ({e.strerror or e})"))
+            result.written.append(upscale_image_file(path, target, upscaler, options, progress, on_image))
+        except (KDSRError, OSError, *_out_of_memory_errors()) as e:
+            result.failed.append((path, failure_message(e, path, target)))
     result.seconds = time.perf_counter() - started
     return result
 

@@ -1,0 +1,123 @@
+"""Batch upscaling on a Ray cluster (``kdsr upscale --ray``, the ``ray`` extra): the run is planned on the driver
+as on one machine (names, refusals, ``--skip-existing``), then Ray actors that each hold one loaded model upscale
+and write the images, with the same rules as the single-process path (:func:`kdsr.inference.files.upscale_image_file`:
+the input's metadata, atomic writes, the alpha rule).
+
+- The model file travels through Ray's object store once (workers need no copy of the driver's paths); images are
+  read and written by the workers on paths they share with the driver (a shared filesystem on a real cluster), so no
+  image goes through the object store at all, and the IDR stays global per image (tiles inside a worker).
+- Ray's own fault tolerance restarts a worker that dies and retries its image; a retry that finds the image's
+  output already in place (written by the attempt that died after its atomic rename) leaves it alone, so no output
+  is written twice. A bad image fails that image only. A crashed run resumes with ``--skip-existing``.
+- One actor per GPU where the cluster has GPUs; otherwise ``actors`` CPU actors (default: one per
+  ``threads_per_actor`` CPUs of the cluster), each running its network with that many threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from kdsr.atomic import remove_stale_temporaries
+from kdsr.errors import KDSRError
+from kdsr.inference.files import BatchResult, ImageJob, failure_message, upscale_image_file
+from kdsr.inference.planning import Plan, is_video
+
+#: Ray's restarts of a worker that died, and retries of the image it was working on
+MAX_RESTARTS = 3
+
+
+def ray_module():
+    try:
+        import ray
+    except ImportError:
+        raise KDSRError("--ray needs Ray: pip install 'kdsr[ray]'") from None
+    return ray
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings:
+    """What each worker builds its upscaler with (``Upscaler`` keyword arguments; the backend ``auto`` takes the
+    torch-free path when the worker has the graphs) and how it writes images."""
+
+    upscaler: dict
+    job: ImageJob
+    threads: int = 1
+
+
+class UpscaleWorker:
+    """One loaded model on a Ray worker; :meth:`run` upscales one image file into its target."""
+
+    def __init__(self, model_bytes: bytes, suffix: str, settings: WorkerSettings) -> None:
+        if settings.threads:
+            os.environ["OMP_NUM_THREADS"] = str(settings.threads)
+        folder = Path(tempfile.mkdtemp(prefix="kdsr-ray-"))
+        model_path = folder / f"model{suffix}"
+        model_path.write_bytes(model_bytes)
+        import torch
+
+        from kdsr.inference.upscaler import Upscaler
+
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        self.upscaler = Upscaler(str(model_path), **settings.upscaler)
+        self.job = settings.job
+
+    def run(self, source: str, target: str) -> tuple[str, str, str]:
+        """("written", path, "") or ("failed", source, message); an output that exists already was written by an
+        earlier attempt at this image (the plan refused or skipped existing ones) and is reported, not rewritten."""
+        path, destination = Path(source), Path(target)
+        if destination.exists() and not self.job.overwrite:
+            return "written", target, ""
+        try:
+            return "written", str(upscale_image_file(path, destination, self.upscaler, self.job)), ""
+        except (KDSRError, OSError, MemoryError) as e:
+            return "failed", source, failure_message(e, path, destination)
+
+
+def _actor_count(ray, actors: int | None, threads: int) -> tuple[int, int]:
+    """(actors, GPUs per actor): one per GPU, else ``actors`` or the cluster's CPUs over ``threads``."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    if gpus:
+        return actors or gpus, 1
+    return actors or max(1, int(resources.get("CPU", 1)) // max(threads, 1)), 0
+
+
+def upscale_plan_on_ray(
+    plan: Plan,
+    model_path: Path,
+    settings: WorkerSettings,
+    address: str | None = None,
+    actors: int | None = None,
+) -> BatchResult:
+    """Upscale the jobs of ``plan`` on the Ray cluster at ``address`` (None: a local cluster on this machine, or
+    the one this process is connected to already) with :class:`UpscaleWorker` actors; returns what one machine's
+    :func:`~kdsr.inference.files.upscale_files` returns."""
+    ray = ray_module()
+    if any(is_video(path) for path, _ in plan.jobs):
+        raise KDSRError("--ray upscales images; run videos without --ray")
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    from ray.util.actor_pool import ActorPool
+
+    count, gpus = _actor_count(ray, actors, settings.threads)
+    worker = ray.remote(num_cpus=0 if gpus else settings.threads, num_gpus=gpus, max_restarts=MAX_RESTARTS,
+                        max_task_retries=MAX_RESTARTS)(UpscaleWorker)  # fmt: skip
+    model_ref = ray.put(model_path.read_bytes())
+    pool = ActorPool([worker.remote(model_ref, model_path.suffix, settings) for _ in range(count)])
+    result = BatchResult(skipped=list(plan.skipped))
+    started = time.perf_counter()
+    jobs = [(str(path), str(target)) for path, target in plan.jobs]
+    for folder in {target.parent for _, target in plan.jobs}:
+        remove_stale_temporaries(folder, [target.name for _, target in plan.jobs])
+    for status, where, message in pool.map(lambda actor, job: actor.run.remote(*job), jobs):  # in plan order
+        if status == "written":
+            result.written.append(Path(where))
+        else:
+            result.failed.append((Path(where), message))
+    result.seconds = time.perf_counter() - started
+    return result
