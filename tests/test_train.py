@@ -150,7 +150,8 @@ def _torchrun(nodes: int, command: list[str], env: dict) -> list[subprocess.Comp
 def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_path, nodes):
     from kdsr.data import HRPatches
     from kdsr.data.patches import load_rgb_folder
-    from kdsr.train.loop import _degrade, step_seed
+    from kdsr.degradations.sampling import sample_lr
+    from kdsr.train.loop import step_seed
 
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(f"stage: teacher\ndata: {{train: [{data_dir}]}}\noptim: {{steps: 1, lr: 1.0e-3}}\n")
@@ -167,7 +168,7 @@ def test_ddp_two_process_gloo_matches_single_process_first_step(data_dir, tmp_pa
     grads = []
     for rank in (0, 1):
         hr = torch.stack([dataset[rank * 4 + j] for j in range(4)])
-        lr = _degrade(config, hr, torch.Generator().manual_seed(step_seed(config.seed, 0, rank)))
+        lr = sample_lr(config.degradation, hr, 4, torch.Generator().manual_seed(step_seed(config.seed, 0, rank)))
         model.zero_grad()
         F.l1_loss(model(lr, hr), hr).backward()
         grads.append([p.grad.clone() for p in model.parameters()])
@@ -371,13 +372,13 @@ def test_student_init_with_another_architecture_is_refused(data_dir, teacher_run
 def test_a_skipped_last_step_still_saves_the_final_checkpoint(data_dir, tmp_path, monkeypatch):
     import kdsr.train.loop as loop
 
-    degrade = loop._degrade
+    degrade = loop.sample_lr
 
-    def nan_on_the_last_step(config, hr, generator):
-        lr = degrade(config, hr, generator)
+    def nan_on_the_last_step(sampling, hr, scale, generator):
+        lr = degrade(sampling, hr, scale, generator)
         return lr * float("nan") if len(_log_steps(tmp_path / "run")) == 2 else lr
 
-    monkeypatch.setattr(loop, "_degrade", nan_on_the_last_step)
+    monkeypatch.setattr(loop, "sample_lr", nan_on_the_last_step)
     train(_config(data_dir, "optim.steps=3"), tmp_path / "run")
     assert read_state(tmp_path / "run" / "state.pt", torch.device("cpu"))["step"] == 3
 
@@ -410,8 +411,13 @@ def test_everyday_validation_logs_each_case_gain(data_dir):
     assert metrics["val_gain"] == pytest.approx(sum(gains) / len(gains))
 
 
+def _degrade(config, hr, generator):
+    from kdsr.degradations.sampling import sample_lr
+
+    return sample_lr(config.degradation, hr, config.data.scale, generator)
+
+
 def test_degradation_groups_share_one_draw(data_dir):
-    from kdsr.train.loop import _degrade
 
     hr = torch.rand(1, 3, 32, 32).expand(4, -1, -1, -1).contiguous()  # four copies of one patch
     for kind in ("classic", "mixture", "realworld"):
@@ -483,7 +489,6 @@ def test_teacher_with_contrast_loss_logs_it(data_dir, tmp_path):
 def test_strip_groups_share_parameters_but_not_noise(data_dir):
     from kdsr.degradations.classic import quantize
     from kdsr.degradations.resize import imresize
-    from kdsr.train.loop import _degrade
 
     hr = torch.rand(1, 3, 32, 32).expand(4, -1, -1, -1).contiguous()  # four copies of one patch
     clean = quantize(imresize(hr[:1], 1 / 4))[0][:, :, 2:6]  # columns the seams do not reach
@@ -544,11 +549,11 @@ def test_degradation_head_trains_and_resumes_exactly(data_dir, teacher_run, tmp_
 
 def test_degradation_head_without_it_sees_the_same_data(data_dir):
     """The head changes the losses, never the batches: a run with it and one without see the same LR."""
-    from kdsr.train.loop import _degrade, _degrade_labelled
+    from kdsr.degradations.sampling import sample_lr_with_labels
 
     config = _config(data_dir, "degradation.kind=mixture")
     hr = torch.rand(4, 3, 32, 32)
-    lr, labels = _degrade_labelled(config, hr, _gen(5))
+    lr, labels = sample_lr_with_labels(config.degradation, hr, 4, _gen(5))
     assert torch.equal(lr, _degrade(config, hr, _gen(5))) and labels.shape == (4, 4)
 
 

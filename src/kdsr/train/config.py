@@ -11,15 +11,12 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from kdsr.degradations.classic import ClassicSampling
-from kdsr.degradations.mixture import MixtureConfig
-from kdsr.degradations.realworld import RealWorldConfig
+from kdsr.degradations.sampling import GROUP_MODES, KINDS, DegradationSampling
 from kdsr.errors import KDSRError
 from kdsr.models.kdsr import ENCODERS, SCALES
 from kdsr.models.registry import PRESETS
 
 STAGES = ("teacher", "student", "gan")
-DEGRADATIONS = ("classic", "realworld", "mixture")
 
 
 @dataclasses.dataclass
@@ -42,20 +39,6 @@ class DataSection:
     batch_size: int = 16
     workers: int = 0
     scale: int = 4
-
-
-@dataclasses.dataclass
-class DegradationSection:
-    kind: str = "classic"  # classic | realworld | mixture
-    # images per degradation draw: consecutive groups of this many share one draw (case, parameters, noise field)
-    group: int = 1
-    # how a group is degraded: "replay" (each image from the same generator state: identical noise fields) or "strip"
-    # (the group side by side as one image: shared parameters, independent noise; a few pixels at the seams see the
-    # neighbouring patch through the blur)
-    group_mode: str = "replay"
-    classic: ClassicSampling = dataclasses.field(default_factory=ClassicSampling)
-    realworld: RealWorldConfig = dataclasses.field(default_factory=RealWorldConfig)
-    mixture: MixtureConfig = dataclasses.field(default_factory=MixtureConfig)
 
 
 @dataclasses.dataclass
@@ -138,7 +121,7 @@ class TrainConfig:
     tensorboard: bool = False
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     data: DataSection = dataclasses.field(default_factory=DataSection)
-    degradation: DegradationSection = dataclasses.field(default_factory=DegradationSection)
+    degradation: DegradationSampling = dataclasses.field(default_factory=DegradationSampling)
     optim: OptimSection = dataclasses.field(default_factory=OptimSection)
     distill: DistillSection = dataclasses.field(default_factory=DistillSection)
     gan: GanSection = dataclasses.field(default_factory=GanSection)
@@ -156,8 +139,8 @@ class TrainConfig:
             (self.stage in STAGES, f"stage must be one of {STAGES}"),
             (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
             (
-                self.degradation.kind in DEGRADATIONS,
-                f"degradation.kind must be one of {', '.join(DEGRADATIONS)}",
+                self.degradation.kind in KINDS,
+                f"degradation.kind must be one of {', '.join(KINDS)}",
             ),
             (self.distill.loss in ("kl", "l1", "l2"), "distill.loss must be kl, l1 or l2"),
             (bool(self.data.train), "data.train must list at least one folder"),
@@ -185,7 +168,7 @@ class TrainConfig:
                 self.degradation.group >= 1 and self.data.batch_size % self.degradation.group == 0,
                 "degradation.group must be >= 1 and divide data.batch_size",
             ),
-            (self.degradation.group_mode in ("replay", "strip"), "degradation.group_mode must be replay or strip"),
+            (self.degradation.group_mode in GROUP_MODES, "degradation.group_mode must be replay or strip"),
         ]
 
     def _distill_checks(self) -> list[tuple[bool, str]]:

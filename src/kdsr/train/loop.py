@@ -22,7 +22,7 @@ from torch import nn
 
 from kdsr.data import HRPatches, StepBatchSampler
 from kdsr.data.patches import load_rgb_folder
-from kdsr.degradations import classic, mixture, realworld
+from kdsr.degradations.sampling import sample_lr, sample_lr_with_labels
 from kdsr.devices import PRECISIONS
 from kdsr.errors import KDSRError
 from kdsr.models import KDSRTeacher
@@ -53,46 +53,6 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     o = config.optim
     joint = step - d.warmup_steps
     return o.lr * o.lr_gamma ** (joint // o.lr_decay_steps if o.lr_decay_steps else 0)
-
-
-def _degrade_labelled(
-    config: TrainConfig, hr: torch.Tensor, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The LR batch and its degradation labels (mixture or classic, group 1: what the degradation head learns)."""
-    d = config.degradation
-    if d.kind == "classic":
-        return classic.random_degrade_with_labels(hr, d.classic, config.data.scale, generator)
-    return mixture.degrade_with_labels(hr, d.mixture, config.data.scale, generator)
-
-
-def _degrade(config: TrainConfig, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The LR batch; with ``degradation.group`` > 1 each group shares one draw: every image degraded from the same
-    generator state (``replay``), or the group degraded as one image laid side by side (``strip``)."""
-    group = config.degradation.group
-    if group == 1:
-        return _degrade_batch(config, hr, generator)
-    if config.degradation.group_mode == "strip":
-        b, c, h, w = hr.shape
-        strips = hr.reshape(b // group, group, c, h, w).permute(0, 2, 3, 1, 4).reshape(b // group, c, h, group * w)
-        out = torch.cat([_degrade_batch(config, strip[None], generator) for strip in strips])
-        lw = out.shape[-1] // group
-        return out.reshape(b // group, c, out.shape[2], group, lw).permute(0, 3, 1, 2, 4).reshape(b, c, -1, lw)
-    out = []
-    for start in range(0, hr.shape[0], group):
-        state = generator.get_state()
-        for i in range(start, start + group):
-            generator.set_state(state)
-            out.append(_degrade_batch(config, hr[i : i + 1], generator))
-    return torch.cat(out)
-
-
-def _degrade_batch(config: TrainConfig, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    d = config.degradation
-    if d.kind == "realworld":
-        return realworld.degrade(hr, d.realworld, config.data.scale, generator)
-    if d.kind == "mixture":
-        return mixture.degrade(hr, d.mixture, config.data.scale, generator)
-    return classic.random_degrade(hr, d.classic, config.data.scale, generator)
 
 
 def _validate(config: TrainConfig, model: nn.Module, device: torch.device) -> dict:
@@ -306,9 +266,9 @@ def _batch(run: _Run, hr: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.
     labels = None
     with torch.no_grad():
         if run.stage.wants_labels:
-            lr, labels = _degrade_labelled(config, hr, generator)
+            lr, labels = sample_lr_with_labels(config.degradation, hr, config.data.scale, generator)
         else:
-            lr = _degrade(config, hr, generator)
+            lr = sample_lr(config.degradation, hr, config.data.scale, generator)
     return lr.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last), labels
 
 
