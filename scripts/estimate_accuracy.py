@@ -4,7 +4,7 @@ error of each estimated quantity per setting, as a markdown table (for the model
     python scripts/estimate_accuracy.py -n kdsr-iso-x4 --data ../shared/data/Set5 ../shared/data/Set14 \
         --sigmas 1 2 3
     python scripts/estimate_accuracy.py -n kdsr-real-x4 --data ../shared/data/Set5 ../shared/data/Set14 \
-        --sigmas 1 --noise 0 10 20
+        --sigmas 1 --noise 0 10 20 --jpeg 0 40 70
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", required=True, help="HR folders")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--jpeg", type=float, nargs="+", default=[0.0], help="JPEG qualities (0: none)")
     args = parser.parse_args()
 
     from kdsr.checkpoint import load_model
@@ -32,7 +33,7 @@ def main() -> None:
     if head is None:
         raise SystemExit(f"{args.model} has no degradation estimator")
     paths = [p for folder in args.data for p in list_images(folder)]
-    settings = [Degradation(s, n) for s, n in itertools.product(args.sigmas, args.noise)]
+    settings = [Degradation(s, n, j) for s, n, j in itertools.product(args.sigmas, args.noise, args.jpeg)]
     errors = head_errors(load_model(args.model), head, paths, settings, progress=sys.stderr.isatty())
     print(f"{args.model}, {len(paths)} images ({', '.join(Path(d).name for d in args.data)}): mean absolute error\n")
     print("| setting | " + " | ".join(head.targets) + " |")

@@ -7,7 +7,7 @@ import pytest
 
 from kdsr.checkpoint import read_metadata, save_model
 from kdsr.cli import main
-from kdsr.errors import CheckpointError
+from kdsr.errors import CheckpointError, KDSRError
 from kdsr.insight.collect import Degradation, IDRSamples, collect_idr
 from kdsr.insight.estimator import DegradationEstimator, FitRanges, fit_ridge, read_head, write_head
 from tests.conftest import synthetic_image, tiny_model
@@ -124,6 +124,26 @@ def test_collect_idr_is_seeded_and_teachers_see_the_hr(data_dir):
     np.testing.assert_array_equal(student.features, collect_idr(tiny_model(), paths, settings).features)
     teacher = collect_idr(tiny_model(teacher=True), paths, settings)
     assert teacher.features.shape == (4, 8)
+
+
+def test_everyday_cases_as_settings(data_dir, tmp_path):
+    """``kdsr idr --cases``: an everyday case degrades as the everyday protocol does and is labelled by its name."""
+    import torch
+
+    from kdsr.degradations.recipes import everyday_lr
+
+    jpeg, real = Degradation.everyday("jpeg40"), Degradation.everyday("realworld")
+    assert (jpeg.sigma, jpeg.noise, jpeg.jpeg, jpeg.label) == (0, 0, 40, "jpeg40") and real.label == "realworld"
+    hr = torch.rand(1, 3, 32, 32)
+    expected = everyday_lr(hr, "realworld", 4, torch.Generator().manual_seed(1))
+    assert torch.equal(real.apply(hr, 4, torch.Generator().manual_seed(1)), expected)
+    with pytest.raises(KDSRError, match="unknown everyday case 'jpeg41'"):
+        Degradation.everyday("jpeg41")
+    model = tmp_path / "tiny.safetensors"
+    save_model(tiny_model(), model)
+    args = ["idr", "-n", str(model), "--data", str(data_dir), "--cases", "clean", "jpeg40", "realworld", "-q"]
+    assert main([*args, "--json", str(tmp_path / "idr.json")]) == 0
+    assert json.loads((tmp_path / "idr.json").read_text())["settings"] == ["clean", "jpeg40", "realworld"]
 
 
 def test_write_head_keeps_the_model_card(tmp_path):

@@ -34,6 +34,12 @@ def add_parser(sub) -> None:
         help="default iso; aniso: lambda1=sigma, lambda2=sigma/2 at a per-image angle",
     )
     p.add_argument("--noise", type=float, nargs="+", default=[0.0], help="noise levels, 0-255 scale (default: 0)")
+    p.add_argument(
+        "--cases",
+        nargs="+",
+        metavar="CASE",
+        help="everyday cases instead of the sigma x noise grid (e.g. clean jpeg40 blur2.0+noise15 realworld)",
+    )
     p.add_argument("--crop", type=int, default=0, help="HR centre crop in pixels (default 0: whole images)")
     p.add_argument("--max-images", type=int, default=0, help="use the first N images (default 0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and angles (default 0)")
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if min(args.sigmas) < 0 or min(args.noise) < 0 or args.max_images < 0 or args.crop < 0:
         raise KDSRError("--sigmas, --noise, --crop and --max-images must be >= 0")
     settings = [Degradation(s, n, aniso=args.blur == "aniso") for n, s in itertools.product(args.noise, args.sigmas)]
+    if args.cases:
+        settings = [Degradation.everyday(case) for case in args.cases]
     if len(set(settings)) < 2:
         raise KDSRError("give at least two settings (several --sigmas or --noise levels)")
     folder = Path(args.data)

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kdsr.degradations.recipes import known_lr
+from kdsr.degradations.recipes import EVERYDAY_CASES, everyday_lr, known_lr
+from kdsr.errors import KDSRError
 from kdsr.evaluation.protocols import load_hr, noise_seed
 from kdsr.image_tensor import image_to_tensor
 from kdsr.inference.tiling import estimate_idr
@@ -22,15 +23,27 @@ from kdsr.models import KDSRStudent, KDSRTeacher
 class Degradation:
     """One known degradation in ``kdsr degrade`` units: Gaussian blur width ``sigma`` in HR pixels (0: none;
     ``aniso`` makes it lambda1 = sigma, lambda2 = sigma / 2 at a per-image angle), noise standard deviation on the
-    0-255 scale, JPEG quality (0: none)."""
+    0-255 scale, JPEG quality (0: none); or one of the everyday cases by name (``case``, e.g. ``realworld``; see
+    :data:`kdsr.degradations.recipes.EVERYDAY_CASES`)."""
 
     sigma: float = 0.0
     noise: float = 0.0
     jpeg: float = 0.0
     aniso: bool = False
+    case: str = ""
+
+    @classmethod
+    def everyday(cls, case: str) -> Degradation:
+        """An everyday case; its blur, noise and JPEG quality are filled in where the case has them."""
+        known = {name: (sigma, noise, jpeg) for name, sigma, noise, jpeg in EVERYDAY_CASES}
+        if case not in known:
+            raise KDSRError(f"unknown everyday case {case!r} (use {', '.join(known)})")
+        return cls(*known[case], case=case)
 
     @property
     def label(self) -> str:
+        if self.case:
+            return self.case
         parts = [f"{'aniso ' if self.aniso else ''}sigma {self.sigma:g}"]
         if self.noise:
             parts.append(f"noise {self.noise:g}")
@@ -39,7 +52,10 @@ class Degradation:
         return ", ".join(parts)
 
     def apply(self, hr: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
-        """(1, 3, H, W) HR -> the 8-bit LR: blur, bicubic /scale, noise (as ``kdsr degrade``), then JPEG."""
+        """(1, 3, H, W) HR -> the 8-bit LR: blur, bicubic /scale, noise (as ``kdsr degrade``), then JPEG; or the
+        everyday case's recipe."""
+        if self.case:
+            return everyday_lr(hr, self.case, scale, generator)
         return known_lr(hr, scale, generator, self.sigma, self.noise, self.jpeg, self.aniso)
 
 
