@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
         description="Degrade each HR image under every (sigma, noise) setting, collect the IDR each model's encoder "
         "makes (a teacher sees LR + HR, a student the LR), draw one t-SNE panel per model coloured by setting (paper "
         "Fig. 6) and measure separability: leave-one-image-out k-NN accuracy of the setting, R^2 of a ridge probe "
-        "for sigma, silhouette. Needs the analysis extra: pip install 'kdsr[analysis]'.",
+        "for sigma, silhouette. Needs the insight extra: pip install 'kdsr[insight]'.",
     )
     p.add_argument("-n", "--model", action="append", required=True, help="bundled model or checkpoint; repeatable")
     p.add_argument("--data", required=True, help="folder of HR images")

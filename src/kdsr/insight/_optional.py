@@ -1,4 +1,4 @@
-"""The ``analysis`` extra, imported when needed with a one-line error when it is missing."""
+"""The ``insight`` extra (scikit-learn, matplotlib), imported when needed with a one-line error when it is missing."""
 
 from __future__ import annotations
 
@@ -13,5 +13,5 @@ def require(module: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError:
         raise KDSRError(
-            f"this needs {module.split('.')[0]} (scikit-learn and matplotlib): pip install 'kdsr[analysis]'"
+            f"this needs {module.split('.')[0]} (scikit-learn and matplotlib): pip install 'kdsr[insight]'"
         ) from None
