@@ -83,3 +83,27 @@ def test_a_mistake_is_answered_before_torch_or_opencv_load(tmp_path):
     assert done.stdout.strip() == "[]"
     assert done.stderr.count("kdsr: error:") == 5
     assert "a.png: not a readable image" in done.stderr and "30000x30000 is over the limit" in done.stderr
+
+
+#: What the torch-free path (kdsr.inference.fastpath) runs on: importing them must not load torch.
+TORCH_FREE = (
+    "kdsr.cli",
+    "kdsr.cli.upscale",
+    "kdsr.inference.fastpath",
+    "kdsr.inference.files",
+    "kdsr.inference.graph_files",
+    "kdsr.inference.layout",
+    "kdsr.inference.openvino_runtime",
+    "kdsr.inference.planning",
+    "kdsr.inference.tile_plan",
+    "kdsr.metrics.niqe",
+)
+
+
+def test_the_torch_free_path_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = f"import sys; import {', '.join(TORCH_FREE)}; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
