@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from kdsr.checkpoint import load_model, read_metadata, save_model
-    from kdsr.insight.estimator import HEAD_KEY
+    from kdsr.insight.head import HEAD_KEY
     from kdsr.models import KDSRStudent
 
     model = load_model(args.checkpoint)

@@ -27,7 +27,8 @@ def main() -> None:
     from kdsr.checkpoint import load_model
     from kdsr.image_io import list_images
     from kdsr.insight.collect import Degradation
-    from kdsr.insight.estimator import head_errors, read_head
+    from kdsr.insight.estimator import head_errors
+    from kdsr.insight.head import read_head
 
     head = read_head(args.model)
     if head is None:

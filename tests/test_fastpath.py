@@ -48,6 +48,14 @@ def test_fast_path_matches_the_torch_backend_on_every_bundled_model(name, cache,
         assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 1
     d, _ = fast.estimate_idr(image)
     np.testing.assert_allclose(d, torch_path.estimate_idr(image).numpy(), atol=1e-4)
+    from kdsr.insight.estimator import load_estimator
+
+    reader, reference_reader = fast.degradation_reader(name), load_estimator(name)
+    assert (reader is None) == (reference_reader is None)
+    if reader is not None:  # a bundled estimator reads the same degradation off the graphs' IDR
+        ours, theirs = reader(image), reference_reader(image)
+        assert ours.keys() == theirs.keys()
+        assert all(abs(ours[k] - theirs[k]) < 0.01 for k in ours if isinstance(ours[k], float))
     resized = fast.upscale(image, outscale=2)
     assert resized.shape == (160, 240, 3)
 
@@ -91,5 +99,10 @@ def test_cli_builds_the_cache_once_then_never_imports_torch(tmp_path):
     assert a.shape == (96, 120, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
     refused = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "b.png"))
     assert refused.returncode == 1 and "output file(s) exist" in refused.stderr and "NO-TORCH" in refused.stderr
+    iso = ["-i", str(source), "-n", "kdsr-iso-x4"]
+    assert _cli(tmp_path, cache, *iso, "-o", str(tmp_path / "iso1.png")).returncode == 0  # builds its graphs
+    verbose = _cli(tmp_path, cache, *iso, "-o", str(tmp_path / "iso2.png"), "-v")
+    assert "torch-free path" in verbose.stderr and "in.png: blur sigma (HR px)" in verbose.stderr
+    assert "NO-TORCH" in verbose.stderr  # the estimator reads the graphs' IDR
     forced = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "c.png"), "--backend", "torch", "-v")
     assert "backend torch, cpu" in forced.stderr and "TORCH" in forced.stderr

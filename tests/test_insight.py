@@ -9,7 +9,8 @@ from kdsr.checkpoint import read_metadata, save_model
 from kdsr.cli import main
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.insight.collect import Degradation, IDRSamples, collect_idr
-from kdsr.insight.estimator import DegradationEstimator, FitRanges, fit_ridge, read_head, write_head
+from kdsr.insight.estimator import FitRanges, fit_ridge, write_head
+from kdsr.insight.head import DegradationEstimator, read_head
 from tests.conftest import synthetic_image, tiny_model
 
 pytest.importorskip("sklearn")
@@ -82,7 +83,7 @@ def test_cross_validated_errors_with_a_single_target():
 
 
 def test_readings_outside_the_fitted_range_say_so():
-    from kdsr.insight.estimator import describe
+    from kdsr.insight.head import describe
 
     rng = np.random.default_rng(1)
     sigma, noise = rng.uniform(0.2, 4, 200), rng.uniform(0, 20, 200)

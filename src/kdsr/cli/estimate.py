@@ -64,7 +64,8 @@ def _estimate(args: argparse.Namespace) -> int:
     from kdsr.bundled import default_model_name
     from kdsr.image_io import IMAGE_EXTENSIONS, read_image
     from kdsr.inference.planning import collect_inputs
-    from kdsr.insight.estimator import describe, load_estimator
+    from kdsr.insight.estimator import load_estimator
+    from kdsr.insight.head import describe
 
     name = args.model or default_model_name()
     estimate = load_estimator(name)

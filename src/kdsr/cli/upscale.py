@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         progress=None if not args.quiet else False,
         overwrite=args.overwrite,
         max_pixels=args.max_pixels,
-        on_image=_degradation_reporter(args.model) if args.verbose else None,
+        on_image=_degradation_reporter(args.model, fast) if args.verbose else None,
         video=video,
         quality=args.quality,
         width=args.width,
@@ -179,12 +179,18 @@ def _torch_upscaler(args: argparse.Namespace):
     )
 
 
-def _degradation_reporter(model: str | None):
-    """``-v``: print the degradation the model's estimator reads off each image (stderr; stdout lists outputs)."""
-    from kdsr.insight.estimator import describe, load_estimator
+def _degradation_reporter(model: str | None, fast=None):
+    """``-v``: print the degradation the model's estimator reads off each image (stderr; stdout lists outputs); on the
+    torch-free path (``fast``) its graphs compute the IDR."""
+    from kdsr.insight.head import describe
 
     name = model or default_model_name()
-    estimate = load_estimator(name)
+    if fast is not None:
+        estimate = fast.degradation_reader(name)
+    else:
+        from kdsr.insight.estimator import load_estimator
+
+        estimate = load_estimator(name)
     if estimate is None:
         print(f"kdsr: {name} has no degradation estimator (kdsr estimate --fit)", file=sys.stderr)
         return None

@@ -105,12 +105,13 @@ class GraphPipeline:
         self.tile, self.tile_pad, self.tile_overlap, self.idr_view = tile, tile_pad, tile_overlap, idr_view
         self.border_pad, self.fix_color = border_pad, fix_color
 
-    def estimate_idr(self, lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(d, d_prime) of (1, 3, H, W) ``lr``, from the bounded view, in exact encoder tiles (as the torch path)."""
+    def estimate_idr(self, lr: np.ndarray, view: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(d, d_prime) of (1, 3, H, W) ``lr``, from the bounded view (``view``, default the pipeline's), in exact
+        encoder tiles (as the torch path)."""
         _, _, height, width = lr.shape
         x = standardise(lr) if self.standardise_input else lr
         total, count = 0.0, 0
-        regions = view_regions(height, width, self.idr_view)
+        regions = view_regions(height, width, self.idr_view if view is None else view)
         tile = 0 if len(regions) == 1 and runs_whole(height, width, self.tile) else self.tile
         for part in encoder_tiles(height, width, regions, tile, self.receptive_radius):
             crop = np.ascontiguousarray(x[(..., *part.crop)])
@@ -168,11 +169,25 @@ class FastUpscaler:
     def scale(self) -> int:
         return self.pipeline.scale
 
-    def estimate_idr(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(d, d_prime) of an (H, W, 3) uint8/uint16 RGB image, as :meth:`upscale` estimates it."""
+    def estimate_idr(self, image: np.ndarray, view: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(d, d_prime) of an (H, W, 3) uint8/uint16 RGB image, as :meth:`upscale` estimates it (``view``: another
+        bounded view than the upscaler's)."""
         from kdsr.image_io import to_float
 
-        return self.pipeline.estimate_idr(_to_nchw(to_float(image)))
+        return self.pipeline.estimate_idr(_to_nchw(to_float(image)), view)
+
+    def degradation_reader(self, model: str | os.PathLike):
+        """``image -> estimate`` with the degradation estimator stored in ``model``'s file, the IDR computed by the
+        graphs (as :func:`kdsr.insight.estimator.load_estimator` computes it with torch), or None when the file
+        carries none."""
+        from kdsr.constants import DEFAULT_IDR_VIEW, IDR_FEATURES
+        from kdsr.insight.head import as_rgb, read_head
+
+        head = read_head(model)
+        if head is None:
+            return None
+        index = IDR_FEATURES.index(head.feature)
+        return lambda image: head.read(self.estimate_idr(as_rgb(image), DEFAULT_IDR_VIEW)[index][0])
 
     def upscale(
         self,

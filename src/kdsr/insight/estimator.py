@@ -1,13 +1,12 @@
-"""A ridge-regression head that reads the degradation (blur width, noise level, JPEG quality) off a model's IDR.
-
-It is fitted on synthetic degradations of HR images in ``kdsr degrade`` units and stored as JSON under the
-``degradation_head`` metadata key of the model file, so a bundled model carries it; predicting needs numpy only.
+"""Fitting and using a model's degradation estimator with torch: a ridge regression that reads the degradation
+(blur width, noise level, JPEG quality) off the IDR, fitted on synthetic degradations of HR images in ``kdsr degrade``
+units and stored as JSON under the ``degradation_head`` metadata key of the model file, so a bundled model carries
+it. The estimator itself and reading it need numpy only (:mod:`kdsr.insight.head`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,18 +15,19 @@ import numpy as np
 
 from kdsr.bundled import model_file
 from kdsr.checkpoint import load_model, read_metadata, save_model
-from kdsr.constants import IDR_FEATURES
-from kdsr.errors import CheckpointError, KDSRError
+from kdsr.errors import KDSRError
 from kdsr.image_tensor import image_to_tensor
 from kdsr.insight._optional import require
 from kdsr.insight.collect import Degradation, collect_idr, encode
+from kdsr.insight.head import (
+    HEAD_KEY,
+    NO_JPEG_QUALITY,
+    TARGETS,
+    DegradationEstimator,
+    as_rgb,
+    read_head,
+)
 from kdsr.models import KDSRTeacher
-
-HEAD_KEY = "degradation_head"
-UNITS = {"blur_sigma": "blur sigma (HR px)", "noise": "noise (0-255)", "jpeg_quality": "JPEG quality"}
-NO_JPEG_QUALITY = 100.0  # the JPEG target of an image that was never compressed
-#: target name -> (Degradation field, valid range)
-TARGETS = {"blur_sigma": ("sigma", (0.0, 20.0)), "noise": ("noise", (0.0, 255.0)), "jpeg_quality": ("jpeg", (1, 100))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,73 +62,6 @@ class FitRanges:
             jpeg = rng.uniform(*self.jpeg) if rng.random() < self.jpeg_prob else 0.0
             draws.append(Degradation(rng.uniform(*self.sigma), rng.uniform(*self.noise), round(jpeg)))
         return draws
-
-
-@dataclasses.dataclass(frozen=True)
-class DegradationEstimator:
-    """``target = ((v - mean) / scale) @ coef[target] + intercept[target]``, clipped to the target's range, where
-    ``v`` is the IDR vector ``feature`` (``d``, or ``d_prime``: the uncompressed D' a KD student learns to match)."""
-
-    targets: list[str]
-    mean: list[float]
-    scale: list[float]
-    coef: list[list[float]]
-    intercept: list[float]
-    fitted_on: dict
-    feature: str = "d"  # heads written before the field existed read d
-
-    def predict(self, d: np.ndarray) -> dict[str, float]:
-        """The degradation estimate for one compact IDR ``d`` (C,)."""
-        return {name: float(np.clip(v, *TARGETS[name][1])) for name, v in self._linear(d).items()}
-
-    def _linear(self, d: np.ndarray) -> dict[str, float]:
-        """The read-out before clipping."""
-        if len(d) != len(self.mean):
-            raise CheckpointError(f"degradation head expects an IDR of {len(self.mean)} values, got {len(d)}")
-        z = (np.asarray(d, dtype=np.float64) - self.mean) / self.scale
-        values = np.asarray(self.coef) @ z + np.asarray(self.intercept)
-        return {name: float(v) for name, v in zip(self.targets, values, strict=True)}
-
-    def fitted_range(self, name: str) -> tuple[float, float] | None:
-        """The values of ``name`` the head was fitted on (JPEG: the compressed qualities and 100), if recorded."""
-        ranges = self.fitted_on.get("ranges")
-        if not ranges:
-            return None
-        low, high = ranges[TARGETS[name][0]]
-        return (float(low), NO_JPEG_QUALITY) if name == "jpeg_quality" else (float(low), float(high))
-
-    def read(self, d: np.ndarray) -> dict[str, float | str]:
-        """:meth:`predict`, except that a value beyond the fitted range (by more than a tenth of its width) is
-        replaced by a phrase saying so (e.g. ``"above 4.0, outside the fitted range"``): a linear read-out
-        extrapolates, so a number there would be a guess."""
-        reading: dict[str, float | str] = {}
-        for name, value in self._linear(d).items():
-            bounds = self.fitted_range(name)
-            if bounds is not None:
-                low, high = bounds
-                margin = 0.1 * (high - low)
-                if value > high + margin:
-                    reading[name] = f"above {high:g}, outside the fitted range"
-                    continue
-                if value < low - margin:
-                    reading[name] = f"below {low:g}, outside the fitted range"
-                    continue
-            reading[name] = float(np.clip(value, *TARGETS[name][1]))
-        return reading
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> DegradationEstimator:
-        try:
-            fields = json.loads(text)
-            head = cls(**fields)
-        except (ValueError, TypeError) as e:
-            raise CheckpointError(f"unreadable degradation head ({e})") from None
-        if any(name not in TARGETS for name in head.targets) or head.feature not in IDR_FEATURES:
-            raise CheckpointError(f"degradation head has unknown targets {head.targets} or feature {head.feature!r}")
-        return head
 
 
 def _target_values(draws: Sequence[Degradation], name: str) -> np.ndarray:
@@ -189,15 +122,6 @@ def fit_head(
     return fit_ridge(samples.features, targets, fitted_on, groups=samples.image, feature=feature)
 
 
-def read_head(source: str | os.PathLike) -> DegradationEstimator | None:
-    """The degradation head stored in a model file (bundled name or path); None when it has none (or is not ours)."""
-    path = model_file(source)
-    if path.suffix != ".safetensors" or not path.is_file():
-        return None
-    text = read_metadata(path).get(HEAD_KEY)
-    return DegradationEstimator.from_json(text) if text else None
-
-
 def write_head(source: str | os.PathLike, head: DegradationEstimator, output: str | os.PathLike) -> None:
     """Write the model (bundled name, our file or an official one) to ``output`` in our format with ``head`` in its
     metadata; the other metadata of our files (model card, summary) is kept."""
@@ -212,9 +136,7 @@ def estimate_image(model, head: DegradationEstimator, image: np.ndarray) -> dict
     :meth:`DegradationEstimator.read` words it."""
     if isinstance(model, KDSRTeacher):
         raise KDSRError("estimating needs a student model (a teacher needs the HR image)")
-    image = image[:, :, None] if image.ndim == 2 else image
-    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
-    return head.read(encode(model, image_to_tensor(rgb), None, head.feature))
+    return head.read(encode(model, image_to_tensor(as_rgb(image)), None, head.feature))
 
 
 def load_estimator(source: str | os.PathLike):
@@ -241,11 +163,3 @@ def head_errors(
             for name in head.targets
         }
     return errors
-
-
-def describe(estimate: dict[str, float | str]) -> str:
-    """One line: "blur sigma (HR px) 1.2, noise (0-255) above 20, outside the fitted range"."""
-    return ", ".join(
-        f"{UNITS[name]} {value:.1f}" if isinstance(value, float) else f"{UNITS[name]} {value}"
-        for name, value in estimate.items()
-    )

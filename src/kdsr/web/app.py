@@ -54,14 +54,17 @@ class Server:
                 self._upscalers[key] = upscaler
             return self._upscalers[key]
 
-    def estimator(self, label: str):
+    def estimator(self, label: str, upscaler):
         """``image -> estimate`` when the model file carries an estimator (``kdsr estimate --fit``), else None;
-        loaded once per model."""
-        from kdsr.insight.estimator import load_estimator
-
+        loaded once per model (on the torch-free path, the upscaler's graphs compute the IDR)."""
         with self._lock:
             if label not in self._estimators:
-                self._estimators[label] = load_estimator(self.models[label])
+                if hasattr(upscaler, "degradation_reader"):
+                    self._estimators[label] = upscaler.degradation_reader(self.models[label])
+                else:
+                    from kdsr.insight.estimator import load_estimator
+
+                    self._estimators[label] = load_estimator(self.models[label])
             return self._estimators[label]
 
     def run(self, paths: list[str], label: str, scale: str, precision: str, tile: int, progress=None) -> dict:
@@ -75,7 +78,7 @@ class Server:
         if not paths:
             raise KDSRError("add one or more images first")
         upscaler = self.upscaler(label, precision, tile)
-        estimator = self.estimator(label)
+        estimator = self.estimator(label, upscaler)
         factor = int(scale.lstrip("x"))
         job = Path(tempfile.mkdtemp(prefix="job-", dir=self.workdir))
         results, lines, slider = [], [], None
@@ -94,7 +97,7 @@ class Server:
             results.append(str(target))
             line = f"{source.name}: {image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]}"
             if estimator is not None:
-                from kdsr.insight.estimator import describe
+                from kdsr.insight.head import describe
 
                 line += f"; the model sees {describe(estimator(image))}"
             lines.append(line)

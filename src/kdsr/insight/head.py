@@ -1,0 +1,128 @@
+"""A model's degradation estimator, read without torch: the ridge read-out that ``kdsr estimate --fit`` stores in a
+model file's metadata (blur width, noise level, JPEG quality from the IDR), its one-line description, and reading it
+from a safetensors header. Fitting it and computing the IDR with torch are :mod:`kdsr.insight.estimator`'s; the
+torch-free path (:mod:`kdsr.inference.fastpath`) computes the IDR with its graphs and reads it here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import struct
+
+import numpy as np
+
+from kdsr.bundled import model_file
+from kdsr.constants import IDR_FEATURES
+from kdsr.errors import CheckpointError
+
+HEAD_KEY = "degradation_head"
+UNITS = {"blur_sigma": "blur sigma (HR px)", "noise": "noise (0-255)", "jpeg_quality": "JPEG quality"}
+NO_JPEG_QUALITY = 100.0  # the JPEG target of an image that was never compressed
+#: target name -> (Degradation field, valid range)
+TARGETS = {"blur_sigma": ("sigma", (0.0, 20.0)), "noise": ("noise", (0.0, 255.0)), "jpeg_quality": ("jpeg", (1, 100))}
+
+
+@dataclasses.dataclass(frozen=True)
+class DegradationEstimator:
+    """``target = ((v - mean) / scale) @ coef[target] + intercept[target]``, clipped to the target's range, where
+    ``v`` is the IDR vector ``feature`` (``d``, or ``d_prime``: the uncompressed D' a KD student learns to match)."""
+
+    targets: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: list[list[float]]
+    intercept: list[float]
+    fitted_on: dict
+    feature: str = "d"  # heads written before the field existed read d
+
+    def predict(self, d: np.ndarray) -> dict[str, float]:
+        """The degradation estimate for one compact IDR ``d`` (C,)."""
+        return {name: float(np.clip(v, *TARGETS[name][1])) for name, v in self._linear(d).items()}
+
+    def _linear(self, d: np.ndarray) -> dict[str, float]:
+        """The read-out before clipping."""
+        if len(d) != len(self.mean):
+            raise CheckpointError(f"degradation head expects an IDR of {len(self.mean)} values, got {len(d)}")
+        z = (np.asarray(d, dtype=np.float64) - self.mean) / self.scale
+        values = np.asarray(self.coef) @ z + np.asarray(self.intercept)
+        return {name: float(v) for name, v in zip(self.targets, values, strict=True)}
+
+    def fitted_range(self, name: str) -> tuple[float, float] | None:
+        """The values of ``name`` the head was fitted on (JPEG: the compressed qualities and 100), if recorded."""
+        ranges = self.fitted_on.get("ranges")
+        if not ranges:
+            return None
+        low, high = ranges[TARGETS[name][0]]
+        return (float(low), NO_JPEG_QUALITY) if name == "jpeg_quality" else (float(low), float(high))
+
+    def read(self, d: np.ndarray) -> dict[str, float | str]:
+        """:meth:`predict`, except that a value beyond the fitted range (by more than a tenth of its width) is
+        replaced by a phrase saying so (e.g. ``"above 4.0, outside the fitted range"``): a linear read-out
+        extrapolates, so a number there would be a guess."""
+        reading: dict[str, float | str] = {}
+        for name, value in self._linear(d).items():
+            bounds = self.fitted_range(name)
+            if bounds is not None:
+                low, high = bounds
+                margin = 0.1 * (high - low)
+                if value > high + margin:
+                    reading[name] = f"above {high:g}, outside the fitted range"
+                    continue
+                if value < low - margin:
+                    reading[name] = f"below {low:g}, outside the fitted range"
+                    continue
+            reading[name] = float(np.clip(value, *TARGETS[name][1]))
+        return reading
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> DegradationEstimator:
+        try:
+            fields = json.loads(text)
+            head = cls(**fields)
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"unreadable degradation head ({e})") from None
+        if any(name not in TARGETS for name in head.targets) or head.feature not in IDR_FEATURES:
+            raise CheckpointError(f"degradation head has unknown targets {head.targets} or feature {head.feature!r}")
+        return head
+
+
+def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file, read from its header (an 8-byte little-endian length, then that
+    many bytes of JSON) without loading any tensor or framework."""
+    try:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > 100_000_000:
+                raise ValueError(f"a header of {length} bytes")
+            header = json.loads(f.read(length))
+    except (OSError, struct.error, ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return dict(metadata) if isinstance(metadata, dict) else {}
+
+
+def read_head(source: str | os.PathLike) -> DegradationEstimator | None:
+    """The degradation head stored in a model file (bundled name or path); None when it has none (or is not ours)."""
+    path = model_file(source)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    text = safetensors_metadata(path).get(HEAD_KEY)
+    return DegradationEstimator.from_json(text) if text else None
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """An (H, W, 1|3|4) or (H, W) image as the (H, W, 3) RGB the encoder reads (alpha ignored, grey repeated)."""
+    image = image[:, :, None] if image.ndim == 2 else image
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
+
+
+def describe(estimate: dict[str, float | str]) -> str:
+    """One line: "blur sigma (HR px) 1.2, noise (0-255) above 20, outside the fitted range"."""
+    return ", ".join(
+        f"{UNITS[name]} {value:.1f}" if isinstance(value, float) else f"{UNITS[name]} {value}"
+        for name, value in estimate.items()
+    )
