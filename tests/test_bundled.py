@@ -79,6 +79,19 @@ def test_iso_model_estimates_the_blur_of_the_sample():
     assert readings == sorted(readings) and np.abs(np.array(readings) - [1, 2, 3]).max() < 0.6, readings
 
 
+def test_default_model_estimates_the_noise_of_the_sample():
+    """`kdsr estimate` works out of the box with the default too: its shipped estimator reads the noise of the sample
+    (blur 1, noise 0, 10 and 20, classic pipeline) in order and within 6 levels of the truth."""
+    from kdsr.insight.estimator import load_estimator
+
+    estimate, hr = load_estimator("kdsr-real-x4"), _sample_hr()
+    readings = []
+    for noise in (0.0, 10.0, 20.0):
+        lr = classic.degrade(hr, isotropic_gaussian(1.0)[0], 4, noise, torch.Generator().manual_seed(0))
+        readings.append(estimate(tensor_to_image(lr))["noise"])
+    assert readings == sorted(readings) and np.abs(np.array(readings) - [0, 10, 20]).max() < 6, readings
+
+
 def test_real_model_beats_bicubic_on_the_sample():
     """Averaged over eight real-world degradations of the 30x20-pixel LR sample (the hardest everyday case), through
     what `kdsr upscale` does: above bicubic in SSIM, and not below it in PSNR by more than 0.1 dB (the larger sets of
