@@ -124,9 +124,8 @@ def _report(result) -> int:
 def _run_on_ray(args: argparse.Namespace, plan):
     """``--ray``: the plan's images upscaled by Ray actors (:mod:`kdsr.inference.ray_batch`)."""
     from kdsr.bundled import model_file
-    from kdsr.inference.files import ImageJob
+    from kdsr.inference.files import ImageJob, taken_paths
     from kdsr.inference.ray_batch import WorkerSettings, upscale_plan_on_ray
-    from kdsr.outputs import path_key
 
     path = model_file(args.model or default_model_name())
     if not path.is_file():
@@ -137,8 +136,9 @@ def _run_on_ray(args: argparse.Namespace, plan):
         "backend": args.backend, "idr_view": args.idr_view, "border_pad": args.border_pad,
         "fix_color": args.fix_color, "calibration": args.calibration,
     }  # fmt: skip
-    taken = frozenset({path_key(p) for p, _ in (*plan.jobs, *plan.skipped)} | {path_key(t) for _, t in plan.jobs})
-    job = ImageJob(args.outscale, args.overwrite, args.max_pixels, args.quality, args.width, args.height, taken)
+    job = ImageJob(
+        args.outscale, args.overwrite, args.max_pixels, args.quality, args.width, args.height, taken_paths(plan)
+    )
     settings = WorkerSettings(upscaler, job, args.ray_threads)
     address = None if args.ray == "local" else args.ray
     return upscale_plan_on_ray(plan, path, settings, address, args.ray_actors)

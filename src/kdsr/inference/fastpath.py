@@ -267,7 +267,8 @@ def open_fast_upscaler(
             return None  # quantising (or finding the cached INT8 generator) is the torch-aware path's
         from kdsr.inference.openvino_runtime import compile_split
 
-        compiled = compile_split(source, "fp32" if precision in ("auto", "int8") else precision)
+        # the folder found above: compiling from it does not hash the model file a second time
+        compiled = compile_split(found.files[0].parent, "fp32" if precision in ("auto", "int8") else precision)
         infers, config, precision = compiled.infers, compiled.config, compiled.precision
     else:
         if found.files[0].suffix != ".onnx" or precision not in ("auto", "fp32"):

@@ -59,6 +59,11 @@ class ImageJob:
     taken: frozenset | set = frozenset()
 
 
+def taken_paths(plan: Plan) -> frozenset:
+    """The path keys of a run's inputs and planned outputs: where no output renamed for its alpha may land."""
+    return frozenset({path_key(p) for p, _ in (*plan.jobs, *plan.skipped)} | {path_key(t) for _, t in plan.jobs})
+
+
 def upscale_image_file(
     path: Path,
     target: Path,
@@ -131,14 +136,12 @@ def upscale_files(
     if progress is None:
         progress = sys.stderr.isatty()
     result = BatchResult(skipped=list(plan.skipped))
-    inputs = {path_key(p) for p, _ in plan.jobs} | {path_key(p) for p, _ in plan.skipped}
-    others = {path_key(t) for _, t in plan.jobs}
     for folder in {t.parent for _, t in plan.jobs}:
         remove_stale_temporaries(folder, [t.name for _, t in plan.jobs])
     from tqdm import tqdm
 
     settings = video.options if video is not None else {}
-    options = ImageJob(outscale, overwrite, max_pixels, quality, width, height, taken=frozenset(inputs | others))
+    options = ImageJob(outscale, overwrite, max_pixels, quality, width, height, taken=taken_paths(plan))
     started = time.perf_counter()
     for path, target in tqdm(plan.jobs, desc="files", unit="file", disable=not progress or len(plan.jobs) < 2):
         try:
