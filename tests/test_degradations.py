@@ -245,3 +245,33 @@ def test_realworld_config_validation():
         realworld.RealWorldConfig(sinc_prob=1.5)
     with pytest.raises(ValueError):
         realworld.RealWorldConfig(noise_range=(30.0, 1.0))
+
+
+def test_unsharp_mask_matches_an_independent_reference():
+    """Real-ESRGAN's USMSharp written again with scipy (mirror = torch's reflect padding)."""
+    from scipy import ndimage
+
+    from kdsr.degradations.sharpen import opencv_sigma, unsharp_mask
+
+    assert opencv_sigma(51) == pytest.approx(8.0)
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(2, 3, 60, 70, generator=g, dtype=torch.float64)
+    images[:, :, :, 35:] *= 0.3  # an edge, where the mask switches on
+    ax = np.arange(51) - 25
+    k1 = np.exp(-(ax**2) / (2 * 8.0**2))
+    kernel = np.outer(k1, k1) / np.outer(k1, k1).sum()
+
+    def blur(a):
+        return ndimage.correlate(a, kernel, mode="mirror")
+
+    expected = np.empty(images.shape)
+    for index in np.ndindex(images.shape[:2]):
+        x = images[index].numpy()
+        residual = x - blur(x)
+        soft = blur((np.abs(residual) * 255 > 10).astype(np.float64))
+        expected[index] = soft * np.clip(x + 0.5 * residual, 0, 1) + (1 - soft) * x
+    out = unsharp_mask(images)
+    assert out.dtype == images.dtype
+    np.testing.assert_allclose(out.numpy(), expected, rtol=0, atol=1e-6)  # a float32 kernel
+    flat = torch.full((1, 3, 30, 30), 0.4)
+    assert torch.equal(unsharp_mask(flat), flat)  # nothing to sharpen

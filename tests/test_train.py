@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from kdsr import load_model
 from kdsr.errors import KDSRError
 from kdsr.train import load_config, train
-from kdsr.train.losses import kd_loss
+from kdsr.train.losses import feature_matching_loss, kd_loss
 from kdsr.train.runstate import STATE_FILE, read_state
 from kdsr.train.stages import build_networks
 from tests.conftest import REPO
@@ -244,6 +244,64 @@ def test_gan_stage_without_downloads_or_teacher_uses_discriminator_feature_match
     with pytest.raises(KDSRError, match="gan.perceptual must be"):
         _config(data_dir, "stage=gan", "gan.perceptual=lpips", f"distill.init={teacher_run / 'last.safetensors'}",
                 "distill.weight=0")  # fmt: skip
+
+
+def test_gan_stage_usm_targets_sharpen_the_l1_and_perceptual_targets_only(data_dir, teacher_run, tmp_path):
+    from kdsr.degradations.sharpen import unsharp_mask
+    from kdsr.train.stages import build_stage
+
+    student = tmp_path / "student"
+    train(
+        _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}", "optim.steps=1"),
+        student,
+    )
+    common = ["stage=gan", "gan.perceptual=discriminator", f"distill.init={student / 'last.safetensors'}",
+              "distill.weight=0", "gan.d_features=8"]  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3, 32, 32, generator=g)
+    hr[..., 16:] *= 0.2
+    lr = F.avg_pool2d(hr, 4)
+    for usm in (False, True):
+        stage = build_stage(_config(data_dir, *common, f"gan.usm_targets={str(usm).lower()}"), torch.device("cpu"))
+        stage.disc.eval()  # spectral norm's power iteration would change the discriminator between calls
+        losses, sr = stage.losses(lr, hr, step=0)
+        target = unsharp_mask(hr) if usm else hr
+        assert torch.allclose(losses["l1"], F.l1_loss(sr, target))
+        fake, real = (stage.disc(x, return_features=True)[1] for x in (sr, target))
+        assert torch.allclose(losses["perceptual"], feature_matching_loss(fake, real))
+    assert not torch.allclose(unsharp_mask(hr), hr)
+
+
+def test_gan_discriminator_warmup_leaves_the_generator_alone(data_dir, teacher_run, tmp_path):
+    student = tmp_path / "student"
+    train(
+        _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}", "optim.steps=1"),
+        student,
+    )
+    common = ["stage=gan", "gan.perceptual=discriminator", f"distill.init={student / 'last.safetensors'}",
+              "distill.weight=0", "gan.d_features=8", "gan.d_warmup_steps=2"]  # fmt: skip
+    with pytest.raises(KDSRError, match="d_warmup_steps"):
+        _config(data_dir, *common, "optim.steps=2")
+    config = _config(data_dir, *common, "optim.steps=3")
+    run = tmp_path / "gan"
+    train(dataclasses.replace(config, optim=dataclasses.replace(config.optim, steps=2)), run)  # the warm-up only
+    initial = load_model(student / "last.safetensors").state_dict()
+    warmed = read_state(run / STATE_FILE, torch.device("cpu"))
+    assert all(torch.equal(initial[k], v) for k, v in warmed["model"].items())
+    assert any(not torch.equal(a, b) for a, b in zip(warmed["disc"].values(), _fresh_disc_state(config), strict=True))
+    train(config, run, resume=True)
+    records = _log(run)
+    assert all({"d_real", "d_fake"} <= set(r) for r in records)
+    assert ["gan" in r for r in records] == [False, False, True]  # the generator's losses start after the warm-up
+    trained = read_state(run / STATE_FILE, torch.device("cpu"))["model"]
+    assert any(not torch.equal(initial[k], v) for k, v in trained.items())
+
+
+def _fresh_disc_state(config):
+    from kdsr.models.discriminator import UNetDiscriminatorSN
+
+    torch.manual_seed(config.seed + 1)
+    return list(UNetDiscriminatorSN(features=config.gan.d_features).state_dict().values())
 
 
 def test_missing_vgg_weights_say_how_to_get_them(data_dir, teacher_run, tmp_path):

@@ -6,8 +6,9 @@
 - :mod:`kdsr.degradations.jpeg`: batched (optionally differentiable) JPEG.
 - :mod:`kdsr.degradations.realworld`: the Real-ESRGAN second-order pipeline of KDSR-GAN.
 - :mod:`kdsr.degradations.mixture`: everyday inputs (clean, JPEG, blur + noise, camera-like) mixed with it.
+- :mod:`kdsr.degradations.sharpen`: unsharp masking of HR targets (Real-ESRGAN's sharpened ground truth).
 """
 
-from kdsr.degradations import classic, jpeg, kernels, mixture, realworld, resize
+from kdsr.degradations import classic, jpeg, kernels, mixture, realworld, resize, sharpen
 
-__all__ = ["classic", "jpeg", "kernels", "mixture", "realworld", "resize"]
+__all__ = ["classic", "jpeg", "kernels", "mixture", "realworld", "resize", "sharpen"]

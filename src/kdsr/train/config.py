@@ -97,6 +97,12 @@ class GanSection:
     )
     perceptual_weight: float = 1.0
     gan_weight: float = 1.0  # official option files; the paper and Real-ESRGAN say 0.1
+    # L1 and perceptual targets (and the teacher's HR) unsharp-masked, as Real-ESRGAN's l1_gt_usm / percep_gt_usm
+    # (KDSR-GAN's V2 option files pass them to the teacher only); the discriminator's real input stays the HR
+    usm_targets: bool = False
+    # steps that train the discriminator alone first (BasicSR's net_d_init_iters), so that the generator's first
+    # adversarial and feature-matching gradients come from a discriminator that already tells its output from photos
+    d_warmup_steps: int = 0
     d_features: int = 64
     d_lr: float = 1e-4
     d_betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
@@ -154,6 +160,7 @@ class TrainConfig:
             ),
             (self.stage != "gan" or bool(self.distill.init), "the gan stage needs distill.init (a trained student)"),
             (self.gan.perceptual in ("vgg", "discriminator"), "gan.perceptual must be vgg or discriminator"),
+            (0 <= self.gan.d_warmup_steps < self.optim.steps, "gan.d_warmup_steps must be >= 0 and < optim.steps"),
             (
                 self.stage != "gan" or self.gan.perceptual != "vgg" or bool(self.gan.vgg_weights),
                 "the gan stage's VGG perceptual loss needs gan.vgg_weights (or gan.perceptual=discriminator)",

@@ -299,7 +299,8 @@ def _loop(run: _Run, start: int, end: int, best: float) -> dict:
             loss = sum(losses.values())
             if _all_finite(loss, ddp):
                 bad = 0
-                optimisation.step(loss)
+                if loss.requires_grad:  # not in the GAN's discriminator warm-up, which leaves the generator alone
+                    optimisation.step(loss)
                 losses.update(run.stage.after_step(hr, sr, autocast))
                 meter.add(losses, loss)
             else:  # skipped, but the step still counts for logging and checkpoints below

@@ -13,6 +13,7 @@ from torch import nn
 
 from kdsr.checkpoint import load_model
 from kdsr.degradations.mixture import MIXTURE_CASES
+from kdsr.degradations.sharpen import unsharp_mask
 from kdsr.errors import KDSRError
 from kdsr.models import KDSRStudent, KDSRTeacher, build_model, create_model
 from kdsr.models.discriminator import UNetDiscriminatorSN
@@ -216,17 +217,22 @@ class GanStage(StudentStage):
         self.disc_net = nn.parallel.DistributedDataParallel(self.disc)
 
     def losses(self, lr, hr, step, labels=None):
-        losses, sr = super().losses(lr, hr, step, labels)
         gan = self.config.gan
+        target = unsharp_mask(hr) if gan.usm_targets else hr
+        if step < gan.d_warmup_steps:  # the discriminator's warm-up: the generator only makes its fakes
+            with torch.no_grad():
+                sr = self.model(lr)
+            return {"l1": F.l1_loss(sr.float(), target)}, sr
+        losses, sr = super().losses(lr, target, step, labels)
         self.disc_net.requires_grad_(False)
         if self.perceptual is None:  # feature matching on the discriminator's activations
             fake, fake_features = self.disc_net(sr, return_features=True)
             with torch.no_grad():
-                real_features = self.disc_net(hr, return_features=True)[1]
+                real_features = self.disc_net(target, return_features=True)[1]
             losses["perceptual"] = gan.perceptual_weight * feature_matching_loss(fake_features, real_features)
         else:
             fake = self.disc_net(sr)
-            losses["perceptual"] = gan.perceptual_weight * self.perceptual(sr.float(), hr)
+            losses["perceptual"] = gan.perceptual_weight * self.perceptual(sr.float(), target)
         losses["gan"] = gan.gan_weight * gan_loss(fake, real=True)
         return losses, sr
 
