@@ -54,6 +54,28 @@ def test_ridge_head_round_trip_on_synthetic_features():
         again.predict(np.zeros(3))
 
 
+def test_a_quadratic_read_out_follows_what_a_linear_one_cannot():
+    """A target that grows with a feature's square (as noise does in the IDR of a JPEG) is read by the quadratic
+    head and missed by the linear one; the terms travel in the JSON, and older heads (no field) are linear."""
+    import json
+
+    rng = np.random.default_rng(2)
+    noise = rng.uniform(0, 20, 400)
+    signed = np.sqrt(noise) * rng.choice([-1.0, 1.0], 400)  # the feature is +-sqrt(noise): its sign says nothing
+    features = np.stack([signed, rng.normal(size=400)], axis=1)
+    errors = {}
+    for terms in ("linear", "quadratic"):
+        head = DegradationEstimator.from_json(fit_ridge(features, {"noise": noise}, {}, terms=terms).to_json())
+        assert head.terms == terms and np.shape(head.coef)[-1] == 2 * (1 + (terms == "quadratic"))
+        errors[terms] = np.mean([abs(head.predict(row)["noise"] - n) for row, n in zip(features, noise, strict=True)])
+    assert errors["quadratic"] < 0.1 < 4 < errors["linear"]
+    old = {k: v for k, v in json.loads(head.to_json()).items() if k != "terms"}
+    old["coef"] = np.asarray(old["coef"])[..., :2].tolist()
+    assert DegradationEstimator.from_json(json.dumps(old)).terms == "linear"
+    with pytest.raises(CheckpointError, match="read-out terms"):
+        DegradationEstimator.from_json(json.dumps({**old, "terms": "cubic"}))
+
+
 def test_an_estimator_reads_the_idr_vector_it_was_fitted_on(tmp_path):
     """A head fitted on D' (``feature="d_prime"``) keeps that in its JSON and reads D' (4C values) off an image; a head
     written before the field existed reads D."""

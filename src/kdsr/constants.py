@@ -48,3 +48,6 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 #: The IDR vectors a degradation estimator can read: the compact ``d`` that conditions the generator (the paper's
 #: D), or the uncompressed ``d_prime`` that a KD student learns to match (D').
 IDR_FEATURES = ("d", "d_prime")
+#: read-outs of a degradation estimator: the standardised IDR ``z``, or ``z`` and its element-wise square (quadratic,
+#: which follows how JPEG and noise interact in the IDR better than a linear one)
+ESTIMATOR_TERMS = ("linear", "quadratic")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kdsr.atomic import atomic_write_bytes
 from kdsr.cli.options import add_overwrite_option, model_inputs
-from kdsr.constants import IDR_FEATURES
+from kdsr.constants import ESTIMATOR_TERMS, IDR_FEATURES
 from kdsr.errors import KDSRError
 
 
@@ -42,6 +42,13 @@ def add_parser(sub) -> None:
         default="d",
         help="the IDR vector read: d (the compact D that conditions the network; default) or d_prime (the D' a KD "
         "student learns to match)",
+    )
+    fit.add_argument(
+        "--terms",
+        choices=ESTIMATOR_TERMS,
+        default="linear",
+        help="the read-out: linear in the IDR (default) or quadratic (its values and their squares: reads noise "
+        "under JPEG better, used for kdsr-real-x4)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_overwrite_option(p)
@@ -113,7 +120,8 @@ def _fit(args: argparse.Namespace) -> int:
     if args.crop < 0:
         raise KDSRError("--crop must be >= 0")
     progress = not args.quiet and sys.stderr.isatty()
-    head = fit_head(model, paths, ranges, args.per_image, args.crop, args.seed, feature=args.feature, progress=progress)
+    head = fit_head(model, paths, ranges, args.per_image, args.crop, args.seed, feature=args.feature, terms=args.terms,
+                    progress=progress)  # fmt: skip
     write_head(name, head, args.output)
     print(f"{args.output}: estimator of {', '.join(head.targets)} fitted on {len(paths)} images")
     for name, error in head.fitted_on.get("cv_mae", {}).items():

@@ -26,6 +26,7 @@ from kdsr.insight.head import (
     DegradationEstimator,
     as_rgb,
     read_head,
+    read_out_terms,
 )
 from kdsr.models import KDSRTeacher
 
@@ -75,9 +76,11 @@ def fit_ridge(
     fitted_on: dict,
     groups: np.ndarray | None = None,
     feature: str = "d",
+    terms: str = "linear",
 ) -> DegradationEstimator:
-    """Standardise the features and fit one ridge regression per target, each with its regularisation chosen by
-    leave-one-out (scikit-learn's RidgeCV). With ``groups`` (the image of each row), ``fitted_on`` also gets each
+    """Standardise the features and fit one ridge regression per target on their ``terms`` (linear or quadratic,
+    see :func:`~kdsr.insight.head.read_out_terms`), each with its regularisation chosen by leave-one-out
+    (scikit-learn's RidgeCV). With ``groups`` (the image of each row), ``fitted_on`` also gets each
     target's cross-validated MAE (5 folds of whole images) next to that of a constant guess (the training mean),
     which says whether the IDR carries the degradation at all."""
     require("sklearn")
@@ -87,8 +90,8 @@ def fit_ridge(
     x = features.astype(np.float64)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
-    z, y = (x - mean) / scale, np.stack(list(targets.values()), axis=1)
-    ridge = RidgeCV(alphas=np.logspace(-3, 3, 13), alpha_per_target=True)
+    z, y = read_out_terms((x - mean) / scale, terms), np.stack(list(targets.values()), axis=1)
+    ridge = RidgeCV(alphas=np.logspace(-3, 4, 15), alpha_per_target=True)
     fitted_on = dict(fitted_on)
     if groups is not None and len(np.unique(groups)) >= 5:
         predicted = cross_val_predict(ridge, z, y, groups=groups, cv=GroupKFold(5)).reshape(y.shape)  # 1 target
@@ -97,7 +100,9 @@ def fit_ridge(
         fitted_on["constant_mae"] = dict(zip(targets, constant, strict=True))
     ridge.fit(z, y)
     coef, intercept = ridge.coef_.tolist(), ridge.intercept_.tolist()
-    return DegradationEstimator(list(targets), mean.tolist(), scale.tolist(), coef, intercept, fitted_on, feature)
+    return DegradationEstimator(
+        list(targets), mean.tolist(), scale.tolist(), coef, intercept, fitted_on, feature, terms
+    )
 
 
 def fit_head(
@@ -108,10 +113,11 @@ def fit_head(
     crop: int = 384,
     seed: int = 0,
     feature: str = "d",
+    terms: str = "linear",
     **kw,
 ) -> DegradationEstimator:
     """Degrade each HR image (centre ``crop``; 0: whole) ``per_image`` times with draws from ``ranges``, encode
-    (IDR vector ``feature``), fit."""
+    (IDR vector ``feature``), fit (``terms``: linear or quadratic read-out)."""
     rng = np.random.default_rng(seed)
     plan = [ranges.draw(rng, per_image) for _ in hr_paths]
     samples = collect_idr(model, hr_paths, plan, crop=crop, seed=seed, feature=feature, **kw)
@@ -119,7 +125,7 @@ def fit_head(
     targets = {name: _target_values(draws, name) for name in ranges.targets()}
     fitted_on = {"images": len(hr_paths), "samples": len(draws), "ranges": dataclasses.asdict(ranges), "seed": seed,
                  "crop": crop}  # fmt: skip
-    return fit_ridge(samples.features, targets, fitted_on, groups=samples.image, feature=feature)
+    return fit_ridge(samples.features, targets, fitted_on, groups=samples.image, feature=feature, terms=terms)
 
 
 def write_head(source: str | os.PathLike, head: DegradationEstimator, output: str | os.PathLike) -> None:

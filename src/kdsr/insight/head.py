@@ -1,7 +1,8 @@
-"""A model's degradation estimator, read without torch: the ridge read-out that ``kdsr estimate --fit`` stores in a
-model file's metadata (blur width, noise level, JPEG quality from the IDR), its one-line description, and reading it
-from a safetensors header. Fitting it and computing the IDR with torch are :mod:`kdsr.insight.estimator`'s; the
-torch-free path (:mod:`kdsr.inference.fastpath`) computes the IDR with its graphs and reads it here."""
+"""A model's degradation estimator, read without torch: the ridge read-out (linear or quadratic) that
+``kdsr estimate --fit`` stores in a model file's metadata (blur width, noise level, JPEG quality from the IDR), its
+one-line description, and reading it from a safetensors header. Fitting it and computing the IDR with torch are
+:mod:`kdsr.insight.estimator`'s; the torch-free path (:mod:`kdsr.inference.fastpath`) computes the IDR with its
+graphs and reads it here."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import struct
 import numpy as np
 
 from kdsr.bundled import model_file
-from kdsr.constants import IDR_FEATURES
+from kdsr.constants import ESTIMATOR_TERMS, IDR_FEATURES
 from kdsr.errors import CheckpointError
 
 HEAD_KEY = "degradation_head"
@@ -25,8 +26,9 @@ TARGETS = {"blur_sigma": ("sigma", (0.0, 20.0)), "noise": ("noise", (0.0, 255.0)
 
 @dataclasses.dataclass(frozen=True)
 class DegradationEstimator:
-    """``target = ((v - mean) / scale) @ coef[target] + intercept[target]``, clipped to the target's range, where
-    ``v`` is the IDR vector ``feature`` (``d``, or ``d_prime``: the uncompressed D' a KD student learns to match)."""
+    """``target = terms(z) @ coef[target] + intercept[target]`` with ``z = (v - mean) / scale``, clipped to the
+    target's range, where ``v`` is the IDR vector ``feature`` (``d``, or ``d_prime``: the uncompressed D' a KD
+    student learns to match) and ``terms(z)`` is ``z`` (linear) or ``z`` then ``z ** 2`` (quadratic)."""
 
     targets: list[str]
     mean: list[float]
@@ -35,17 +37,18 @@ class DegradationEstimator:
     intercept: list[float]
     fitted_on: dict
     feature: str = "d"  # heads written before the field existed read d
+    terms: str = "linear"  # heads written before the field existed are linear
 
     def predict(self, d: np.ndarray) -> dict[str, float]:
         """The degradation estimate for one compact IDR ``d`` (C,)."""
-        return {name: float(np.clip(v, *TARGETS[name][1])) for name, v in self._linear(d).items()}
+        return {name: float(np.clip(v, *TARGETS[name][1])) for name, v in self._raw(d).items()}
 
-    def _linear(self, d: np.ndarray) -> dict[str, float]:
+    def _raw(self, d: np.ndarray) -> dict[str, float]:
         """The read-out before clipping."""
         if len(d) != len(self.mean):
             raise CheckpointError(f"degradation head expects an IDR of {len(self.mean)} values, got {len(d)}")
         z = (np.asarray(d, dtype=np.float64) - self.mean) / self.scale
-        values = np.asarray(self.coef) @ z + np.asarray(self.intercept)
+        values = np.asarray(self.coef) @ read_out_terms(z[None], self.terms)[0] + np.asarray(self.intercept)
         return {name: float(v) for name, v in zip(self.targets, values, strict=True)}
 
     def fitted_range(self, name: str) -> tuple[float, float] | None:
@@ -58,10 +61,10 @@ class DegradationEstimator:
 
     def read(self, d: np.ndarray) -> dict[str, float | str]:
         """:meth:`predict`, except that a value beyond the fitted range (by more than a tenth of its width) is
-        replaced by a phrase saying so (e.g. ``"above 4.0, outside the fitted range"``): a linear read-out
+        replaced by a phrase saying so (e.g. ``"above 4.0, outside the fitted range"``): a regression
         extrapolates, so a number there would be a guess."""
         reading: dict[str, float | str] = {}
-        for name, value in self._linear(d).items():
+        for name, value in self._raw(d).items():
             bounds = self.fitted_range(name)
             if bounds is not None:
                 low, high = bounds
@@ -87,7 +90,14 @@ class DegradationEstimator:
             raise CheckpointError(f"unreadable degradation head ({e})") from None
         if any(name not in TARGETS for name in head.targets) or head.feature not in IDR_FEATURES:
             raise CheckpointError(f"degradation head has unknown targets {head.targets} or feature {head.feature!r}")
+        if head.terms not in ESTIMATOR_TERMS:
+            raise CheckpointError(f"degradation head has unknown read-out terms {head.terms!r}")
         return head
+
+
+def read_out_terms(z: np.ndarray, terms: str) -> np.ndarray:
+    """The read-out's inputs for standardised IDRs ``z`` (N, C): ``z`` (linear) or ``[z, z ** 2]`` (quadratic)."""
+    return np.concatenate([z, z**2], axis=1) if terms == "quadratic" else z
 
 
 def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
