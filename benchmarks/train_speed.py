@@ -1,14 +1,18 @@
 """Training throughput per stage, split into its parts (not a test).
 
-    python benchmarks/train_speed.py [--preset kdsr-s] [--batch 16] [--patch 48] [--steps 6] [--threads 2]
+    python benchmarks/train_speed.py [--preset kdsr-s] [--encoder energy] [--blocks 24] [--batch 16] [--patch 48]
+                                     [--steps 6] [--threads 2] [--gan]
 
-For the teacher and the student stage, and for each way of running them (fp32 NCHW; bf16 autocast NCHW, the recipe
-before channels_last; bf16 autocast channels_last, what ``kdsr train`` does now), one training step is timed in its
-parts: data (a batch of HR crops from images in memory), degradation (classic, real-world, mixture), forward (the
-student stage includes the frozen teacher's encoder), backward and the optimiser step. Printed: median milliseconds
-per part, samples/s of the whole step with the mixture degradation, the achieved GFLOP/s (3x the forward FLOPs, the
-usual fwd+bwd estimate), and the speed-up of every way against fp32 NCHW measured in the same run. Uses T91 from
-../shared/data when present, else synthetic images.
+For the teacher and the student stage, and for each way of running them (fp32 NCHW; fp32 channels_last; bf16
+autocast NCHW; bf16 autocast channels_last), one training step is timed in its parts: data (a batch of HR crops from
+images in memory), degradation (classic, real-world, mixture), forward (the student stage includes the frozen
+teacher's encoder), backward and the optimiser step. With ``--gan`` the GAN stage too (the student's L1 + feature
+matching + GAN losses, then the U-Net discriminator's step, counted in "optimiser"; ``--d-features`` wide). Printed:
+median milliseconds per part, samples/s of the whole step with the mixture degradation, the achieved GFLOP/s (3x the
+generator's forward FLOPs, the usual fwd+bwd estimate; the GAN row's discriminator work is not counted), and the
+speed-up of every way against fp32 NCHW measured in the same run. bf16 pays only on CPUs with native bf16 units
+(AVX-512 bf16 / AMX): check here before choosing a config's precision. Uses T91 from ../shared/data when present,
+else synthetic images.
 """
 
 from __future__ import annotations
@@ -26,14 +30,16 @@ from kdsr.data import HRPatches, StepBatchSampler
 from kdsr.data.patches import load_rgb_folder
 from kdsr.degradations import classic, mixture, realworld
 from kdsr.models import create_model
+from kdsr.models.discriminator import UNetDiscriminatorSN
 from kdsr.profiling import count_flops
-from kdsr.train.losses import kd_loss
+from kdsr.train.losses import feature_matching_loss, gan_loss, kd_loss
 
 REPO = Path(__file__).resolve().parents[1]
 WAYS = {
     "fp32 NCHW": (torch.float32, False),
-    "bf16 NCHW (before)": (torch.bfloat16, False),
-    "bf16 channels_last (now)": (torch.bfloat16, True),
+    "fp32 channels_last": (torch.float32, True),
+    "bf16 NCHW": (torch.bfloat16, False),
+    "bf16 channels_last": (torch.bfloat16, True),
 }
 
 
@@ -58,6 +64,11 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=48, help="LR patch size")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per way (after one warm-up)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--encoder", choices=["official", "energy"], default="official", help="KD-IDE kind")
+    parser.add_argument("--blocks", type=int, default=0, help="IDR-DCRBs (0: the preset's; the default model: 24)")
+    parser.add_argument("--gan", action="store_true", help="time the GAN stage too")
+    parser.add_argument("--d-features", type=int, default=32, help="GAN discriminator width (configs: 32)")
+    parser.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS), metavar="WAY")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     scale = 4
@@ -71,8 +82,10 @@ def main() -> None:
         "realworld": lambda hr, g: realworld.degrade(hr, realworld.RealWorldConfig(), scale, g),
         "mixture": lambda hr, g: mixture.degrade(hr, mixture.MixtureConfig(), scale, g),
     }
+    overrides = {"encoder": args.encoder, **({"n_blocks": args.blocks} if args.blocks else {})}
     print(
-        f"{args.preset}, batch {args.batch}, LR patch {args.patch}, {args.threads} threads, torch {torch.__version__}"
+        f"{args.preset} ({args.encoder} encoder, {args.blocks or 'preset'} blocks), batch {args.batch}, LR patch "
+        f"{args.patch}, {args.threads} threads, torch {torch.__version__}"
     )
     data_ms = []
     degrade_ms = {name: [] for name in degradations}
@@ -94,21 +107,26 @@ def main() -> None:
     mix = statistics.median(degrade_ms["mixture"])
 
     torch.manual_seed(0)
-    teacher = create_model(args.preset, teacher=True)
-    student = create_model(args.preset)
+    teacher = create_model(args.preset, teacher=True, **overrides)
+    student = create_model(args.preset, **overrides)
+    disc = UNetDiscriminatorSN(features=args.d_features).train()
+    optimizer_d = torch.optim.Adam(disc.parameters(), lr=1e-4)
     flops = {
         "teacher": 3 * count_flops(teacher, args.patch, args.patch) * args.batch,
         "student": 3 * count_flops(student, args.patch, args.patch) * args.batch,
     }
+    flops["gan"] = flops["student"]
+    stages = (("teacher", teacher), ("student", student), *((("gan", student),) if args.gan else ()))
     hr = next(loader)
     lr = degradations["mixture"](hr, torch.Generator().manual_seed(0))
     print()
     columns = ["stage", "way", "forward ms", "backward ms", "optimiser ms", "step ms (+ data + mixture)"]
     print("| " + " | ".join([*columns, "samples/s", "GFLOP/s", "speed-up"]) + " |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for stage, model in (("teacher", teacher), ("student", student)):
+    for stage, model in stages:
         baseline = None
-        for way, (dtype, channels_last) in WAYS.items():
+        for way in args.ways:
+            dtype, channels_last = WAYS[way]
             memory_format = torch.channels_last if channels_last else torch.contiguous_format
             net = model.to(memory_format=memory_format).train()
             frozen = teacher.to(memory_format=memory_format).eval()
@@ -120,6 +138,14 @@ def main() -> None:
                 with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
                     if stage == "teacher":
                         loss = F.l1_loss(net(x, y).float(), hr)
+                    elif stage == "gan":
+                        sr = net(x)
+                        disc.requires_grad_(False)
+                        fake, fake_features = disc(sr, return_features=True)
+                        with torch.no_grad():
+                            real_features = disc(y, return_features=True)[1]
+                        loss = F.l1_loss(sr.float(), hr) + feature_matching_loss(fake_features, real_features)
+                        loss = loss + 0.1 * gan_loss(fake, real=True)
                     else:
                         with torch.no_grad():
                             target = frozen.encode(x, y).d_prime
@@ -130,6 +156,13 @@ def main() -> None:
                 loss.backward()
                 backward = time.perf_counter()
                 optimizer.step()
+                if stage == "gan":  # the discriminator's step
+                    disc.requires_grad_(True)
+                    optimizer_d.zero_grad(set_to_none=True)
+                    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+                        d_loss = gan_loss(disc(y), real=True) + gan_loss(disc(sr.detach()), real=False)
+                    d_loss.backward()
+                    optimizer_d.step()
                 end = time.perf_counter()
                 if step:
                     parts["forward"].append((forward - start) * 1000)
