@@ -42,3 +42,35 @@ def test_gpu_lease_trains_both_stages_within_its_budget_and_reports(tmp_path):
         assert logged[-1]["step"] == report["probe"][f"{role}_steps"]
     student = load_model(out / "lease-student.safetensors")
     assert not student.config.teacher
+
+
+def test_interpolate_models_blends_weights_and_can_keep_the_base_encoder(tmp_path):
+    import numpy as np
+    import torch
+
+    from kdsr.checkpoint import save_model
+    from kdsr.insight.estimator import fit_ridge
+    from kdsr.insight.head import HEAD_KEY, read_head
+    from kdsr.models import create_model
+
+    torch.manual_seed(0)
+    sharp, base = (create_model("kdsr-s", n_feats=8, n_blocks=2, n_resblocks=1) for _ in range(2))
+    head = fit_ridge(np.random.default_rng(0).normal(size=(20, 8)), {"blur_sigma": np.arange(20.0)}, {})
+    save_model(sharp, tmp_path / "sharp.safetensors")
+    save_model(base, tmp_path / "base.safetensors", metadata={HEAD_KEY: head.to_json()})
+    script = [sys.executable, str(REPO / "scripts" / "interpolate_models.py"), str(tmp_path / "sharp.safetensors")]
+    script.append(str(tmp_path / "base.safetensors"))
+    for alpha, keep in ((0.25, []), (0.25, ["--base-encoder"])):
+        out = tmp_path / f"blend{len(keep)}.safetensors"
+        done = subprocess.run([*script, str(alpha), "-o", str(out), *keep], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        blend, a, b = (m.state_dict() for m in (load_model(out), sharp, base))
+        for key, value in blend.items():
+            expected = b[key] if keep and not key.startswith("G.") else 0.25 * a[key] + 0.75 * b[key]
+            assert torch.allclose(value, expected, atol=1e-6), key
+        assert (read_head(out) is not None) == bool(keep)  # the base's estimator fits only the base's encoder
+    other = create_model("kdsr-s", n_feats=16, n_blocks=2, n_resblocks=1)
+    save_model(other, tmp_path / "other.safetensors")
+    done = subprocess.run([*script[:2], str(tmp_path / "other.safetensors"), script[-1], "0.5", "-o",
+                           str(tmp_path / "x.safetensors")], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode != 0 and "one architecture" in done.stderr
