@@ -102,6 +102,18 @@ def test_user_errors_are_one_line(tmp_path, capsys, args, message):
     assert status == 1 and len(err) == 1 and message in err[0]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["benchmark", "--data", "x"], ["estimate", "-i", "x"], ["export", "-o", "x.onnx"], ["profile"], ["upscale"]],
+)
+def test_a_second_model_is_refused_not_silently_taken(command, capsys):
+    """One-model commands used to run only the last of two ``-n`` (argparse's last-one-wins)."""
+    with pytest.raises(SystemExit) as stop:
+        main([command[0], "-n", "kdsr-real-x4", *command[1:], "--model", "kdsr-iso-x4"])
+    assert stop.value.code == 2
+    assert "--model given twice (kdsr-real-x4, then kdsr-iso-x4)" in capsys.readouterr().err
+
+
 def test_missing_input_and_bad_checkpoint(tmp_path, capsys):
     assert main(["upscale", "-i", str(tmp_path / "nothing"), "-n", "kdsr-s"]) == 1
     assert "no such file or folder" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import json
 import sys
 
 from kdsr.atomic import atomic_write_bytes
-from kdsr.cli.options import add_calibration_option, add_device_options, add_overwrite_option, model_inputs
+from kdsr.cli.options import Once, add_calibration_option, add_device_options, add_overwrite_option, model_inputs
 from kdsr.constants import BACKENDS, CONVENTIONS, PROTOCOLS
 from kdsr.errors import KDSRError
 
@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "-n",
         "--model",
+        action=Once,
         required=True,
         help="'bicubic', a bundled model, preset or checkpoint (a teacher model is given the HR: upper bound)",
     )

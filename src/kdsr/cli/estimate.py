@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from kdsr.atomic import atomic_write_bytes
-from kdsr.cli.options import add_overwrite_option, model_inputs
+from kdsr.cli.options import Once, add_overwrite_option, model_inputs
 from kdsr.constants import ESTIMATOR_TERMS, IDR_FEATURES
 from kdsr.errors import KDSRError
 
@@ -23,7 +23,9 @@ def add_parser(sub) -> None:
         "estimator of a model on synthetic degradations of HR images and write the model with it.",
     )
     p.add_argument("-i", "--input", help="image or folder of images")
-    p.add_argument("-n", "--model", default=None, help="bundled model or checkpoint (default: the default model)")
+    p.add_argument(
+        "-n", "--model", action=Once, default=None, help="bundled model or checkpoint (default: the default model)"
+    )
     p.add_argument("--json", dest="json_path", help="write the estimates here")
     fit = p.add_argument_group("fitting (--fit)")
     fit.add_argument("--fit", nargs="+", metavar="HR_DIR", help="fit the estimator on these HR folders")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kdsr.cli.options import add_calibration_option, add_overwrite_option, model_inputs
+from kdsr.cli.options import Once, add_calibration_option, add_overwrite_option, model_inputs
 from kdsr.errors import KDSRError
 
 
@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
         "three graphs as OpenVINO IR into a folder (--int8: the generator quantised) for `kdsr upscale --backend "
         "openvino -n FOLDER`.",
     )
-    p.add_argument("-n", "--model", required=True, help="bundled model, preset or checkpoint")
+    p.add_argument("-n", "--model", action=Once, required=True, help="bundled model, preset or checkpoint")
     p.add_argument(
         "-o", "--output", required=True, help="ONNX file to write (with --split or --format openvino: a new folder)"
     )

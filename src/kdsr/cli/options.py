@@ -27,6 +27,19 @@ def add_device_options(
     )
 
 
+class Once(argparse.Action):
+    """A single-valued option that refuses to be given twice, instead of argparse's silent "last one wins" (two
+    ``-n`` to a one-model command would otherwise run only the second)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = f"_{self.dest}_given"
+        if getattr(namespace, given, False):
+            previous = getattr(namespace, self.dest)
+            parser.error(f"{option_string} given twice ({previous}, then {values}); this command takes one")
+        setattr(namespace, given, True)
+        setattr(namespace, self.dest, values)
+
+
 def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
     """``--overwrite``: the one way to let a command replace files that exist (never an input)."""
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist (never an input)")

@@ -6,7 +6,7 @@ import argparse
 import json
 import warnings
 
-from kdsr.cli.options import add_device_options
+from kdsr.cli.options import Once, add_device_options
 from kdsr.errors import KDSRError, UntrainedModelWarning
 
 
@@ -27,7 +27,9 @@ def add_parser(sub) -> None:
         help="parameters, FLOPs and latency of a model",
         description="Count parameters and FLOPs and time the forward pass at one LR size.",
     )
-    p.add_argument("-n", "--model", default="kdsr-m", help="preset, bundled model or checkpoint (default: kdsr-m)")
+    p.add_argument(
+        "-n", "--model", action=Once, default="kdsr-m", help="preset, bundled model or checkpoint (default: kdsr-m)"
+    )
     p.add_argument("--lr-size", default="180x320", help="LR input HEIGHTxWIDTH (default: 180x320, the paper's)")
     add_device_options(p, device="cpu", precision="fp32")
     p.add_argument("--runs", type=int, default=5, help="timed runs after one warm-up (0: no timing; default 5)")

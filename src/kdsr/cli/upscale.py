@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from kdsr.bundled import default_model_name
-from kdsr.cli.options import add_calibration_option, add_device_options
+from kdsr.cli.options import Once, add_calibration_option, add_device_options
 from kdsr.constants import (
     ALPHA_UPSAMPLERS,
     BACKENDS,
@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
         "--model",
         "--model_name",
         dest="model",
+        action=Once,
         default=None,
         help=f"bundled model, preset or checkpoint path (default: {default_model_name()})",
     )
