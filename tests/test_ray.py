@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,9 +64,11 @@ def test_ray_outputs_equal_the_single_process_outputs_bit_for_bit(cluster, tree,
     finally:
         torch.set_num_threads(threads)
     capsys.readouterr()
+    copies = set(Path(tempfile.gettempdir()).glob("kdsr-ray-*"))
     assert _upscale(source, model, tmp_path / "ray", "--ray") == 0
     printed = capsys.readouterr()
     assert "7 written, 0 skipped, 0 failed" in printed.err
+    assert set(Path(tempfile.gettempdir()).glob("kdsr-ray-*")) == copies  # the workers' model copies are removed
     ours, reference = _outputs(tmp_path / "ray"), _outputs(tmp_path / "one")
     assert list(ours) == list(reference) and len(ours) == 7
     assert all(np.array_equal(ours[name], reference[name]) for name in ours)

@@ -224,21 +224,30 @@ def _onnxruntime_infers(files: list[Path]) -> list[Infer]:
     return [lambda feeds, session=session: session.run(None, feeds) for session in sessions]
 
 
+#: precisions the OpenVINO runtime serves on a CPU ("auto" is fp32 there)
+OPENVINO_CPU_PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
+def openvino_on_x86() -> bool:
+    """An x86 CPU with OpenVINO installed: where OpenVINO is kdsr's fastest CPU runtime (both ``auto`` choices)."""
+    import importlib.util
+    import platform
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
+    return x86 and importlib.util.find_spec("openvino") is not None
+
+
 def fast_backend(backend: str, device: str | None, precision: str) -> str | None:
     """The runtime the torch-free path would use for these options, or None when they need torch: ``openvino`` or
     ``onnx`` asked on the CPU, or ``auto`` on an x86 CPU with OpenVINO installed and no NVIDIA GPU in sight (where
     the torch-aware ``auto`` would pick CUDA). fp16 and a non-CPU device always need torch."""
-    import importlib.util
-    import platform
-
-    if precision not in ("auto", "fp32", "bf16", "int8") or str(device or "auto") not in ("auto", "cpu"):
+    if precision not in OPENVINO_CPU_PRECISIONS or str(device or "auto") not in ("auto", "cpu"):
         return None
     if backend in ("openvino", "onnx"):
         return backend
     if backend != "auto" or Path("/proc/driver/nvidia").exists():
         return None
-    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
-    return "openvino" if x86 and importlib.util.find_spec("openvino") is not None else None
+    return "openvino" if openvino_on_x86() else None
 
 
 def open_fast_upscaler(

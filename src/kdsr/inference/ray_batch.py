@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -54,8 +55,8 @@ class UpscaleWorker:
     def __init__(self, model_bytes: bytes, suffix: str, settings: WorkerSettings) -> None:
         if settings.threads:
             os.environ["OMP_NUM_THREADS"] = str(settings.threads)
-        folder = Path(tempfile.mkdtemp(prefix="kdsr-ray-"))
-        model_path = folder / f"model{suffix}"
+        self.folder = Path(tempfile.mkdtemp(prefix="kdsr-ray-"))
+        model_path = self.folder / f"model{suffix}"
         model_path.write_bytes(model_bytes)
         import torch
 
@@ -65,6 +66,10 @@ class UpscaleWorker:
             torch.set_num_threads(settings.threads)
         self.upscaler = Upscaler(str(model_path), **settings.upscaler)
         self.job = settings.job
+
+    def close(self) -> None:
+        """Remove this worker's copy of the model file (the run is over)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def run(self, source: str, target: str) -> tuple[str, str, str]:
         """("written", path, "") or ("failed", source, message); an output that exists already was written by an
@@ -108,16 +113,20 @@ def upscale_plan_on_ray(
     worker = ray.remote(num_cpus=0 if gpus else settings.threads, num_gpus=gpus, max_restarts=MAX_RESTARTS,
                         max_task_retries=MAX_RESTARTS)(UpscaleWorker)  # fmt: skip
     model_ref = ray.put(model_path.read_bytes())
-    pool = ActorPool([worker.remote(model_ref, model_path.suffix, settings) for _ in range(count)])
+    workers = [worker.remote(model_ref, model_path.suffix, settings) for _ in range(count)]
+    pool = ActorPool(workers)
     result = BatchResult(skipped=list(plan.skipped))
     started = time.perf_counter()
     jobs = [(str(path), str(target)) for path, target in plan.jobs]
     for folder in {target.parent for _, target in plan.jobs}:
         remove_stale_temporaries(folder, [target.name for _, target in plan.jobs])
-    for status, where, message in pool.map(lambda actor, job: actor.run.remote(*job), jobs):  # in plan order
-        if status == "written":
-            result.written.append(Path(where))
-        else:
-            result.failed.append((Path(where), message))
+    try:
+        for status, where, message in pool.map(lambda actor, job: actor.run.remote(*job), jobs):  # in plan order
+            if status == "written":
+                result.written.append(Path(where))
+            else:
+                result.failed.append((Path(where), message))
+    finally:
+        ray.get([w.close.remote() for w in workers])
     result.seconds = time.perf_counter() - started
     return result

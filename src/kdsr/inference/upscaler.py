@@ -32,15 +32,14 @@ def auto_backend(model, device, precision: str) -> str:
     """The fastest installed backend for this device and precision: OpenVINO on an x86 CPU when installed (fp32,
     bf16 or int8, a bundled model, checkpoint or export; not a preset's name), torch otherwise."""
     import importlib.util
-    import platform
+
+    from kdsr.bundled import default_model_name, model_file
+    from kdsr.inference.fastpath import OPENVINO_CPU_PRECISIONS, openvino_on_x86
 
     on_cpu = resolve_device(device).type == "cpu"
-    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
-    from kdsr.bundled import default_model_name, model_file
-
     is_file = not isinstance(model, nn.Module) and model_file(model or default_model_name()).exists()
-    if on_cpu and x86 and precision in ("auto", "fp32", "bf16", "int8") and is_file:
-        if importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnx") is not None:
+    if on_cpu and precision in OPENVINO_CPU_PRECISIONS and is_file and openvino_on_x86():
+        if importlib.util.find_spec("onnx") is not None:  # the graphs are exported through ONNX
             return "openvino"
     return "torch"
 
