@@ -36,8 +36,10 @@ def test_gpu_lease_trains_both_stages_within_its_budget_and_reports(tmp_path):
         measured = run_benchmark(  # the paper's protocol on the trained weights, computed here independently
             lambda lr, hr, m=trained, t=teacher: m(lr, hr) if t else m(lr), [payload / "Set5"], "gaussian8", 4
         )["results"]["Set5"]
-        assert report[f"{role}_results"]["Set5"]["psnr"] == pytest.approx(measured["psnr"], abs=1e-6)
-        assert report[f"{role}_results"]["Set5"]["ssim"] == pytest.approx(measured["ssim"], abs=1e-6)
+        # equal up to float summation order (the lease's process and this one may run different thread counts:
+        # 1.4e-5 dB was seen in a full run); a different protocol or weights would differ by far more
+        assert report[f"{role}_results"]["Set5"]["psnr"] == pytest.approx(measured["psnr"], abs=1e-3)
+        assert report[f"{role}_results"]["Set5"]["ssim"] == pytest.approx(measured["ssim"], abs=1e-5)
         logged = [json.loads(line) for line in (out / f"lease-{role}.log.jsonl").read_text().splitlines()]
         assert logged[-1]["step"] == report["probe"][f"{role}_steps"]
     student = load_model(out / "lease-student.safetensors")
