@@ -24,9 +24,8 @@ def main() -> None:
     if not 0 <= args.alpha <= 1:
         raise SystemExit("alpha must lie in [0, 1]")
 
-    from kdsr.bundled import model_file
     from kdsr.checkpoint import load_model, save_model
-    from kdsr.insight.head import HEAD_KEY, safetensors_metadata
+    from kdsr.insight.head import HEAD_KEY, read_head
 
     sharp, base = load_model(args.sharp), load_model(args.base)
     if sharp.config != base.config or type(sharp) is not type(base):
@@ -41,11 +40,8 @@ def main() -> None:
             else (args.alpha * value + (1 - args.alpha) * base_state[key])
         )
     sharp.load_state_dict(blended)
-    metadata = {}
-    if args.base_encoder:
-        head = safetensors_metadata(model_file(args.base)).get(HEAD_KEY)
-        metadata = {HEAD_KEY: head} if head else {}
-    save_model(sharp, args.output, metadata=metadata)
+    head = read_head(args.base) if args.base_encoder else None
+    save_model(sharp, args.output, metadata={HEAD_KEY: head.to_json()} if head else {})
     print(f"{args.output}: {args.alpha:g} x {args.sharp} + {1 - args.alpha:g} x {args.base}"
           + (" (the base's encoder)" if args.base_encoder else ""))  # fmt: skip
 

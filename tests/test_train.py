@@ -54,6 +54,21 @@ def teacher_run(data_dir, tmp_path_factory):
     return run_dir
 
 
+@pytest.fixture(scope="module")
+def gan_student(data_dir, teacher_run, tmp_path_factory):
+    """A one-step student for the GAN stage to fine-tune."""
+    run_dir = tmp_path_factory.mktemp("gan-student")
+    teacher = f"distill.teacher={teacher_run / 'last.safetensors'}"
+    train(_config(data_dir, "stage=student", teacher, "optim.steps=1"), run_dir)
+    return run_dir / "last.safetensors"
+
+
+def _gan_config(data_dir, student, *overrides):
+    """The GAN stage without downloads or teacher (discriminator feature matching), tiny discriminator."""
+    return _config(data_dir, "stage=gan", "gan.perceptual=discriminator", f"distill.init={student}",
+                   "distill.weight=0", "gan.d_features=8", *overrides)  # fmt: skip
+
+
 def test_teacher_loss_falls(teacher_run):
     l1 = [r["l1"] for r in _log(teacher_run) if "l1" in r]
     first, last = _smoothed(l1)
@@ -211,7 +226,9 @@ def test_gan_step_with_random_vgg_weights(data_dir, teacher_run, tmp_path, preci
     assert bool(state["scaler_d"]) == (precision == "fp16")  # the discriminator's loss is scaled under fp16 too
 
 
-def test_gan_stage_without_downloads_or_teacher_uses_discriminator_feature_matching(data_dir, teacher_run, tmp_path):
+def test_gan_stage_without_downloads_or_teacher_uses_discriminator_feature_matching(
+    data_dir, teacher_run, gan_student, tmp_path
+):
     from kdsr.models.discriminator import UNetDiscriminatorSN
     from kdsr.train.losses import feature_matching_loss
 
@@ -223,21 +240,7 @@ def test_gan_stage_without_downloads_or_teacher_uses_discriminator_feature_match
     other = disc(y, return_features=True)[1]
     expected = sum((a - b).abs().mean() for a, b in zip(features, other, strict=True)) / 9
     assert torch.allclose(feature_matching_loss(features, other), expected)
-    student = tmp_path / "student"
-    train(
-        _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}", "optim.steps=1"),
-        student,
-    )
-    config = _config(
-        data_dir,
-        "stage=gan",
-        "gan.perceptual=discriminator",
-        f"distill.init={student / 'last.safetensors'}",
-        "distill.weight=0",
-        "gan.d_features=8",
-        "optim.steps=2",
-    )
-    train(config, tmp_path / "gan")
+    train(_gan_config(data_dir, gan_student, "optim.steps=2"), tmp_path / "gan")
     record = _log(tmp_path / "gan")[-1]
     assert {"l1", "perceptual", "gan", "d_real", "d_fake"} <= set(record) and "kd" not in record
     assert record["perceptual"] > 0
@@ -246,23 +249,17 @@ def test_gan_stage_without_downloads_or_teacher_uses_discriminator_feature_match
                 "distill.weight=0")  # fmt: skip
 
 
-def test_gan_stage_usm_targets_sharpen_the_l1_and_perceptual_targets_only(data_dir, teacher_run, tmp_path):
+def test_gan_stage_usm_targets_sharpen_the_l1_and_perceptual_targets_only(data_dir, gan_student):
     from kdsr.degradations.sharpen import unsharp_mask
     from kdsr.train.stages import build_stage
 
-    student = tmp_path / "student"
-    train(
-        _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}", "optim.steps=1"),
-        student,
-    )
-    common = ["stage=gan", "gan.perceptual=discriminator", f"distill.init={student / 'last.safetensors'}",
-              "distill.weight=0", "gan.d_features=8"]  # fmt: skip
     g = torch.Generator().manual_seed(0)
     hr = torch.rand(2, 3, 32, 32, generator=g)
     hr[..., 16:] *= 0.2
     lr = F.avg_pool2d(hr, 4)
     for usm in (False, True):
-        stage = build_stage(_config(data_dir, *common, f"gan.usm_targets={str(usm).lower()}"), torch.device("cpu"))
+        config = _gan_config(data_dir, gan_student, f"gan.usm_targets={str(usm).lower()}")
+        stage = build_stage(config, torch.device("cpu"))
         stage.disc.eval()  # spectral norm's power iteration would change the discriminator between calls
         losses, sr = stage.losses(lr, hr, step=0)
         target = unsharp_mask(hr) if usm else hr
@@ -272,20 +269,13 @@ def test_gan_stage_usm_targets_sharpen_the_l1_and_perceptual_targets_only(data_d
     assert not torch.allclose(unsharp_mask(hr), hr)
 
 
-def test_gan_discriminator_warmup_leaves_the_generator_alone(data_dir, teacher_run, tmp_path):
-    student = tmp_path / "student"
-    train(
-        _config(data_dir, "stage=student", f"distill.teacher={teacher_run / 'last.safetensors'}", "optim.steps=1"),
-        student,
-    )
-    common = ["stage=gan", "gan.perceptual=discriminator", f"distill.init={student / 'last.safetensors'}",
-              "distill.weight=0", "gan.d_features=8", "gan.d_warmup_steps=2"]  # fmt: skip
+def test_gan_discriminator_warmup_leaves_the_generator_alone(data_dir, gan_student, tmp_path):
     with pytest.raises(KDSRError, match="d_warmup_steps"):
-        _config(data_dir, *common, "optim.steps=2")
-    config = _config(data_dir, *common, "optim.steps=3")
+        _gan_config(data_dir, gan_student, "gan.d_warmup_steps=2", "optim.steps=2")
+    config = _gan_config(data_dir, gan_student, "gan.d_warmup_steps=2", "optim.steps=3")
     run = tmp_path / "gan"
     train(dataclasses.replace(config, optim=dataclasses.replace(config.optim, steps=2)), run)  # the warm-up only
-    initial = load_model(student / "last.safetensors").state_dict()
+    initial = load_model(gan_student).state_dict()
     warmed = read_state(run / STATE_FILE, torch.device("cpu"))
     assert all(torch.equal(initial[k], v) for k, v in warmed["model"].items())
     assert any(not torch.equal(a, b) for a, b in zip(warmed["disc"].values(), _fresh_disc_state(config), strict=True))

@@ -126,7 +126,7 @@ def upscale_plan_on_ray(
                 result.written.append(Path(where))
             else:
                 result.failed.append((Path(where), message))
-    finally:
-        ray.get([w.close.remote() for w in workers])
+    finally:  # best effort: ray.wait, unlike ray.get, does not raise for a dead worker over the run's own error
+        ray.wait([w.close.remote() for w in workers], num_returns=count)
     result.seconds = time.perf_counter() - started
     return result
