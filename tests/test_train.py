@@ -638,3 +638,43 @@ def test_degradation_head_standardises_a_small_idr():
     head = DegradationHead(4, 5).train()
     d = 0.38 + 0.006 * torch.randn(16, 4)
     assert head.norm(d).std(dim=0).mean().item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_spectrum_loss_asks_for_the_targets_frequencies_not_their_alignment():
+    import numpy as np
+
+    from kdsr.train.losses import spectrum_loss
+
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    stripes = (0.5 + 0.3 * torch.cos(2 * math.pi * (x / 4 + y / 16))).expand(1, 3, 32, 32)
+    shifted = (0.5 + 0.3 * torch.cos(2 * math.pi * (x / 4 + y / 16) + math.pi)).expand(1, 3, 32, 32)
+    flat = torch.full_like(stripes, 0.5)
+    grid = stripes + 0.05 * (-1.0) ** (x + y)  # a pixel checkerboard the target does not have
+    assert spectrum_loss(stripes, stripes).item() == 0
+    assert spectrum_loss(shifted, stripes) < 0.1 * spectrum_loss(flat, stripes)  # L1 would rank these the other way
+    assert F.l1_loss(shifted, stripes) > F.l1_loss(flat, stripes)
+    assert spectrum_loss(grid, stripes) > 3 * spectrum_loss(shifted, stripes)  # and the grid worse than the shift
+    assert F.l1_loss(grid, stripes) < F.l1_loss(shifted, stripes)
+    # one 16-pixel tile: an independent numpy computation (Hann-tapered tile, orthonormal FFT magnitudes)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1, 1, 16, 16, generator=g), torch.rand(1, 1, 16, 16, generator=g)
+    hann = np.outer(np.hanning(16), np.hanning(16))
+    amp = [np.abs(np.fft.rfft2(t[0, 0].double().numpy() * hann, norm="ortho")) for t in (a, b)]
+    assert spectrum_loss(a, b).item() == pytest.approx(np.abs(amp[0] - amp[1]).mean(), rel=1e-5)
+    output = flat.clone().requires_grad_(True)
+    spectrum_loss(output, stripes).backward()
+    assert output.grad.abs().sum() > 0
+
+
+def test_gan_stage_with_the_spectrum_loss(data_dir, gan_student, tmp_path):
+    from kdsr.train.losses import spectrum_loss
+    from kdsr.train.stages import build_stage
+
+    config = _gan_config(data_dir, gan_student, "gan.perceptual=spectrum", "gan.perceptual_weight=3")
+    stage = build_stage(config, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3, 32, 32, generator=g)
+    losses, sr = stage.losses(F.avg_pool2d(hr, 4), hr, step=0)
+    assert torch.allclose(losses["perceptual"], 3 * spectrum_loss(sr, hr))
+    train(dataclasses.replace(config, optim=dataclasses.replace(config.optim, steps=2)), tmp_path / "gan")
+    assert _log(tmp_path / "gan")[-1]["perceptual"] > 0

@@ -88,8 +88,9 @@ class DistillSection:
 
 @dataclasses.dataclass
 class GanSection:
-    # what the perceptual loss compares: "vgg" (the paper's: ImageNet VGG19 features, weights from vgg_weights) or
-    # "discriminator" (the discriminator's own features, as pix2pixHD's feature matching: no download)
+    # what the perceptual loss compares: "vgg" (the paper's: ImageNet VGG19 features, weights from vgg_weights),
+    # "discriminator" (the discriminator's own features, as pix2pixHD's feature matching: no download) or
+    # "spectrum" (local amplitude spectra of 16-pixel tiles: no network, no download)
     perceptual: str = "vgg"
     vgg_weights: str = ""
     perceptual_layers: dict[str, float] = dataclasses.field(
@@ -159,7 +160,10 @@ class TrainConfig:
                 "to continue)",
             ),
             (self.stage != "gan" or bool(self.distill.init), "the gan stage needs distill.init (a trained student)"),
-            (self.gan.perceptual in ("vgg", "discriminator"), "gan.perceptual must be vgg or discriminator"),
+            (
+                self.gan.perceptual in ("vgg", "discriminator", "spectrum"),
+                "gan.perceptual must be vgg, discriminator or spectrum",
+            ),
             (0 <= self.gan.d_warmup_steps < self.optim.steps, "gan.d_warmup_steps must be >= 0 and < optim.steps"),
             (
                 self.stage != "gan" or self.gan.perceptual != "vgg" or bool(self.gan.vgg_weights),

@@ -1,5 +1,5 @@
 """Training losses: knowledge distillation on D', the supervised degradation head on D, VGG19 perceptual loss,
-discriminator feature matching, vanilla GAN loss."""
+discriminator feature matching, local amplitude spectra, vanilla GAN loss."""
 
 from __future__ import annotations
 
@@ -23,6 +23,26 @@ def feature_matching_loss(fake: list[torch.Tensor], real: list[torch.Tensor]) ->
     (detached): a perceptual loss whose features come from the discriminator being trained (pix2pixHD), so it
     needs no pretrained network."""
     return sum(F.l1_loss(f.float(), r.detach().float()) for f, r in zip(fake, real, strict=True)) / len(fake)
+
+
+def spectrum_loss(sr: torch.Tensor, target: torch.Tensor, window: int = 16) -> torch.Tensor:
+    """L1 distance between the local amplitude spectra of output and target: Hann-windowed ``window``-pixel tiles
+    (half overlapping) of each colour channel, orthonormal 2-D FFT magnitudes. The magnitudes ignore where a
+    pattern sits inside a tile, so the loss asks for texture of the target's frequencies and orientations without
+    asking for it pixel-aligned (which L1 would blur), and it penalises energy the target does not have, such as a
+    regular grid; it needs no pretrained network."""
+    stride = window // 2
+    hann = torch.hann_window(window, periodic=False, device=sr.device, dtype=torch.float32)
+    taper = (hann[:, None] * hann[None, :]).reshape(1, 1, 1, window * window, 1)
+
+    def amplitudes(image: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = image.shape
+        tiles = F.unfold(image.float().reshape(b * c, 1, h, w), window, stride=stride)  # (B*C, win*win, L)
+        tiles = tiles.reshape(b, c, 1, window * window, -1) * taper
+        tiles = tiles.reshape(b, c, window, window, -1).permute(0, 1, 4, 2, 3)
+        return torch.fft.rfft2(tiles, norm="ortho").abs()
+
+    return F.l1_loss(amplitudes(sr), amplitudes(target.detach()))
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl", temperature: float = 0.15) -> torch.Tensor:

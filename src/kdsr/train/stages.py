@@ -27,6 +27,7 @@ from kdsr.train.losses import (
     group_contrast_loss,
     kd_loss,
     load_vgg19,
+    spectrum_loss,
 )
 
 
@@ -225,7 +226,10 @@ class GanStage(StudentStage):
             return {"l1": F.l1_loss(sr.float(), target)}, sr
         losses, sr = super().losses(lr, target, step, labels)
         self.disc_net.requires_grad_(False)
-        if self.perceptual is None:  # feature matching on the discriminator's activations
+        if gan.perceptual == "spectrum":
+            fake = self.disc_net(sr)
+            losses["perceptual"] = gan.perceptual_weight * spectrum_loss(sr, target)
+        elif self.perceptual is None:  # feature matching on the discriminator's activations
             fake, fake_features = self.disc_net(sr, return_features=True)
             with torch.no_grad():
                 real_features = self.disc_net(target, return_features=True)[1]
