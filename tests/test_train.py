@@ -678,3 +678,32 @@ def test_gan_stage_with_the_spectrum_loss(data_dir, gan_student, tmp_path):
     assert torch.allclose(losses["perceptual"], 3 * spectrum_loss(sr, hr))
     train(dataclasses.replace(config, optim=dataclasses.replace(config.optim, steps=2)), tmp_path / "gan")
     assert _log(tmp_path / "gan")[-1]["perceptual"] > 0
+
+
+def test_subpixel_uniformity_loss_finds_detail_locked_to_the_upsamplers_grid():
+    from kdsr.train.losses import subpixel_uniformity_loss
+
+    g = torch.Generator().manual_seed(0)
+    photo_like = F.avg_pool2d(torch.rand(2, 3, 66, 66, generator=g), 3, stride=1)  # detail anywhere, 64x64
+    x = torch.arange(64.0)
+    locked = photo_like * (1 + 0.3 * (x % 4 == 0).float())  # every fourth column brighter: a sub-pixel grid
+    even = subpixel_uniformity_loss(photo_like, 4)
+    assert even < 0.1
+    assert subpixel_uniformity_loss(locked, 4) > 3 * even
+    assert subpixel_uniformity_loss(0.5 * photo_like + 0.2, 4).item() == pytest.approx(even.item(), rel=1e-4)
+    output = locked.clone().requires_grad_(True)
+    subpixel_uniformity_loss(output, 4).backward()
+    assert output.grad.abs().sum() > 0
+
+
+def test_gan_stage_logs_the_subpixel_loss_when_weighted(data_dir, gan_student, tmp_path):
+    from kdsr.train.losses import subpixel_uniformity_loss
+    from kdsr.train.stages import build_stage
+
+    config = _gan_config(data_dir, gan_student, "gan.subpixel_weight=0.5")
+    stage = build_stage(config, torch.device("cpu"))
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    losses, sr = stage.losses(F.avg_pool2d(hr, 4), hr, step=0)
+    assert torch.allclose(losses["subpixel"], 0.5 * subpixel_uniformity_loss(sr, 4))
+    unweighted = build_stage(_gan_config(data_dir, gan_student), torch.device("cpu"))
+    assert "subpixel" not in unweighted.losses(F.avg_pool2d(hr, 4), hr, step=0)[0]

@@ -104,6 +104,9 @@ class GanSection:
     # steps that train the discriminator alone first (BasicSR's net_d_init_iters), so that the generator's first
     # adversarial and feature-matching gradients come from a discriminator that already tells its output from photos
     d_warmup_steps: int = 0
+    # weight of the sub-pixel uniformity loss (ours): the output's fine detail spread evenly over the upsampler's
+    # sub-pixel positions, against the grid a discriminator can make a sub-pixel upsampler draw
+    subpixel_weight: float = 0.0
     d_features: int = 64
     d_lr: float = 1e-4
     d_betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.99])

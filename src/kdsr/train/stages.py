@@ -28,6 +28,7 @@ from kdsr.train.losses import (
     kd_loss,
     load_vgg19,
     spectrum_loss,
+    subpixel_uniformity_loss,
 )
 
 
@@ -238,6 +239,8 @@ class GanStage(StudentStage):
             fake = self.disc_net(sr)
             losses["perceptual"] = gan.perceptual_weight * self.perceptual(sr.float(), target)
         losses["gan"] = gan.gan_weight * gan_loss(fake, real=True)
+        if gan.subpixel_weight:
+            losses["subpixel"] = gan.subpixel_weight * subpixel_uniformity_loss(sr, self.config.data.scale)
         return losses, sr
 
     def after_step(self, hr, sr, autocast):
