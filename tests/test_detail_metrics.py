@@ -8,7 +8,7 @@ import pytest
 
 from kdsr.image_io import list_images, read_rgb8
 from kdsr.inference.int8 import default_calibration_folder
-from kdsr.metrics.detail import colour_error, high_frequency_ratio, lr_consistency
+from kdsr.metrics.detail import colour_error, high_frequency_ratio, lr_consistency, subpixel_grid
 from kdsr.metrics.niqe import PristineModel, default_model, fit_pristine, niqe
 
 from .conftest import FIXTURES, shared_path
@@ -71,3 +71,17 @@ def test_lr_consistency_and_colour_error():
     darker = (photo.astype(int) - 8).clip(0, 255).astype(np.uint8)
     assert colour_error(darker, photo) == pytest.approx(8 * np.mean(photo >= 8), abs=0.5)
     assert colour_error(_blur(photo, 1.0), photo) < 0.5  # detail is not colour
+
+
+def test_subpixel_grid_is_low_for_photos_and_high_for_a_grid_locked_to_lr_pixels():
+    photos = [subpixel_grid(photo) for photo in PHOTOS]
+    assert np.mean(photos) < 0.1  # 192-pixel crops: 0.04-0.15 each (whole photos about 0.03)
+    photo = PHOTOS[0].astype(np.float64)
+    columns = np.arange(photo.shape[1]) % 4 == 1
+    gridded = photo.copy()
+    gridded[:, columns] = photo[:, columns] * 0.85 + 20  # every fourth column lifted: a sub-pixel grid
+    assert subpixel_grid(np.clip(gridded, 0, 255).astype(np.uint8)) > 0.2
+    lr = cv2.resize(PHOTOS[0], (48, 48), interpolation=cv2.INTER_AREA)
+    blocky = cv2.resize(lr, (192, 192), interpolation=cv2.INTER_NEAREST)  # detail only at LR pixel edges
+    assert subpixel_grid(blocky) > 1
+    assert subpixel_grid(blocky, scale=4, border=6) == pytest.approx(subpixel_grid(blocky, border=4))  # aligned
