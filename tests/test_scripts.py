@@ -76,3 +76,28 @@ def test_interpolate_models_blends_weights_and_can_keep_the_base_encoder(tmp_pat
     done = subprocess.run([*script[:2], str(tmp_path / "other.safetensors"), script[-1], "0.5", "-o",
                            str(tmp_path / "x.safetensors")], capture_output=True, text=True)  # fmt: skip
     assert done.returncode != 0 and "one architecture" in done.stderr
+
+
+def test_average_models_takes_the_mean_of_one_architecture(tmp_path):
+    import torch
+
+    from kdsr.checkpoint import read_metadata, save_model
+    from kdsr.models import create_model
+
+    torch.manual_seed(0)
+    models = [create_model("kdsr-s", n_feats=8, n_blocks=2, n_resblocks=1) for _ in range(3)]
+    paths = [tmp_path / f"m{i}.safetensors" for i in range(3)]
+    for i, (model, path) in enumerate(zip(models, paths, strict=True)):
+        save_model(model, path, metadata={"training_step": str(100 * i)})
+    script = [sys.executable, str(REPO / "scripts" / "average_models.py")]
+    out = tmp_path / "mean.safetensors"
+    done = subprocess.run([*script, *map(str, paths), "-o", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    states = [m.state_dict() for m in models]
+    for key, value in load_model(out).state_dict().items():
+        assert torch.allclose(value, sum(s[key] for s in states) / 3, atol=1e-6), key
+    assert read_metadata(out)["training_step"] == "0" and "m2.safetensors" in read_metadata(out)["averaged_from"]
+    save_model(create_model("kdsr-s", n_feats=16, n_blocks=2, n_resblocks=1), tmp_path / "other.safetensors")
+    done = subprocess.run([*script, str(paths[0]), str(tmp_path / "other.safetensors"), "-o", str(out)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode != 0 and "one architecture" in done.stderr
