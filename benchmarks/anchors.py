@@ -128,11 +128,10 @@ def _figure(path: Path, crops: dict[str, list[np.ndarray]], labels: list[str]) -
     rows = []
     for case, tiles in crops.items():
         labelled = []
-        for label, tile in zip(labels, tiles, strict=True):
+        for column, (label, tile) in enumerate(zip(labels, tiles, strict=True)):
             tile = np.ascontiguousarray(tile)
-            cv2.putText(
-                tile, f"{label} ({case})", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA
-            )
+            text = f"{label} ({case})" if column == 0 else label  # the case once per row, so method names fit
+            cv2.putText(tile, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
             labelled.append(tile)
         rows.append(np.concatenate(labelled, axis=1))
     write_image(path, np.concatenate(rows, axis=0))

@@ -30,12 +30,14 @@ def run(args: argparse.Namespace) -> int:
             raise KDSRError(f"'{args.name}' is not a bundled model (bundled: {known})")
         print(read_metadata(bundled[args.name]).get("model_card", "(this model has no card)").rstrip())
         return 0
+    width = max(len(name) for name in [*PRESETS, *bundled])
     for name, preset in PRESETS.items():
         c = preset.config
-        print(f"{name:<14} preset  C={c.n_feats} N={c.n_blocks} R={c.n_resblocks}  {preset.description} (untrained)")
-    for name, path in bundled.items():
+        shape = f"C={c.n_feats} N={c.n_blocks} R={c.n_resblocks}"
+        print(f"{name:<{width}} preset  {shape}  {preset.description} (untrained)")
+    for name, path in sorted(bundled.items()):
         summary = read_metadata(path).get("summary", "trained model")
-        print(f"{name:<14} bundled {summary}")
+        print(f"{name:<{width}} bundled {summary}")
     if not bundled:
         print("(no trained model is bundled in this version)")
     return 0
