@@ -72,6 +72,8 @@ def test_split_onnx_folder_runs_torch_free_with_onnxruntime(tmp_path):
     fast = open_fast_upscaler(str(tmp_path / "split"), "onnx", "fp32", **settings)
     reference = Upscaler(model, precision="fp32", device="cpu", **settings).upscale(image)
     assert np.abs(fast.upscale(image).astype(int) - reference.astype(int)).max() <= 1
+    write_image(tmp_path / "photo.png", image)
+    assert np.array_equal(fast.upscale(tmp_path / "photo.png"), fast.upscale(image))  # a path is read first
     assert open_fast_upscaler(str(tmp_path / "split"), "onnx", "fp16") is None  # fp16 is torch's
 
 

@@ -198,10 +198,6 @@ class FastUpscaler:
         size: tuple[int, int] | None = None,
     ) -> np.ndarray:
         """As :meth:`kdsr.inference.upscaler.Upscaler.upscale` (``idr``: a ``d`` from :meth:`estimate_idr`)."""
-        if isinstance(image, str | os.PathLike):
-            from kdsr.image_io import read_image
-
-            image = read_image(image)
 
         def run_rgb(rgb: np.ndarray, own_idr: bool) -> np.ndarray:
             out = self.pipeline.run(_to_nchw(rgb), None if own_idr else idr)

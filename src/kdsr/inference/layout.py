@@ -5,12 +5,13 @@ by the torch :class:`~kdsr.inference.upscaler.Upscaler` and the torch-free
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
 
 from kdsr.errors import ImageError
-from kdsr.image_io import from_float, to_float
+from kdsr.image_io import from_float, read_image, to_float
 from kdsr.inference.alpha import upscale_rgba
 
 #: Largest output we agree to build (pixels); a 16384x16384 result already needs about 4 GB of accumulators.
@@ -40,7 +41,7 @@ def check_outscale(outscale: float | None) -> None:
 
 
 def upscale_array(
-    image: np.ndarray,
+    image: np.ndarray | str | os.PathLike,
     run_rgb: RunRGB,
     scale: int,
     alpha_upsampler: str,
@@ -49,7 +50,9 @@ def upscale_array(
 ) -> np.ndarray:
     """An (H, W, C) uint8/uint16 array (grey, RGB or RGBA; or (H, W) grey) upscaled by ``run_rgb`` at the model's
     ``scale``, then resized to ``outscale`` or ``size`` (width, height; Lanczos up, area down); same layout and
-    dtype out."""
+    dtype out. A path is read first."""
+    if isinstance(image, str | os.PathLike):
+        image = read_image(image)
     if image.ndim == 2:
         image = image[:, :, None]
     if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] not in (1, 3, 4):

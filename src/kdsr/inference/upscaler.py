@@ -19,7 +19,6 @@ from kdsr.constants import (
 )
 from kdsr.devices import resolve_device
 from kdsr.errors import KDSRError
-from kdsr.image_io import read_image
 from kdsr.image_tensor import image_to_tensor
 from kdsr.inference.backends import Backend, Tiling, build_backend
 from kdsr.inference.fidelity import color_fix, pad_border
@@ -161,8 +160,6 @@ class Upscaler:
         (Lanczos up, area down); ``idr`` (from :meth:`estimate_idr`) is used instead of the image's own for the
         colour channels.
         """
-        if isinstance(image, str | os.PathLike):
-            image = read_image(image)
 
         def run_rgb(rgb: np.ndarray, own_idr: bool) -> np.ndarray:
             return self._run_rgb(rgb, progress, None if own_idr else idr)
