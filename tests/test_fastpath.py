@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kdsr.bundled import bundled_models
+from kdsr.errors import CheckpointError
 from kdsr.image_io import read_image, write_image
 from kdsr.inference.upscaler import Upscaler
 
@@ -75,6 +76,9 @@ def test_split_onnx_folder_runs_torch_free_with_onnxruntime(tmp_path):
     write_image(tmp_path / "photo.png", image)
     assert np.array_equal(fast.upscale(tmp_path / "photo.png"), fast.upscale(image))  # a path is read first
     assert open_fast_upscaler(str(tmp_path / "split"), "onnx", "fp16") is None  # fp16 is torch's
+    (tmp_path / "split" / "head.onnx").write_bytes(b"damaged")
+    with pytest.raises(CheckpointError, match="head.onnx: not a loadable ONNX model"):
+        open_fast_upscaler(str(tmp_path / "split"), "onnx", "fp32")
 
 
 def _cli(tmp_path, cache, *args: str) -> subprocess.CompletedProcess:

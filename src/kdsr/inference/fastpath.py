@@ -26,6 +26,7 @@ from kdsr.constants import (
     TILE_PAD,
 )
 from kdsr.errors import KDSRError
+from kdsr.inference.graph_files import onnxruntime_session
 from kdsr.inference.layout import upscale_array
 from kdsr.inference.tile_plan import encoder_tiles, generator_tiles, runs_whole, view_regions
 
@@ -211,12 +212,7 @@ def _to_nchw(rgb: np.ndarray) -> np.ndarray:
 
 
 def _onnxruntime_infers(files: list[Path]) -> list[Infer]:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise KDSRError("the ONNX backend needs onnxruntime: pip install 'kdsr[onnx]'") from None
-
-    sessions = [ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]) for path in files]
+    sessions = [onnxruntime_session(path) for path in files]
     return [lambda feeds, session=session: session.run(None, feeds) for session in sessions]
 
 

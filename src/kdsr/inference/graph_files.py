@@ -96,3 +96,19 @@ def find_graph_files(source: str | os.PathLike) -> GraphFiles | None:
         return None
     folder, config = read_split_config(folder)
     return GraphFiles([folder / name for name in SPLIT_GRAPHS], config, False)
+
+
+def onnxruntime_session(path: str | os.PathLike, threads: int = 0):
+    """An onnxruntime CPU session of one of our graphs (``threads`` 0: onnxruntime's choice), for the torch and the
+    torch-free runners alike; a missing onnxruntime or an unloadable file is a one-line error."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise KDSRError("the ONNX backend needs onnxruntime: pip install 'kdsr[onnx]'") from None
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a loadable ONNX model ({type(e).__name__})") from None

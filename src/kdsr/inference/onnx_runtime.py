@@ -28,7 +28,7 @@ import torch
 
 from kdsr.atomic import atomic_path, atomic_write_bytes
 from kdsr.errors import CheckpointError, KDSRError
-from kdsr.inference.graph_files import SPLIT_CONFIG, SPLIT_GRAPHS, read_split_config
+from kdsr.inference.graph_files import SPLIT_CONFIG, SPLIT_GRAPHS, onnxruntime_session, read_split_config
 from kdsr.models import IDR, KDSRConfig, KDSRStudent
 from kdsr.models.encoder import standardise
 
@@ -106,17 +106,7 @@ def export_onnx_split(model: KDSRStudent, folder: str | os.PathLike, opset: int 
 
 def _session(path: str | os.PathLike, threads: int = 0):
     """(onnxruntime session, KDSRConfig) of one of our graphs."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise KDSRError("the ONNX backend needs onnxruntime: pip install 'kdsr[onnx]'") from None
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a loadable ONNX model ({type(e).__name__})") from None
+    session = onnxruntime_session(path, threads)
     meta = session.get_modelmeta().custom_metadata_map
     if "kdsr_config" not in meta:
         raise CheckpointError(f"{path}: not a kdsr ONNX export (no kdsr_config metadata)")
