@@ -64,19 +64,33 @@ def colour_error(sr: np.ndarray, hr: np.ndarray, scale: int = 4) -> float:
     return float(np.mean(np.abs(coarse(sr) - coarse(hr))))
 
 
+def subpixel_unevenness(images, scale: int, eps: float):
+    """Per image of ``images`` (a (B, H, W) torch tensor, one channel): the mean squares of the horizontal and
+    vertical differences at each of the ``scale`` x ``scale`` positions within an LR pixel (the size cut to a
+    multiple of ``scale``; the missing last column / row of differences counts as zero), each over their mean across
+    positions (+ ``eps``); the mean absolute deviation of these ratios from 1, averaged over the two directions: a
+    (B,) tensor, differentiable. The one computation behind :func:`subpixel_grid` and the GAN stage's sub-pixel
+    loss (:func:`kdsr.train.losses.subpixel_uniformity_loss`)."""
+    import torch.nn.functional as F
+
+    b, h, w = images.shape
+    h, w = h - h % scale, w - w % scale
+    y = images[:, :h, :w]
+    terms = []
+    for diff in (y[:, :, 1:] - y[:, :, :-1], y[:, 1:, :] - y[:, :-1, :]):
+        padded = F.pad(diff, (0, w - diff.shape[2], 0, h - diff.shape[1]))
+        per_position = padded.square().reshape(b, h // scale, scale, w // scale, scale).mean(dim=(1, 3))
+        ratio = per_position / (per_position.mean(dim=(1, 2), keepdim=True) + eps)
+        terms.append((ratio - 1).abs().mean(dim=(1, 2)))
+    return sum(terms) / len(terms)
+
+
 def subpixel_grid(sr: np.ndarray, scale: int = 4, border: int = 4) -> float:
-    """Mean absolute deviation from 1 of the mean square horizontal and vertical differences of Y at each of the
-    ``scale`` x ``scale`` positions within an LR pixel, over their mean across positions (``border`` cropped, a
-    multiple of ``scale`` kept so positions stay aligned). HR photos score about 0.03; a visible grid 0.2 and up.
-    The same quantity as the GAN stage's ``gan.subpixel_weight`` loss, on 8-bit Y rather than the RGB mean."""
+    """:func:`subpixel_unevenness` of the output's Y (8-bit scale, float64), ``border`` cropped (a multiple of
+    ``scale`` kept so positions stay aligned). HR photos score about 0.03; a visible grid 0.2 and up. The GAN
+    stage's ``gan.subpixel_weight`` loss is the same quantity on the RGB mean."""
+    import torch
+
     border -= border % scale
     y = _crop(y_channel(sr, "basicsr"), border)
-    h, w = y.shape[0] - y.shape[0] % scale, y.shape[1] - y.shape[1] % scale
-    y = y[:h, :w]
-    deviations = []
-    for diff in (np.diff(y, axis=1), np.diff(y, axis=0)):
-        padded = np.zeros((h, w))
-        padded[: diff.shape[0], : diff.shape[1]] = diff
-        per_position = (padded**2).reshape(h // scale, scale, w // scale, scale).mean(axis=(0, 2))
-        deviations.append(np.abs(per_position / max(per_position.mean(), 1e-12) - 1).mean())
-    return float(np.mean(deviations))
+    return float(subpixel_unevenness(torch.from_numpy(np.ascontiguousarray(y))[None], scale, 1e-12)[0])

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdsr.errors import KDSRError
+from kdsr.metrics.detail import subpixel_unevenness
 from kdsr.models.vgg import VGG19Features
 
 VGG19_HOWTO = (
@@ -46,24 +47,12 @@ def spectrum_loss(sr: torch.Tensor, target: torch.Tensor, window: int = 16) -> t
 
 
 def subpixel_uniformity_loss(sr: torch.Tensor, scale: int, eps: float = 1e-6) -> torch.Tensor:
-    """How unevenly the output's fine detail falls on the ``scale`` x ``scale`` sub-pixel positions of the upsampler.
-
-    The mean squares of the horizontal and vertical differences of the channel mean, per image and per position
-    modulo ``scale``, each over their mean across positions: the loss is the mean absolute deviation of these ratios
-    from 1. A photo's detail does not depend on where a pixel sits within an LR pixel (about 0 up to sampling
-    noise); a sub-pixel upsampler pushed by a discriminator can make it depend (a regular grid or cross-hatch that
-    fine-tuning with GAN losses drew here). Scale-free: it measures the pattern, not the amount of detail."""
-    y = sr.float().mean(dim=1)
-    b, h, w = y.shape
-    h, w = h - h % scale, w - w % scale
-    y = y[:, :h, :w]
-    terms = []
-    for diff in (y[:, :, 1:] - y[:, :, :-1], y[:, 1:, :] - y[:, :-1, :]):
-        padded = F.pad(diff, (0, w - diff.shape[2], 0, h - diff.shape[1]))  # the missing last row / column: zeros
-        per_position = padded.square().reshape(b, h // scale, scale, w // scale, scale).mean(dim=(1, 3))
-        ratio = per_position / (per_position.mean(dim=(1, 2), keepdim=True) + eps)
-        terms.append((ratio - 1).abs().mean())
-    return sum(terms) / len(terms)
+    """How unevenly the output's fine detail falls on the ``scale`` x ``scale`` sub-pixel positions of the upsampler:
+    :func:`kdsr.metrics.detail.subpixel_unevenness` of the channel mean, averaged over the batch. A photo's detail
+    does not depend on where a pixel sits within an LR pixel (about 0 up to sampling noise); a sub-pixel upsampler
+    pushed by a discriminator can make it depend (a regular grid or cross-hatch that fine-tuning with GAN losses
+    drew here). Scale-free: it measures the pattern, not the amount of detail."""
+    return subpixel_unevenness(sr.float().mean(dim=1), scale, eps).mean()
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl", temperature: float = 0.15) -> torch.Tensor:

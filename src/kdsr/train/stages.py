@@ -230,7 +230,7 @@ class GanStage(StudentStage):
         if gan.perceptual == "spectrum":
             fake = self.disc_net(sr)
             losses["perceptual"] = gan.perceptual_weight * spectrum_loss(sr, target)
-        elif self.perceptual is None:  # feature matching on the discriminator's activations
+        elif gan.perceptual == "discriminator":  # feature matching on the discriminator's activations
             fake, fake_features = self.disc_net(sr, return_features=True)
             with torch.no_grad():
                 real_features = self.disc_net(target, return_features=True)[1]
