@@ -52,6 +52,13 @@ def add_parser(sub) -> None:
         help="the read-out: linear in the IDR (default) or quadratic (its values and their squares: reads noise "
         "under JPEG better, used for kdsr-real-x4)",
     )
+    fit.add_argument(
+        "--idr-map",
+        dest="idr_map",
+        action="store_true",
+        help="fit the model's IDR map instead (degradation -> IDR, what `kdsr upscale --assume/--denoise` steer "
+        "with); the estimator the model carries is kept",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_overwrite_option(p)
     p.set_defaults(run=run)
@@ -122,6 +129,8 @@ def _fit(args: argparse.Namespace) -> int:
     if args.crop < 0:
         raise KDSRError("--crop must be >= 0")
     progress = not args.quiet and sys.stderr.isatty()
+    if args.idr_map:
+        return _fit_map(model, name, paths, ranges, args, progress)
     head = fit_head(model, paths, ranges, args.per_image, args.crop, args.seed, feature=args.feature, terms=args.terms,
                     progress=progress)  # fmt: skip
     write_head(name, head, args.output)
@@ -130,6 +139,18 @@ def _fit(args: argparse.Namespace) -> int:
         constant = head.fitted_on["constant_mae"][name]
         verdict = "" if error < 0.8 * constant else "  (hardly better than a guess: the IDR barely encodes it)"
         print(f"  {name}: cross-validated MAE {error:.2f}, a constant guess {constant:.2f}{verdict}")
+    return 0
+
+
+def _fit_map(model, name: str, paths: list[Path], ranges, args: argparse.Namespace, progress: bool) -> int:
+    from kdsr.insight.estimator import fit_idr_map, write_metadata_entry
+    from kdsr.insight.steering import MAP_KEY
+
+    idr_map = fit_idr_map(model, paths, ranges, args.per_image, args.crop, args.seed, progress=progress)
+    write_metadata_entry(name, MAP_KEY, idr_map.to_json(), args.output)
+    r2 = idr_map.fitted_on.get("cv_r2")
+    explained = f" (the degradation explains {r2:.0%} of the IDR's variance)" if r2 is not None else ""
+    print(f"{args.output}: IDR map of {', '.join(idr_map.targets)} fitted on {len(paths)} images{explained}")
     return 0
 
 

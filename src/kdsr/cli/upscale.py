@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         raise KDSRError("--width and --height must be >= 1")
     if args.outscale and (args.width or args.height):
         raise KDSRError("give -s or --width/--height, not both")
+    from kdsr.insight.steering import Steering
+
+    Steering.from_options(args.assume, args.denoise)  # a bad --assume / --denoise is answered here
     from kdsr.inference.planning import is_video, plan_outputs
 
     plan = plan_outputs(  # inputs, output names and refusals, before torch and the model load
@@ -97,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
         progress=None if not args.quiet else False,
         overwrite=args.overwrite,
         max_pixels=args.max_pixels,
-        on_image=_degradation_reporter(args.model, fast) if args.verbose else None,
+        on_image=_degradation_reporter(
+            args.model, fast, getattr(upscaler, "steerer", None) and upscaler.steerer.steering
+        )
+        if args.verbose
+        else None,
         video=video,
         quality=args.quality,
         width=args.width,
@@ -135,7 +142,7 @@ def _run_on_ray(args: argparse.Namespace, plan):
         "device": args.device, "precision": "fp32" if args.fp32 else args.precision, "tile": args.tile,
         "tile_pad": args.tile_pad, "tile_overlap": args.tile_overlap, "alpha_upsampler": args.alpha_upsampler,
         "backend": args.backend, "idr_view": args.idr_view, "border_pad": args.border_pad,
-        "fix_color": args.fix_color, "calibration": args.calibration,
+        "fix_color": args.fix_color, "calibration": args.calibration, "assume": args.assume, "denoise": args.denoise,
     }  # fmt: skip
     job = ImageJob(
         args.outscale, args.overwrite, args.max_pixels, args.quality, args.width, args.height, taken_paths(plan)
@@ -158,6 +165,7 @@ def _fast_upscaler(args: argparse.Namespace, plan):
     return open_fast_upscaler(
         args.model, backend, precision, tile=args.tile, alpha_upsampler=args.alpha_upsampler, tile_pad=args.tile_pad,
         tile_overlap=args.tile_overlap, idr_view=args.idr_view, border_pad=args.border_pad, fix_color=args.fix_color,
+        assume=args.assume, denoise=args.denoise,
     )  # fmt: skip
 
 
@@ -177,12 +185,15 @@ def _torch_upscaler(args: argparse.Namespace):
         border_pad=args.border_pad,
         fix_color=args.fix_color,
         calibration=args.calibration,
+        assume=args.assume,
+        denoise=args.denoise,
     )
 
 
-def _degradation_reporter(model: str | None, fast=None):
+def _degradation_reporter(model: str | None, fast=None, steering=None):
     """``-v``: print the degradation the model's estimator reads off each image (stderr; stdout lists outputs); on the
-    torch-free path (``fast``) its graphs compute the IDR."""
+    torch-free path (``fast``) its graphs compute the IDR; with ``steering`` (--assume / --denoise) also what the
+    image is restored as."""
     from kdsr.insight.head import describe
 
     name = model or default_model_name()
@@ -195,7 +206,13 @@ def _degradation_reporter(model: str | None, fast=None):
     if estimate is None:
         print(f"kdsr: {name} has no degradation estimator (kdsr estimate --fit)", file=sys.stderr)
         return None
-    return lambda path, image: print(f"{path.name}: {describe(estimate(image))}", file=sys.stderr)
+
+    def report(path, image) -> None:
+        reading = estimate(image)
+        told = f"; {steering.describe_told(reading)}" if steering is not None and steering.active else ""
+        print(f"{path.name}: {describe(reading)}{told}", file=sys.stderr)
+
+    return report
 
 
 def _add_size_options(parser: argparse.ArgumentParser) -> None:
@@ -249,6 +266,20 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
         default=BORDER_PAD,
         help=f"LR pixels of edge replication around the image before the network, so that borders are not smudged "
         f"(default {BORDER_PAD}; 0: the network's own zero padding)",
+    )
+    parser.add_argument(
+        "--assume",
+        default=None,
+        metavar="noise=N,jpeg=Q,blur=S",
+        help="what you know of the degradation (any of: noise level 0-50 on the 0-255 scale, JPEG quality, blur sigma "
+        "in HR pixels); the rest is estimated. Restores as if the image had exactly that",
+    )
+    parser.add_argument(
+        "--denoise",
+        type=float,
+        default=None,
+        help="how strongly noise and JPEG artefacts are removed: 1 as estimated (default), 0 keeps them (grain), up "
+        "to 2 stronger; -v prints what was estimated and what was restored",
     )
     parser.add_argument(
         "--no-color-fix",

@@ -23,6 +23,7 @@ from kdsr.inference.onnx_runtime import OnnxGraphs
 from kdsr.inference.tile_plan import count_tiles
 from kdsr.inference.tiling import estimate_idr, tiled_super_resolve
 from kdsr.models import KDSRStudent
+from kdsr.models.encoder import IDR
 
 
 class Backend(Protocol):
@@ -67,8 +68,12 @@ class TiledBackend:
         self.scale = network.scale
 
     def estimate_idr(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.estimate_full_idr(lr).d
+
+    def estimate_full_idr(self, lr: torch.Tensor) -> IDR:
+        """The IDR (d and d_prime) as :meth:`estimate_idr` computes it: what steering reads."""
         lr = lr.contiguous(memory_format=torch.channels_last)
-        return estimate_idr(self.model, lr, self.tile, self.device, self.dtype, view=self.idr_view).d
+        return estimate_idr(self.model, lr, self.tile, self.device, self.dtype, view=self.idr_view)
 
     def super_resolve(self, padded: torch.Tensor, d: torch.Tensor | None, progress: bool) -> torch.Tensor:
         padded = padded.contiguous(memory_format=torch.channels_last)

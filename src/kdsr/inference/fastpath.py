@@ -159,12 +159,18 @@ class FastUpscaler:
     """:class:`~kdsr.inference.upscaler.Upscaler`'s ``upscale`` for numpy images, without torch: a
     :class:`GraphPipeline` on OpenVINO or onnxruntime. Build it with :func:`open_fast_upscaler`."""
 
-    def __init__(self, pipeline: GraphPipeline, backend: str, precision: str, alpha_upsampler: str = "kdsr") -> None:
+    def __init__(
+        self, pipeline: GraphPipeline, backend: str, precision: str, alpha_upsampler: str = "kdsr", steerer=None
+    ) -> None:
         if alpha_upsampler not in ALPHA_UPSAMPLERS:
             raise KDSRError(f"unknown alpha upsampler '{alpha_upsampler}' (use {' or '.join(ALPHA_UPSAMPLERS)})")
         self.pipeline, self.backend_name, self.precision = pipeline, backend, precision
         self.alpha_upsampler = alpha_upsampler
         self.device_name = "cpu"
+        #: a :class:`~kdsr.insight.steering.Steerer` (``assume`` / ``denoise``), or None
+        self.steerer = steerer
+        #: what the last steered image's estimator read and what it was restored as
+        self.last_steering = None
 
     @property
     def scale(self) -> int:
@@ -201,10 +207,18 @@ class FastUpscaler:
         """As :meth:`kdsr.inference.upscaler.Upscaler.upscale` (``idr``: a ``d`` from :meth:`estimate_idr`)."""
 
         def run_rgb(rgb: np.ndarray, own_idr: bool) -> np.ndarray:
-            out = self.pipeline.run(_to_nchw(rgb), None if own_idr else idr)
-            return out[0].transpose(1, 2, 0)
+            lr = _to_nchw(rgb)
+            d = idr
+            if own_idr:
+                d = self._steered_idr(lr) if self.steerer else None
+            return self.pipeline.run(lr, d)[0].transpose(1, 2, 0)
 
         return upscale_array(image, run_rgb, self.scale, self.alpha_upsampler, outscale, size)
+
+    def _steered_idr(self, lr: np.ndarray) -> np.ndarray:
+        d, d_prime = self.pipeline.estimate_idr(lr)
+        self.last_steering = self.steerer.steer(d[0], d_prime[0])
+        return self.last_steering.d[None]
 
 
 def _to_nchw(rgb: np.ndarray) -> np.ndarray:
@@ -249,15 +263,20 @@ def open_fast_upscaler(
     *,
     tile: int | None = None,
     alpha_upsampler: str = "kdsr",
+    assume=None,
+    denoise: float | None = None,
     **pipeline_settings,
 ) -> FastUpscaler | None:
     """A torch-free upscaler for ``model`` on ``backend`` ("openvino", or "onnx" with a split folder) when its graphs
     exist already; None when the torch-aware path must run instead (graphs not built yet, INT8 not quantised yet, a
-    one-graph ``.onnx`` file). ``pipeline_settings``: :class:`GraphPipeline`'s."""
+    one-graph ``.onnx`` file). ``assume`` / ``denoise``: as :class:`~kdsr.inference.upscaler.Upscaler`'s.
+    ``pipeline_settings``: :class:`GraphPipeline`'s."""
     from kdsr.bundled import default_model_name, model_file
     from kdsr.inference.graph_files import find_graph_files
+    from kdsr.insight.steering import Steerer, Steering
 
     source = model or default_model_name()
+    steering = Steering.from_options(assume, denoise)
     if not model_file(source).exists():
         return None  # a preset's name (an untrained network): torch builds it
     found = find_graph_files(source) if backend == "openvino" or Path(source).is_dir() else None
@@ -276,4 +295,5 @@ def open_fast_upscaler(
             return None
         infers, config, precision = _onnxruntime_infers(found.files), found.config, "fp32"
     pipeline = GraphPipeline(infers, config, 256 if tile is None else tile, **pipeline_settings)
-    return FastUpscaler(pipeline, backend, precision, alpha_upsampler)
+    steerer = Steerer.for_model(source, steering) if steering.active else None
+    return FastUpscaler(pipeline, backend, precision, alpha_upsampler, steerer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from kdsr.inference.backends import Backend, Tiling, build_backend
 from kdsr.inference.fidelity import color_fix, pad_border
 from kdsr.inference.layout import upscale_array
 from kdsr.inference.onnx_runtime import OnnxGraphs
+from kdsr.insight.steering import SteeredIDR, Steerer, Steering
 from kdsr.models import KDSRStudent
 
 
@@ -74,7 +76,11 @@ class Upscaler:
     The default (256) leaves images up to 256x256 untouched and caps the encoder's cost on large ones.
     ``border_pad`` LR pixels of edge replication go around the image before the network and are cropped after, and
     ``fix_color`` keeps the output's low frequencies on the input's (:mod:`kdsr.inference.fidelity`), so that borders
-    are not smudged and flat colours stay flat.
+    are not smudged and flat colours stay flat. ``assume`` (e.g. ``{"noise": 10, "jpeg": 60}`` or
+    ``"noise=10,jpeg=60"``; keys noise, jpeg, blur) states what is known of the degradation and ``denoise`` how
+    strongly to restore it (1: as estimated; 0: keep noise and JPEG; up to 2: stronger); they steer the IDR through
+    the model's estimator and IDR map (:mod:`kdsr.insight.steering`), and :attr:`last_steering` tells what was
+    estimated and used for the last image.
     """
 
     def __init__(
@@ -92,7 +98,10 @@ class Upscaler:
         border_pad: int = BORDER_PAD,
         fix_color: bool = True,
         calibration: str | os.PathLike | None = None,
+        assume: str | Mapping[str, float] | None = None,
+        denoise: float | None = None,
     ) -> None:
+        steering = Steering.from_options(assume, denoise)
         if backend not in (*BACKENDS, "auto"):
             raise KDSRError(f"unknown backend '{backend}' (use auto, {', '.join(BACKENDS)})")
         if backend == "auto":
@@ -111,6 +120,9 @@ class Upscaler:
         self.alpha_upsampler = alpha_upsampler
         self.border_pad = border_pad
         self.fix_color = fix_color
+        self.steerer = _steerer(model, steering, self.backend)
+        #: what the last steered image's estimator read and what it was restored as (None when not steering)
+        self.last_steering: SteeredIDR | None = None
 
     @property
     def scale(self) -> int:
@@ -135,15 +147,27 @@ class Upscaler:
     def estimate_idr(self, image: np.ndarray) -> torch.Tensor:
         """The compact IDR ``d`` (1, C) of an (H, W, 3) uint8/uint16 RGB image, as :meth:`upscale` would estimate it;
         pass it back as ``idr=`` to upscale other images with it (the frames of one video)."""
-        d = self.backend.estimate_idr(image_to_tensor(image))
+        lr = image_to_tensor(image)
+        d = self._steered_idr(lr) if self.steerer else self.backend.estimate_idr(lr)
         if d is None:
             raise KDSRError("the onnx backend estimates the IDR inside its graph; a fixed IDR needs the torch backend")
         return d
 
+    def _steered_idr(self, lr: torch.Tensor) -> torch.Tensor:
+        """The IDR of each image of ``lr`` moved by the steering (:mod:`kdsr.insight.steering`)."""
+        idr = self.backend.estimate_full_idr(lr)
+        rows = []
+        for d, d_prime in zip(idr.d.float().cpu().numpy(), idr.d_prime.float().cpu().numpy(), strict=True):
+            self.last_steering = self.steerer.steer(d, d_prime)
+            rows.append(torch.from_numpy(self.last_steering.d))
+        return torch.stack(rows).to(idr.d.device, idr.d.dtype)
+
     @torch.inference_mode()
     def upscale_tensor(self, lr: torch.Tensor, progress: bool = False, idr: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float32 in [0, 1] on ``lr``'s device; ``idr`` (B or 1, C)
-        replaces the IDR estimated from ``lr``."""
+        replaces the IDR estimated from ``lr`` (and the steering)."""
+        if idr is None and self.steerer:
+            idr = self._steered_idr(lr)
         return run_pipeline(self.backend, lr, self.border_pad, self.fix_color, progress, idr)
 
     def upscale(
@@ -169,6 +193,19 @@ class Upscaler:
     def _run_rgb(self, rgb: np.ndarray, progress: bool, idr: torch.Tensor | None = None) -> np.ndarray:
         lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
         return self.upscale_tensor(lr, progress, idr)[0].permute(1, 2, 0).numpy()
+
+
+def _steerer(model, steering: Steering, backend: Backend) -> Steerer | None:
+    """The steerer of the model's file when ``steering`` asks for anything, else None."""
+    if not steering.active:
+        return None
+    if isinstance(model, nn.Module):
+        raise KDSRError("assume/denoise read the estimator and IDR map of a model file: pass its name or path")
+    if not hasattr(backend, "estimate_full_idr"):
+        raise KDSRError("assume/denoise steer the IDR, which a one-graph onnx file computes inside: use split graphs")
+    from kdsr.bundled import default_model_name
+
+    return Steerer.for_model(model or default_model_name(), steering)
 
 
 def upscale(

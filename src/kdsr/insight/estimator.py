@@ -28,6 +28,7 @@ from kdsr.insight.head import (
     read_head,
     read_out_terms,
 )
+from kdsr.insight.steering import IDRMap, label_terms
 from kdsr.models import KDSRTeacher
 
 
@@ -130,11 +131,44 @@ def fit_head(
 
 def write_head(source: str | os.PathLike, head: DegradationEstimator, output: str | os.PathLike) -> None:
     """Write the model (bundled name, our file or an official one) to ``output`` in our format with ``head`` in its
-    metadata; the other metadata of our files (model card, summary) is kept."""
+    metadata; the other metadata of our files (model card, summary, IDR map) is kept."""
+    write_metadata_entry(source, HEAD_KEY, head.to_json(), output)
+
+
+def write_metadata_entry(source: str | os.PathLike, key: str, text: str, output: str | os.PathLike) -> None:
+    """Write the model to ``output`` in our format with ``key: text`` in its metadata, the rest of it kept."""
     path = model_file(source)
     kept = read_metadata(path) if path.suffix == ".safetensors" else {}
     kept = {k: v for k, v in kept.items() if not k.startswith("kdsr_")}
-    save_model(load_model(path), output, metadata={**kept, HEAD_KEY: head.to_json()})
+    save_model(load_model(path), output, metadata={**kept, key: text})
+
+
+def fit_idr_map(
+    model, hr_paths: Sequence[Path], ranges: FitRanges, per_image: int = 8, crop: int = 384, seed: int = 0, **kw
+) -> IDRMap:
+    """The inverse read-out (:class:`~kdsr.insight.steering.IDRMap`): degrade each HR image ``per_image`` times with
+    draws from ``ranges``, collect the compact IDR ``d`` of each, and fit ``d`` on the degradations' terms by ridge
+    regression; ``fitted_on`` records the share of the IDR's variance the degradation explains (R^2, 5 folds of
+    whole images)."""
+    require("sklearn")
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    rng = np.random.default_rng(seed)
+    plan = [ranges.draw(rng, per_image) for _ in hr_paths]
+    samples = collect_idr(model, hr_paths, plan, crop=crop, seed=seed, feature="d", **kw)
+    draws = [samples.degradations[i] for i in samples.setting]
+    targets = ranges.targets()
+    x = label_terms(np.stack([_target_values(draws, name) for name in targets], axis=1), targets)
+    y = samples.features.astype(np.float64)
+    ridge = Ridge(alpha=1e-3)
+    fitted_on = {"images": len(hr_paths), "samples": len(draws), "ranges": dataclasses.asdict(ranges), "seed": seed,
+                 "crop": crop}  # fmt: skip
+    if len(np.unique(samples.image)) >= 5:
+        predicted = cross_val_predict(ridge, x, y, groups=samples.image, cv=GroupKFold(5))
+        fitted_on["cv_r2"] = round(float(1 - ((predicted - y) ** 2).sum() / ((y - y.mean(axis=0)) ** 2).sum()), 4)
+    ridge.fit(x, y)
+    return IDRMap(targets, ridge.coef_.tolist(), ridge.intercept_.tolist(), fitted_on)
 
 
 def estimate_image(model, head: DegradationEstimator, image: np.ndarray) -> dict[str, float | str]:

@@ -137,13 +137,25 @@ class KDSRStudent(_KDSRBase):
         return self.E_st(lr)
 
     @overload
-    def forward(self, lr: torch.Tensor, return_idr: Literal[False] = False) -> torch.Tensor: ...
+    def forward(
+        self, lr: torch.Tensor, return_idr: Literal[False] = False, idr_from: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
     @overload
-    def forward(self, lr: torch.Tensor, return_idr: Literal[True]) -> tuple[torch.Tensor, IDR]: ...
+    def forward(
+        self, lr: torch.Tensor, return_idr: Literal[True], idr_from: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, IDR]: ...
 
-    def forward(self, lr: torch.Tensor, return_idr: bool = False) -> torch.Tensor | tuple[torch.Tensor, IDR]:
+    def forward(
+        self, lr: torch.Tensor, return_idr: bool = False, idr_from: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, IDR]:
+        """``idr_from`` (B', 3, h', w'), B' <= B: the first B' inputs are super-resolved with the IDR of these
+        images instead of their own (counterfactual training, :mod:`kdsr.degradations.counterfactual`); the
+        returned IDR stays the inputs' own."""
         idr = self.E_st(lr)
-        sr = self.G(lr, idr.d)
+        d = idr.d
+        if idr_from is not None:
+            d = torch.cat([self.E_st(idr_from).d, d[idr_from.shape[0] :]])
+        sr = self.G(lr, d)
         return (sr, idr) if return_idr else sr
 
 

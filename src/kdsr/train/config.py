@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from kdsr.degradations.counterfactual import CounterfactualConfig
 from kdsr.degradations.sampling import GROUP_MODES, KINDS, DegradationSampling
 from kdsr.errors import KDSRError
 from kdsr.models.kdsr import ENCODERS, SCALES
@@ -84,6 +85,9 @@ class DistillSection:
     warmup_lr: float = 2e-4
     warmup_decay_steps: int = 0
     warmup_gamma: float = 0.1
+    # student stage: keep the encoder as it is (only the SR network trains), so that its IDR, and the degradation
+    # estimator and IDR map fitted on it, stay valid
+    freeze_encoder: bool = False
 
 
 @dataclasses.dataclass
@@ -135,6 +139,10 @@ class TrainConfig:
     optim: OptimSection = dataclasses.field(default_factory=OptimSection)
     distill: DistillSection = dataclasses.field(default_factory=DistillSection)
     gan: GanSection = dataclasses.field(default_factory=GanSection)
+    # student stage: the share of each batch super-resolved with the IDR of a lesser ("told") degradation of the same
+    # HR, against the target that degradation implies (kdsr.degradations.counterfactual): the SR network learns to
+    # restore what its IDR says, which is what makes the IDR, and the dials built on it, steer the output
+    counterfactual: CounterfactualConfig = dataclasses.field(default_factory=CounterfactualConfig)
     val: ValSection = dataclasses.field(default_factory=ValSection)
 
     def validate(self) -> None:
@@ -238,6 +246,16 @@ class TrainConfig:
                 "distill.teacher or distill.degradation_weight > 0",
             ),
             (self.model.encoder in ENCODERS, f"model.encoder must be one of {', '.join(ENCODERS)}"),
+            (
+                self.counterfactual.fraction == 0
+                or (self.stage == "student" and self.distill.degradation_weight == 0 and self.degradation.group == 1),
+                "counterfactual.fraction is for the student stage with distill.degradation_weight 0 and "
+                "degradation.group 1",
+            ),
+            (
+                not self.distill.freeze_encoder or self.stage == "student",
+                "distill.freeze_encoder is for the student stage",
+            ),
             (
                 self.distill.degradation_weight >= 0 and self.distill.degradation_lr_scale > 0,
                 "distill.degradation_weight must be >= 0 and distill.degradation_lr_scale > 0",

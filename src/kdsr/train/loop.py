@@ -22,6 +22,7 @@ from torch import nn
 
 from kdsr.data import HRPatches, StepBatchSampler
 from kdsr.data.patches import load_rgb_folder
+from kdsr.degradations.counterfactual import counterfactual_pairs
 from kdsr.degradations.sampling import sample_lr, sample_lr_with_labels
 from kdsr.devices import PRECISIONS
 from kdsr.errors import KDSRError
@@ -38,6 +39,9 @@ from kdsr.train.runstate import (
     run_lock,
 )
 from kdsr.train.stages import Stage, build_stage
+
+#: the told LRs of a batch's counterfactual pairs (its first images), or None
+Told = torch.Tensor | None
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -258,18 +262,27 @@ def _loader(config: TrainConfig, start: int, ddp: Dist) -> torch.utils.data.Data
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=config.data.workers)
 
 
-def _batch(run: _Run, hr: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(LR, HR, degradation labels or None) of one step: the HR patches degraded by the step's own draws."""
+def _batch(run: _Run, hr: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Told]:
+    """(LR, target, degradation labels or None, told LRs or None) of one step: the HR patches degraded by the step's
+    own draws; with ``counterfactual.fraction`` > 0 the first images of the batch are counterfactual pairs (their
+    told LRs, and targets in place of the HR)."""
     config = run.config
     hr = hr.to(run.device, non_blocking=True)
     generator = torch.Generator(run.device).manual_seed(step_seed(config.seed, step, run.ddp.rank))
-    labels = None
+    labels, told = None, None
+    n_told = round(config.counterfactual.fraction * hr.shape[0])
     with torch.no_grad():
         if run.stage.wants_labels:
             lr, labels = sample_lr_with_labels(config.degradation, hr, config.data.scale, generator)
         else:
-            lr = sample_lr(config.degradation, hr, config.data.scale, generator)
-    return lr.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last), labels
+            lr = sample_lr(config.degradation, hr[n_told:], config.data.scale, generator) if n_told < len(hr) else None
+        if n_told:
+            pairs = counterfactual_pairs(hr[:n_told], config.counterfactual, config.data.scale, generator)
+            lr = pairs.lr if lr is None else torch.cat([pairs.lr, lr])
+            hr = torch.cat([pairs.target, hr[n_told:]])
+            told = pairs.told.contiguous(memory_format=torch.channels_last)
+    channels_last = torch.channels_last
+    return lr.contiguous(memory_format=channels_last), hr.contiguous(memory_format=channels_last), labels, told
 
 
 def _all_finite(loss: torch.Tensor, ddp: Dist) -> bool:
@@ -293,9 +306,9 @@ def _loop(run: _Run, start: int, end: int, best: float) -> dict:
         for step, hr in zip(range(start, end), _loader(config, start, ddp), strict=False):
             lr_value = learning_rate(config, step)
             optimisation.set_lr(lr_value)
-            lr, hr, labels = _batch(run, hr, step)
+            lr, hr, labels, told = _batch(run, hr, step)
             with autocast:
-                losses, sr = run.stage.losses(lr, hr, step, labels)
+                losses, sr = run.stage.losses(lr, hr, step, labels, told)
             loss = sum(losses.values())
             if _all_finite(loss, ddp):
                 bad = 0

@@ -86,6 +86,8 @@ class Stage:
         # channels_last: oneDNN's NHWC convolutions made a bf16 step 1.22x (teacher) / 1.15x (student) faster here
         # (benchmarks/train_speed.py); same results.
         self.model = model.to(memory_format=torch.channels_last).train()
+        if config.distill.freeze_encoder:
+            self.model.encoder.requires_grad_(False)
         self.teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
         self.net: nn.Module = self.model
         self.degradation_head: DegradationHead | None = None
@@ -126,10 +128,16 @@ class Stage:
             self.degradation_net = nn.parallel.DistributedDataParallel(self.degradation_head)
 
     def losses(
-        self, lr: torch.Tensor, hr: torch.Tensor, step: int, labels: torch.Tensor | None = None
+        self,
+        lr: torch.Tensor,
+        hr: torch.Tensor,
+        step: int,
+        labels: torch.Tensor | None = None,
+        told: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The weighted losses of one batch (summed into the generator's loss) and the SR output; ``labels`` are the
-        batch's degradation labels when :attr:`wants_labels`."""
+        batch's degradation labels when :attr:`wants_labels`; ``told``, the told LRs of the batch's first images
+        (counterfactual pairs, student stage: those images are super-resolved with the told LRs' IDR)."""
         raise NotImplementedError
 
     def after_step(self, hr: torch.Tensor, sr: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
@@ -154,7 +162,7 @@ class TeacherStage(Stage):
     def find_unused_parameters(self) -> bool:  # the encoder warm-up leaves the generator without gradients
         return self.config.distill.warmup_steps > 0
 
-    def losses(self, lr, hr, step, labels=None):
+    def losses(self, lr, hr, step, labels=None, told=None):
         distill, group = self.config.distill, self.config.degradation.group
         if step < distill.warmup_steps and self.net is self.model:  # encoder warm-up: the generator is not needed
             return self.degradation_loss(self.model.encode(lr, hr).d, labels), None
@@ -180,13 +188,13 @@ class StudentStage(Stage):
     def find_unused_parameters(self) -> bool:  # the KD-only warm-up leaves the generator without gradients
         return self.warmup
 
-    def losses(self, lr, hr, step, labels=None):
+    def losses(self, lr, hr, step, labels=None, told=None):
         distill = self.config.distill
         warming_up = self.warmup and step < distill.warmup_steps
         if warming_up and self.net is self.model:  # KD-only warm-up: the generator is not needed
             sr, idr = None, self.model.encode(lr)
         else:
-            sr, idr = self.net(lr, return_idr=True)
+            sr, idr = self.net(lr, return_idr=True, idr_from=told)
         losses = self.degradation_loss(idr.d, labels)
         if self.teacher is not None:
             with torch.no_grad():
@@ -218,7 +226,7 @@ class GanStage(StudentStage):
         super().distribute()
         self.disc_net = nn.parallel.DistributedDataParallel(self.disc)
 
-    def losses(self, lr, hr, step, labels=None):
+    def losses(self, lr, hr, step, labels=None, told=None):
         gan = self.config.gan
         target = unsharp_mask(hr) if gan.usm_targets else hr
         if step < gan.d_warmup_steps:  # the discriminator's warm-up: the generator only makes its fakes
