@@ -115,7 +115,7 @@ def jpeg_pairs(hr: torch.Tensor, config: CounterfactualConfig, scale: int, gener
     b, device = hr.shape[0], hr.device
     clean = quantize(downscale(hr, scale, torch.zeros(b, dtype=torch.bool, device=device)))
     quality = _uniform(b, config.jpeg_range, generator, device).round()
-    told_quality = (quality + _told_fraction(b, config, generator, device) * (100 - quality)).round()
+    told_quality = (100 - _told_fraction(b, config, generator, device) * (100 - quality)).round()  # strength told
     lr = libjpeg(clean, quality)
     uncompressed = told_quality >= 100
     told = libjpeg(clean, told_quality.clamp(max=99))

@@ -208,9 +208,9 @@ class FastUpscaler:
 
         def run_rgb(rgb: np.ndarray, own_idr: bool) -> np.ndarray:
             lr = _to_nchw(rgb)
-            d = idr
-            if own_idr:
-                d = self._steered_idr(lr) if self.steerer else None
+            d = None if own_idr else idr  # the alpha channel: its own IDR, not steered
+            if not own_idr and idr is None and self.steerer:
+                d = self._steered_idr(lr)
             return self.pipeline.run(lr, d)[0].transpose(1, 2, 0)
 
         return upscale_array(image, run_rgb, self.scale, self.alpha_upsampler, outscale, size)

@@ -156,11 +156,9 @@ class Upscaler:
     def _steered_idr(self, lr: torch.Tensor) -> torch.Tensor:
         """The IDR of each image of ``lr`` moved by the steering (:mod:`kdsr.insight.steering`)."""
         idr = self.backend.estimate_full_idr(lr)
-        rows = []
-        for d, d_prime in zip(idr.d.float().cpu().numpy(), idr.d_prime.float().cpu().numpy(), strict=True):
-            self.last_steering = self.steerer.steer(d, d_prime)
-            rows.append(torch.from_numpy(self.last_steering.d))
-        return torch.stack(rows).to(idr.d.device, idr.d.dtype)
+        steered, readings = self.steerer.steer_rows(idr.d.float().cpu().numpy(), idr.d_prime.float().cpu().numpy())
+        self.last_steering = readings[-1]
+        return torch.from_numpy(steered).to(idr.d.device, idr.d.dtype)
 
     @torch.inference_mode()
     def upscale_tensor(self, lr: torch.Tensor, progress: bool = False, idr: torch.Tensor | None = None) -> torch.Tensor:
@@ -186,13 +184,15 @@ class Upscaler:
         """
 
         def run_rgb(rgb: np.ndarray, own_idr: bool) -> np.ndarray:
-            return self._run_rgb(rgb, progress, None if own_idr else idr)
+            lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+            if own_idr:  # the alpha channel: its own IDR, not steered
+                with torch.inference_mode():
+                    sr = run_pipeline(self.backend, lr, self.border_pad, self.fix_color, progress)
+            else:
+                sr = self.upscale_tensor(lr, progress, idr)
+            return sr[0].permute(1, 2, 0).numpy()
 
         return upscale_array(image, run_rgb, self.scale, self.alpha_upsampler, outscale, size)
-
-    def _run_rgb(self, rgb: np.ndarray, progress: bool, idr: torch.Tensor | None = None) -> np.ndarray:
-        lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
-        return self.upscale_tensor(lr, progress, idr)[0].permute(1, 2, 0).numpy()
 
 
 def _steerer(model, steering: Steering, backend: Backend) -> Steerer | None:

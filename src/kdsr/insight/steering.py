@@ -212,3 +212,8 @@ class Steerer:
         used = self.steering.told(estimated)
         moved = np.asarray(d, dtype=np.float64) + self.idr_map.predict(used) - self.idr_map.predict(estimated)
         return SteeredIDR(moved.astype(np.float32), estimated, used)
+
+    def steer_rows(self, d: np.ndarray, d_prime: np.ndarray) -> tuple[np.ndarray, list[SteeredIDR]]:
+        """A batch's (B, C) and (B, 4C) IDRs -> the (B, C) steered IDRs, and each row's :class:`SteeredIDR`."""
+        readings = [self.steer(row, row_prime) for row, row_prime in zip(d, d_prime, strict=True)]
+        return np.stack([r.d for r in readings]), readings

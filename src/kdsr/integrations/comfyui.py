@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from kdsr.bundled import bundled_models
+from kdsr.insight.steering import MAX_DENOISE, Steerer, Steering
 from kdsr.integrations.spandrel import KDSRUpscale
 
 
@@ -34,15 +36,39 @@ class KDSRUpscaleImage:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:  # noqa: N802 - ComfyUI's name
-        return {"required": {"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)}}
+        estimated = "-1: as estimated"
+        return {
+            "required": {"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)},
+            "optional": {
+                "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": MAX_DENOISE, "step": 0.05,
+                                      "tooltip": "1: as estimated, 0: keep noise and JPEG, 2: stronger"}),
+                "noise": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 50.0, "step": 0.5,
+                                    "tooltip": f"noise level on the 0-255 scale ({estimated})"}),
+                "jpeg_quality": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 100.0, "step": 1.0,
+                                           "tooltip": f"JPEG quality ({estimated})"}),
+                "blur": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 6.0, "step": 0.1,
+                                   "tooltip": f"blur sigma in HR pixels ({estimated})"}),
+            },
+        }  # fmt: skip
 
-    def upscale(self, upscale_model, image: torch.Tensor) -> tuple[torch.Tensor]:
+    def upscale(
+        self,
+        upscale_model,
+        image: torch.Tensor,
+        denoise: float = 1.0,
+        noise: float = -1.0,
+        jpeg_quality: float = -1.0,
+        blur: float = -1.0,
+    ) -> tuple[torch.Tensor]:
         model = upscale_model.model
         if not isinstance(model, KDSRUpscale):
             raise ValueError(
                 "Upscale Image (KDSR, whole image) needs a KDSR model; use ComfyUI's Upscale Image (using Model) "
                 "for others"
             )
+        assume = {key: value for key, value in (("noise", noise), ("jpeg", jpeg_quality), ("blur", blur)) if value >= 0}
+        steering = Steering.from_options(assume, denoise)
+        steerer = Steerer.for_model(_bundled_twin(model), steering) if steering.active else None
         device = _device(model)
         model.to(device).eval()
         dtype = next(model.parameters()).dtype
@@ -50,8 +76,23 @@ class KDSRUpscaleImage:
         with torch.no_grad():
             for frame in image:  # one image at a time: each gets its own IDR
                 lr = frame[..., :3].movedim(-1, 0)[None].to(device, dtype)
-                outputs.append(model(lr)[0].movedim(0, -1).float().clamp(0, 1).cpu())
+                outputs.append(model(lr, steerer)[0].movedim(0, -1).float().clamp(0, 1).cpu())
         return (torch.stack(outputs),)
+
+
+def _bundled_twin(model: torch.nn.Module) -> str:
+    """The bundled model whose weights ``model`` has (spandrel hands over the weights, not the file's estimator and
+    IDR map, which steering needs); a clear error for any other model."""
+    from safetensors import safe_open
+
+    key = "G.body.0.body.0.da_conv1.kernel.0.weight"
+    mine = model.state_dict()[key].detach().float().cpu()
+    for name, path in bundled_models().items():
+        with safe_open(str(path), framework="pt") as f:
+            if key in f.keys() and f.get_tensor(key).shape == mine.shape and torch.equal(f.get_tensor(key), mine):
+                return name
+    raise ValueError("denoise / noise / jpeg_quality / blur steer a bundled kdsr model (its estimator and IDR map); "
+                     "for other files use `kdsr upscale --assume`")  # fmt: skip
 
 
 NODE_CLASS_MAPPINGS = {"KDSRUpscaleImage": KDSRUpscaleImage}

@@ -47,9 +47,16 @@ class KDSRUpscale(KDSRStudent):
         super().__init__(config)
         self.tile, self.idr_view = tile, idr_view
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, lr: torch.Tensor, steerer=None) -> torch.Tensor:  # type: ignore[override]
+        """``steerer``: a :class:`~kdsr.insight.steering.Steerer` that moves each image's IDR (the ComfyUI node's
+        dials), or None."""
         backend = TiledBackend(self, lr.device, lr.dtype, self.tile, TILE_PAD, TILE_OVERLAP, self.idr_view)
-        return run_pipeline(backend, lr).to(lr.dtype)
+        idr = None
+        if steerer is not None:
+            own = backend.estimate_full_idr(lr)
+            steered, _ = steerer.steer_rows(own.d.float().cpu().numpy(), own.d_prime.float().cpu().numpy())
+            idr = torch.from_numpy(steered).to(lr.device, lr.dtype)
+        return run_pipeline(backend, lr, idr=idr).to(lr.dtype)
 
 
 #: A KDSR student's state dict: the generator with its IDR-conditioned blocks and the LR-only encoder (a teacher has

@@ -22,6 +22,8 @@ from kdsr.errors import KDSRError
 #: Upload size limit (per file) unless ``kdsr serve --max-file-size`` says otherwise.
 DEFAULT_MAX_FILE_MB = 50
 SCALES = ("x4", "x3", "x2", "x1")
+#: the page's degradation dials (estimator target -> ``assume`` key), in the order they are shown
+DIALS = {"noise": "noise", "jpeg_quality": "jpeg", "blur_sigma": "blur"}
 
 
 @dataclass
@@ -67,17 +69,45 @@ class Server:
                     self._estimators[label] = load_estimator(self.models[label])
             return self._estimators[label]
 
-    def run(self, paths: list[str], label: str, scale: str, precision: str, tile: int, progress=None) -> dict:
+    def estimate(self, path: str, label: str) -> dict[str, float] | None:
+        """The degradation the model reads off one image (estimator units), for the page's dials to open at; None
+        when the model has no estimator or the file cannot be read."""
+        from kdsr.image_io import read_image
+
+        estimator = self.estimator(label, self.upscaler(label, "auto", 256))
+        if estimator is None:
+            return None
+        try:
+            reading = estimator(read_image(Path(path), max_pixels=self.max_pixels))
+        except KDSRError:
+            return None
+        return {name: value for name, value in reading.items() if isinstance(value, float)}
+
+    def run(
+        self,
+        paths: list[str],
+        label: str,
+        scale: str,
+        precision: str,
+        tile: int,
+        progress=None,
+        assume: dict[str, float] | None = None,
+        denoise: float = 1.0,
+    ) -> dict:
         """Upscale the uploaded files into a fresh job folder; returns the slider pair (bicubic, kdsr) of the first
-        image, every result, a zip of them, and one line per file (bad files are reported, not raised)."""
+        image, every result, a zip of them, and one line per file (bad files are reported, not raised).
+        ``assume`` / ``denoise``: the steering of ``kdsr upscale --assume / --denoise``."""
         import cv2
 
         from kdsr.image_io import read_image, read_image_metadata, write_image
         from kdsr.inference.planning import output_path
+        from kdsr.insight.steering import Steerer, Steering
 
         if not paths:
             raise KDSRError("add one or more images first")
+        steering = Steering.from_options(assume, denoise)
         upscaler = self.upscaler(label, precision, tile)
+        upscaler.steerer = Steerer.for_model(self.models[label], steering) if steering.active else None
         estimator = self.estimator(label, upscaler)
         factor = int(scale.lstrip("x"))
         job = Path(tempfile.mkdtemp(prefix="job-", dir=self.workdir))
@@ -99,7 +129,10 @@ class Server:
             if estimator is not None:
                 from kdsr.insight.head import describe
 
-                line += f"; the model sees {describe(estimator(image))}"
+                reading = estimator(image)
+                line += f"; the model sees {describe(reading)}"
+                if steering.active:
+                    line += f"; {steering.describe_told(reading)}"
             lines.append(line)
             if slider is None:
                 size = (out.shape[1], out.shape[0])
@@ -133,10 +166,24 @@ def build_app(server: Server):
 
     labels = list(server.models)
 
-    def upscale(files, label, scale, precision, tile, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+    def paths_of(files) -> list[str]:
+        return [f if isinstance(f, str) else f.name for f in files or []]
+
+    def read_dials(files, label):
+        """The dials open at what the model reads off the first image (and remember it)."""
+        paths = paths_of(files)
+        estimate = server.estimate(paths[0], label) if paths else None
+        if not estimate:
+            return None, *(gr.update() for _ in DIALS)
+        return estimate, *(gr.update(value=round(estimate[name], 1)) if name in estimate else gr.update()
+                           for name in DIALS)  # fmt: skip
+
+    def upscale(files, label, scale, precision, tile, denoise, estimate, *dials, progress=gr.Progress()):  # noqa: B008
+        # a dial counts as stated once it is moved off the first image's estimate
+        assume = {DIALS[name]: value for name, value in zip(DIALS, dials, strict=True)
+                  if estimate and name in estimate and abs(value - round(estimate[name], 1)) > 1e-6}  # fmt: skip
         try:
-            out = server.run([f if isinstance(f, str) else f.name for f in files or []], label, scale, precision,
-                             int(tile), progress)  # fmt: skip
+            out = server.run(paths_of(files), label, scale, precision, int(tile), progress, assume, float(denoise))
         except KDSRError as e:
             raise gr.Error(str(e)) from None
         files_out = [*out["results"], *([out["zip"]] if out["zip"] else [])]
@@ -152,6 +199,18 @@ def build_app(server: Server):
                 files = gr.File(label="Images", file_count="multiple", file_types=["image"], elem_id="inputs")
                 model = gr.Dropdown(labels, value=labels[0], label="Model", elem_id="model")
                 scale = gr.Radio(list(SCALES), value="x4", label="Output scale", elem_id="scale")
+                with gr.Accordion("Degradation", open=True):
+                    denoise = gr.Slider(0, 2, value=1, step=0.05, label="Denoise (1: as estimated, 0: keep grain and "
+                                        "JPEG, 2: stronger)", elem_id="denoise")  # fmt: skip
+                    estimate = gr.State(None)
+                    dials = [
+                        gr.Slider(0, 50, value=0, step=0.5, label="Noise (0-255; opens at the estimate)",
+                                  elem_id="noise"),
+                        gr.Slider(1, 100, value=100, step=1, label="JPEG quality (opens at the estimate)",
+                                  elem_id="jpeg"),
+                        gr.Slider(0, 6, value=0, step=0.1, label="Blur sigma (HR px; opens at the estimate)",
+                                  elem_id="blur"),
+                    ]  # fmt: skip
                 with gr.Accordion("Advanced", open=False):
                     precision = gr.Radio(["auto", *PRECISION_NAMES], value="auto", label="Precision")
                     tile = gr.Number(value=256, precision=0, minimum=0, label="Tile size (LR pixels, 0: whole image)")
@@ -161,7 +220,10 @@ def build_app(server: Server):
                 gallery = gr.Gallery(label="Results", elem_id="gallery", object_fit="contain", height=360)
                 downloads = gr.File(label="Download", file_count="multiple", elem_id="downloads")
                 log = gr.Textbox(label="Log", lines=3, elem_id="log")
-        run.click(upscale, [files, model, scale, precision, tile], [slider, gallery, downloads, log])
+        files.change(read_dials, [files, model], [estimate, *dials])
+        model.change(read_dials, [files, model], [estimate, *dials])
+        inputs = [files, model, scale, precision, tile, denoise, estimate, *dials]
+        run.click(upscale, inputs, [slider, gallery, downloads, log])
     return app
 
 

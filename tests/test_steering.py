@@ -1,0 +1,241 @@
+"""Steering the IDR in readable units (--assume / --denoise), its IDR map, and the counterfactual training pairs that
+teach a generator to follow its IDR."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kdsr.checkpoint import save_model
+from kdsr.degradations.classic import blur, quantize
+from kdsr.degradations.counterfactual import (
+    CounterfactualConfig,
+    blur_noise_pairs,
+    counterfactual_pairs,
+    jpeg_pairs,
+)
+from kdsr.degradations.kernels import isotropic_gaussian
+from kdsr.degradations.resize import imresize
+from kdsr.errors import CheckpointError, KDSRError
+from kdsr.image_tensor import image_to_tensor
+from kdsr.insight.head import HEAD_KEY, DegradationEstimator
+from kdsr.insight.steering import MAP_KEY, IDRMap, Steerer, Steering, label_terms, parse_assume, read_idr_map
+
+from .conftest import synthetic_image, tiny_model
+
+TARGETS = ["blur_sigma", "noise", "jpeg_quality"]
+
+
+def _hr(batch: int = 4, seed: int = 0) -> torch.Tensor:
+    return torch.cat([image_to_tensor(synthetic_image(64, 64, seed=seed + i)) for i in range(batch)])
+
+
+def test_telling_the_truth_gives_the_ordinary_pair():
+    hr = _hr()
+    config = CounterfactualConfig(fraction=1.0, truth_prob=1.0)
+    for make in (blur_noise_pairs, jpeg_pairs):
+        pairs = make(hr, config, 4, torch.Generator().manual_seed(0))
+        torch.testing.assert_close(pairs.told, pairs.lr)
+        torch.testing.assert_close(pairs.target, hr)
+
+
+def test_a_lesser_blur_is_told_with_the_rest_of_it_in_the_target():
+    """Blurring the target by the told sigma and downscaling gives the LR (Gaussians compose)."""
+    hr = _hr()
+    config = CounterfactualConfig(fraction=1.0, truth_prob=0.0, blur_range=(1.5, 3.0), noise_range=(0.0, 0.0))
+    pairs = blur_noise_pairs(hr, config, 4, torch.Generator().manual_seed(1))
+    assert (pairs.target - hr).abs().mean() > 2 / 255  # the target keeps some blur
+    # the told sigma is not returned: find it as the one whose degradation of the target reproduces the LR
+    for i in range(len(hr)):
+        errors = []
+        for told in np.arange(0.2, 3.01, 0.05):
+            again = quantize(imresize(blur(pairs.target[i : i + 1], isotropic_gaussian(float(told))[0]), 1 / 4))
+            errors.append(float((again - pairs.lr[i : i + 1]).abs().mean()) * 255)
+        assert min(errors) < 0.6, errors  # within rounding of the 8-bit grid
+
+
+def test_kept_noise_is_in_the_target_and_removed_noise_in_the_told_lr():
+    hr = _hr()
+    config = CounterfactualConfig(fraction=1.0, truth_prob=0.0, blur_range=(0.2, 0.2), noise_range=(20.0, 30.0))
+    pairs = blur_noise_pairs(hr, config, 4, torch.Generator().manual_seed(2))
+    kept = pairs.lr - pairs.told  # the blur is told exactly here: the difference is the kept noise field
+    assert kept.std() * 255 > 3
+    error = ((pairs.target - hr) - imresize(kept, 4)).abs() * 255  # rounding, and clipping at 0 and 255
+    assert error.mean() < 1.0 and (error < 2.5).float().mean() > 0.95
+
+
+def test_a_higher_jpeg_quality_is_told_with_the_blocking_kept():
+    hr = _hr()
+    config = CounterfactualConfig(fraction=1.0, truth_prob=0.0, jpeg_range=(25.0, 30.0))
+    pairs = jpeg_pairs(hr, config, 4, torch.Generator().manual_seed(3))
+    clean = quantize(imresize(hr, 1 / 4))
+    assert (pairs.told - clean).abs().mean() < (pairs.lr - clean).abs().mean()  # told: less compressed
+    inside = (pairs.target > 0) & (pairs.target < 1)  # not clipped
+    kept = (hr + imresize(pairs.lr - pairs.told, 4))[inside]
+    torch.testing.assert_close(pairs.target[inside], kept, rtol=0, atol=1e-5)
+    assert inside.float().mean() > 0.95
+
+
+def test_counterfactual_batches_split_by_jpeg_share_and_repeat_per_seed():
+    hr = _hr(5)
+    config = CounterfactualConfig(fraction=1.0, jpeg_share=0.4)
+    a = counterfactual_pairs(hr, config, 4, torch.Generator().manual_seed(7))
+    b = counterfactual_pairs(hr, config, 4, torch.Generator().manual_seed(7))
+    assert a.lr.shape == (5, 3, 16, 16) and a.target.shape == hr.shape
+    torch.testing.assert_close(a.target, b.target)
+    with pytest.raises(ValueError, match="fraction"):
+        CounterfactualConfig(fraction=1.5)
+
+
+def test_assume_and_denoise_are_parsed_and_checked():
+    assert parse_assume("noise=10, jpeg=60") == {"noise": 10.0, "jpeg": 60.0}
+    steering = Steering.from_options("noise=10,blur=1.5", 0.5)
+    assert dict(steering.assume) == {"noise": 10.0, "blur_sigma": 1.5} and steering.active
+    assert not Steering.from_options(None, None).active
+    for bad, message in [("nose=3", "unknown degradation"), ("noise", "bad --assume"), ("noise=80", "noise must")]:
+        with pytest.raises(KDSRError, match=message):
+            Steering.from_options(bad)
+    with pytest.raises(KDSRError, match="denoise must"):
+        Steering.from_options(None, 2.5)
+
+
+def test_the_told_degradation_follows_assume_then_denoise():
+    estimate = {"blur_sigma": 1.0, "noise": 12.0, "jpeg_quality": 60.0}
+    assert Steering().told(estimate) == estimate
+    assert Steering.from_options(None, 0).told(estimate) == {"blur_sigma": 1.0, "noise": 0.0, "jpeg_quality": 100.0}
+    assert Steering.from_options(None, 1.5).told(estimate) == {"blur_sigma": 1.0, "noise": 18.0, "jpeg_quality": 40.0}
+    told = Steering.from_options("noise=20,jpeg=80", 0.5).told(estimate)
+    assert told == {"blur_sigma": 1.0, "noise": 10.0, "jpeg_quality": 90.0}
+    assert Steering.from_options(None, 2).told({"jpeg_quality": 30.0})["jpeg_quality"] == 1.0  # clipped
+
+
+def _map(channels: int, seed: int = 0) -> IDRMap:
+    rng = np.random.default_rng(seed)
+    terms = label_terms(np.zeros((1, 3)), TARGETS).shape[1]
+    return IDRMap(TARGETS, rng.normal(0, 0.5, (channels, terms)).tolist(), rng.normal(0, 0.1, channels).tolist(), {})
+
+
+def _head(features: int, seed: int = 1) -> DegradationEstimator:
+    rng = np.random.default_rng(seed)
+    coef = rng.normal(0, 1, (3, features)).tolist()
+    return DegradationEstimator(TARGETS, [0.0] * features, [1.0] * features, coef, [1.5, 10.0, 70.0], {}, "d_prime")
+
+
+def test_the_idr_map_round_trips_and_refuses_broken_text():
+    idr_map = _map(8)
+    again = IDRMap.from_json(idr_map.to_json())
+    degradation = {"blur_sigma": 1.0, "noise": 5.0, "jpeg_quality": 70.0}
+    np.testing.assert_array_equal(again.predict(degradation), idr_map.predict(degradation))
+    broken = json.loads(idr_map.to_json())
+    broken["coef"] = broken["coef"][0]
+    for text in ("{", json.dumps(broken), json.dumps({**json.loads(idr_map.to_json()), "targets": ["x", "y", "z"]})):
+        with pytest.raises(CheckpointError):
+            IDRMap.from_json(text)
+
+
+def test_steering_moves_the_idr_by_the_maps_difference_and_stating_the_estimate_changes_nothing():
+    head, idr_map = _head(32), _map(8)
+    d, d_prime = np.linspace(-1, 1, 8).astype(np.float32), np.linspace(0, 1, 32).astype(np.float32)
+    estimated = head.predict(d_prime)
+    same = Steerer(head, idr_map, Steering.from_options({k: estimated[v] for k, v in
+                                                         (("noise", "noise"), ("jpeg", "jpeg_quality"))}))  # fmt: skip
+    np.testing.assert_allclose(same.steer(d, d_prime).d, d, atol=1e-6)
+    moved = Steerer(head, idr_map, Steering.from_options(None, 0)).steer(d, d_prime)
+    expected = d + idr_map.predict(moved.used) - idr_map.predict(moved.estimated)
+    np.testing.assert_allclose(moved.d, expected, atol=1e-5)
+    assert moved.used["noise"] == 0 and moved.used["jpeg_quality"] == 100
+    assert "estimated" in moved.describe() and "restored as" in moved.describe()
+    with pytest.raises(KDSRError, match="IDR map knows"):
+        Steerer(head, IDRMap(["blur_sigma"], [[0.0, 0.0]] * 8, [0.0] * 8, {}), Steering.from_options("noise=3"))
+
+
+@pytest.fixture(scope="module")
+def steerable(tmp_path_factory):
+    """A tiny energy model file that carries an estimator and an IDR map."""
+    path = tmp_path_factory.mktemp("steer") / "tiny.safetensors"
+    model = tiny_model(encoder="energy")
+    metadata = {HEAD_KEY: _head(4 * 8).to_json(), MAP_KEY: _map(8).to_json()}
+    save_model(model, path, metadata=metadata)
+    return path
+
+
+def test_the_upscaler_steers_and_stating_the_estimate_reproduces_the_blind_output(steerable):
+    from kdsr.inference.upscaler import Upscaler
+
+    assert read_idr_map(steerable) is not None
+    image = synthetic_image(24, 32)
+    blind = Upscaler(str(steerable), backend="torch", precision="fp32").upscale(image)
+    keep = Upscaler(str(steerable), backend="torch", precision="fp32", denoise=0)
+    moved = keep.upscale(image)
+    assert np.abs(moved.astype(int) - blind.astype(int)).max() > 0
+    estimate = keep.last_steering.estimated
+    stated = Upscaler(str(steerable), backend="torch", precision="fp32",
+                      assume={"noise": estimate["noise"], "jpeg": estimate["jpeg_quality"],
+                              "blur": estimate["blur_sigma"]})  # fmt: skip
+    assert np.abs(stated.upscale(image).astype(int) - blind.astype(int)).max() == 0
+    plain = steerable.with_name("plain.safetensors")  # the same network without estimator or map
+    save_model(tiny_model(encoder="energy"), plain)
+    with pytest.raises(KDSRError, match="need a model with a degradation estimator and an IDR map"):
+        Upscaler(str(plain), backend="torch", denoise=0)
+    with pytest.raises(KDSRError, match="pass its name or path"):
+        Upscaler(tiny_model(encoder="energy"), backend="torch", denoise=0)
+
+
+def test_the_torch_free_path_steers_as_torch_does(steerable, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnx")
+    from kdsr.inference.fastpath import open_fast_upscaler
+    from kdsr.inference.upscaler import Upscaler
+
+    monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
+    image = synthetic_image(40, 48, seed=3)
+    settings = {"tile": 32, "tile_pad": 6, "tile_overlap": 4, "idr_view": 40}
+    Upscaler(str(steerable), backend="openvino", **settings)  # builds the graphs
+    for steering in ({"denoise": 0.0}, {"assume": "noise=25,jpeg=40", "denoise": 1.5}):
+        fast = open_fast_upscaler(str(steerable), "openvino", "fp32", **settings, **steering)
+        reference = Upscaler(str(steerable), backend="torch", precision="fp32", **settings, **steering)
+        ours, theirs = fast.upscale(image), reference.upscale(image)
+        assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+        assert fast.last_steering.used == pytest.approx(reference.last_steering.used, abs=0.05)
+
+
+def test_cli_assume_and_denoise(steerable, tmp_path, capsys):
+    from kdsr.cli import main
+    from kdsr.image_io import read_image, write_image
+
+    write_image(tmp_path / "in.png", synthetic_image(20, 24))
+    common = ["upscale", "-i", str(tmp_path / "in.png"), "-n", str(steerable), "--backend", "torch"]
+    assert main([*common, "-o", str(tmp_path / "blind.png")]) == 0
+    assert main([*common, "-o", str(tmp_path / "keep.png"), "--denoise", "0", "-v"]) == 0
+    assert "restored as" in capsys.readouterr().err
+    blind, keep = read_image(tmp_path / "blind.png"), read_image(tmp_path / "keep.png")
+    assert np.abs(blind.astype(int) - keep.astype(int)).max() > 0
+    assert main([*common, "-o", str(tmp_path / "x.png"), "--assume", "nose=3"]) == 1
+    assert "unknown degradation 'nose'" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_training_with_counterfactual_pairs_runs_and_keeps_a_frozen_encoder(data_dir, tmp_path):
+    pytest.importorskip("yaml")
+    from kdsr.checkpoint import load_model
+    from kdsr.train.config import load_config
+    from kdsr.train.loop import train
+
+    student = tmp_path / "student.safetensors"
+    save_model(tiny_model(encoder="energy"), student)
+    overrides = [
+        "stage=student", f"data.train=[{data_dir}]", "data.patch_size=8", "data.batch_size=4", "optim.steps=2",
+        "degradation.kind=mixture", "counterfactual.fraction=0.5", "distill.weight=0", f"distill.init={student}",
+        "distill.freeze_encoder=true", "checkpoint_every=2", "model.encoder=energy",
+    ]  # fmt: skip
+    config = load_config(None, overrides)
+    train(config, tmp_path / "run")
+    trained, before = load_model(tmp_path / "run" / "last.safetensors"), load_model(student)
+    for key, value in before.E_st.state_dict().items():
+        torch.testing.assert_close(trained.E_st.state_dict()[key], value)
+    assert any(not torch.equal(a, b) for a, b in zip(trained.G.parameters(), before.G.parameters(), strict=True))
+    with pytest.raises(KDSRError, match="counterfactual.fraction is for the student stage"):
+        load_config(None, [*overrides, "stage=teacher"])
