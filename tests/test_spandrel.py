@@ -150,3 +150,24 @@ def test_the_comfyui_node_runs_the_whole_image_pipeline(spandrel, tmp_path):
     other = types.SimpleNamespace(model=torch.nn.Identity())
     with pytest.raises(ValueError, match="needs a KDSR model"):
         node.upscale(other, batch)
+    with pytest.raises(ValueError, match="steer a bundled kdsr model"):
+        node.upscale(descriptor, batch, denoise=0.5)
+
+
+@pytest.mark.slow
+def test_the_comfyui_nodes_dials_steer_a_bundled_model_as_upscaler_does(spandrel):
+    """The node's denoise / noise / JPEG / blur inputs on the bundled default (loaded by spandrel, which hands over
+    the weights only: the node finds the bundled twin's estimator and IDR map) give Upscaler's steered output."""
+    from kdsr.bundled import bundled_models
+    from kdsr.integrations.comfyui import KDSRUpscaleImage
+
+    descriptor = spandrel.ModelLoader().load_from_file(bundled_models()["kdsr-real-x4"])
+    image = synthetic_image(40, 56, seed=4)
+    batch = torch.from_numpy(image[None]).float() / 255
+    (blind,) = KDSRUpscaleImage().upscale(descriptor, batch)
+    (steered,) = KDSRUpscaleImage().upscale(descriptor, batch, denoise=0.0, jpeg_quality=50.0)
+    upscaler = Upscaler("kdsr-real-x4", device="cpu", precision="fp32", backend="torch", denoise=0.0,
+                        assume={"jpeg": 50.0})  # fmt: skip
+    expected = upscaler.upscale_tensor(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    torch.testing.assert_close(steered[0], expected[0].permute(1, 2, 0), rtol=0, atol=1e-6)
+    assert (steered - blind).abs().max() > 0

@@ -21,12 +21,11 @@ from kdsr.degradations.kernels import isotropic_gaussian
 from kdsr.degradations.resize import imresize
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.image_tensor import image_to_tensor
-from kdsr.insight.head import HEAD_KEY, DegradationEstimator
-from kdsr.insight.steering import MAP_KEY, IDRMap, Steerer, Steering, label_terms, parse_assume, read_idr_map
+from kdsr.insight.steering import IDRMap, Steerer, Steering, parse_assume, read_idr_map
 
-from .conftest import synthetic_image, tiny_model
-
-TARGETS = ["blur_sigma", "noise", "jpeg_quality"]
+from .conftest import random_estimator as _head
+from .conftest import random_idr_map as _map
+from .conftest import steerable_model, synthetic_image, tiny_model
 
 
 def _hr(batch: int = 4, seed: int = 0) -> torch.Tensor:
@@ -112,18 +111,6 @@ def test_the_told_degradation_follows_assume_then_denoise():
     assert Steering.from_options(None, 2).told({"jpeg_quality": 30.0})["jpeg_quality"] == 1.0  # clipped
 
 
-def _map(channels: int, seed: int = 0) -> IDRMap:
-    rng = np.random.default_rng(seed)
-    terms = label_terms(np.zeros((1, 3)), TARGETS).shape[1]
-    return IDRMap(TARGETS, rng.normal(0, 0.5, (channels, terms)).tolist(), rng.normal(0, 0.1, channels).tolist(), {})
-
-
-def _head(features: int, seed: int = 1) -> DegradationEstimator:
-    rng = np.random.default_rng(seed)
-    coef = rng.normal(0, 1, (3, features)).tolist()
-    return DegradationEstimator(TARGETS, [0.0] * features, [1.0] * features, coef, [1.5, 10.0, 70.0], {}, "d_prime")
-
-
 def test_the_idr_map_round_trips_and_refuses_broken_text():
     idr_map = _map(8)
     again = IDRMap.from_json(idr_map.to_json())
@@ -154,12 +141,7 @@ def test_steering_moves_the_idr_by_the_maps_difference_and_stating_the_estimate_
 
 @pytest.fixture(scope="module")
 def steerable(tmp_path_factory):
-    """A tiny energy model file that carries an estimator and an IDR map."""
-    path = tmp_path_factory.mktemp("steer") / "tiny.safetensors"
-    model = tiny_model(encoder="energy")
-    metadata = {HEAD_KEY: _head(4 * 8).to_json(), MAP_KEY: _map(8).to_json()}
-    save_model(model, path, metadata=metadata)
-    return path
+    return steerable_model(tmp_path_factory.mktemp("steer") / "tiny.safetensors")
 
 
 def test_the_upscaler_steers_and_stating_the_estimate_reproduces_the_blind_output(steerable):

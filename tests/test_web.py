@@ -13,12 +13,13 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kdsr.checkpoint import save_model
 from kdsr.errors import KDSRError
 from kdsr.image_io import read_image, write_image
-from tests.conftest import REPO, synthetic_image, tiny_model
+from tests.conftest import REPO, steerable_model, synthetic_image, tiny_model
 
 pytest.importorskip("gradio")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -76,6 +77,30 @@ def test_a_model_with_an_estimator_says_what_it_sees(tmp_path):
     assert "32x24 -> 128x96; the model sees blur sigma (HR px) " in out["log"][0]
 
 
+def test_the_dials_open_at_the_estimate_and_steer_the_job(tmp_path):
+    """The page's degradation dials: the estimate of the first image to open at, and a job steered by them (as
+    `kdsr upscale --assume / --denoise`), which says what it restored as."""
+    from kdsr.inference.upscaler import Upscaler
+    from kdsr.web.app import Server
+
+    model = steerable_model(tmp_path / "steer.safetensors")
+    server = Server({"steer": str(model)}, tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    image = synthetic_image(24, 32)
+    write_image(tmp_path / "a.png", image)
+    estimate = server.estimate(str(tmp_path / "a.png"), "steer")
+    assert set(estimate) == {"blur_sigma", "noise", "jpeg_quality"}
+    blind = server.run([str(tmp_path / "a.png")], "steer", "x4", "fp32", 0)
+    kept = server.run([str(tmp_path / "a.png")], "steer", "x4", "fp32", 0, assume={"noise": 30.0}, denoise=0.5)
+    assert "restored as" in kept["log"][0] and "noise (0-255) 15.0" in kept["log"][0]
+    assert "restored as" not in blind["log"][0]
+    expected = Upscaler(str(model), precision="fp32", tile=0, assume={"noise": 30.0}, denoise=0.5).upscale(image)
+    got = read_image(kept["results"][0])
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    assert (got != read_image(blind["results"][0])).any()
+    assert server.estimate(str(tmp_path / "missing.png"), "steer") is None
+
+
 def test_pixel_limit_applies(server, tmp_path):
     (tmp_path / "work").mkdir()
     server.max_pixels = 50
@@ -105,8 +130,7 @@ def _free_port() -> int:
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
 def test_page_in_a_real_browser(tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
-    model = tmp_path / "tiny.safetensors"
-    save_model(tiny_model(), model)
+    model = steerable_model(tmp_path / "tiny.safetensors")  # with an estimator and an IDR map: the dials work
     image = tmp_path / "photo.png"
     write_image(image, synthetic_image(24, 32))
     port, temp = _free_port(), tmp_path / "tmp"
@@ -132,9 +156,14 @@ def test_page_in_a_real_browser(tmp_path):
             page.goto(f"http://127.0.0.1:{port}/")
             page.locator("#inputs input[type=file]").set_input_files(str(image))
             page.wait_for_selector("#inputs :text('photo.png')")
+            # the noise dial opens at what the model reads off the image (the fixture's estimator: about 10)
+            page.wait_for_function("document.querySelector('#noise input[type=number]').value != '0'")
+            page.locator("#denoise input[type=number]").fill("0.5")
+            page.locator("#denoise input[type=number]").press("Enter")
             page.click("#run")
             page.wait_for_selector("#downloads a", timeout=120_000)
-            assert "32x24 -> 128x96" in page.locator("#log textarea").input_value()
+            said = page.locator("#log textarea").input_value()
+            assert "32x24 -> 128x96" in said and "restored as" in said
             with page.expect_download() as download:
                 page.locator("#downloads a").first.click()
             result = tmp_path / "downloaded.png"
