@@ -30,8 +30,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from kdsr.checkpoint import load_model, read_metadata, save_model
     from kdsr.bundled import model_file
+    from kdsr.checkpoint import load_model, read_metadata, save_model
     from kdsr.insight.head import HEAD_KEY
     from kdsr.insight.steering import MAP_KEY
     from kdsr.models import KDSRStudent

@@ -221,3 +221,25 @@ def test_training_with_counterfactual_pairs_runs_and_keeps_a_frozen_encoder(data
     assert any(not torch.equal(a, b) for a, b in zip(trained.G.parameters(), before.G.parameters(), strict=True))
     with pytest.raises(KDSRError, match="counterfactual.fraction is for the student stage"):
         load_config(None, [*overrides, "stage=teacher"])
+
+
+def test_the_conditioning_layers_can_learn_faster(data_dir, tmp_path):
+    """optim.conditioning_lr_scale puts the IDR-DCRBs' kernel MLPs in a parameter group of their own."""
+    pytest.importorskip("yaml")
+    from kdsr.train.config import load_config
+    from kdsr.train.stages import build_stage
+
+    student = tmp_path / "student.safetensors"
+    save_model(tiny_model(encoder="energy"), student)
+    overrides = [
+        "stage=student", f"data.train=[{data_dir}]", "distill.weight=0", f"distill.init={student}",
+        "model.encoder=energy", "optim.conditioning_lr_scale=10",
+    ]  # fmt: skip
+    stage = build_stage(load_config(None, overrides), torch.device("cpu"))
+    plain, conditioning = stage.param_groups()
+    assert conditioning["lr_scale"] == 10 and plain["lr_scale"] == 1
+    kernels = {id(p) for name, p in stage.model.named_parameters() if ".da_conv1.kernel." in name}
+    assert {id(p) for p in conditioning["params"]} == kernels and len(kernels) == 2 * 2  # 2 blocks, 2 linears each
+    assert not kernels & {id(p) for p in plain["params"]}
+    with pytest.raises(KDSRError, match="conditioning_lr_scale"):
+        load_config(None, [*overrides, "optim.conditioning_lr_scale=0"])

@@ -51,6 +51,9 @@ class OptimSection:
     lr_gamma: float = 0.5
     grad_clip: float = 0.0  # max global grad norm; 0: off
     max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
+    # learning rate of the layers that turn the IDR into kernels (each IDR-DCRB's MLP) relative to the schedule's:
+    # above 1, a generator that learnt to ignore its IDR learns to follow it sooner
+    conditioning_lr_scale: float = 1.0
 
 
 @dataclasses.dataclass
@@ -261,6 +264,7 @@ class TrainConfig:
                 "distill.degradation_weight must be >= 0 and distill.degradation_lr_scale > 0",
             ),
             (self.optim.lr > 0 and self.optim.lr_decay_steps >= 0, "optim.lr must be > 0, lr_decay_steps >= 0"),
+            (self.optim.conditioning_lr_scale > 0, "optim.conditioning_lr_scale must be > 0"),
             (
                 self.model.preset in PRESETS,
                 f"model.preset must be one of {', '.join(PRESETS)}, got {self.model.preset!r}",

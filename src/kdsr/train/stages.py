@@ -76,6 +76,11 @@ def build_networks(config: TrainConfig, device: torch.device):
     return student.to(device), teacher
 
 
+def _conditions(name: str) -> bool:
+    """Whether a parameter of a KDSR network turns the IDR into the generator's kernels (IDR-DDC's MLP)."""
+    return ".da_conv1.kernel." in name
+
+
 class Stage:
     """One stage: ``model`` is the network it trains (its weights are what the run saves), ``net`` the module the
     forward pass goes through (``model`` itself, or its DDP wrapper), ``teacher`` the frozen teacher if any."""
@@ -103,9 +108,16 @@ class Stage:
         return self.degradation_head is not None
 
     def param_groups(self) -> list[dict]:
-        """What the generator's optimiser updates: the network, and the degradation head if any, whose learning
-        rate is ``distill.degradation_lr_scale`` times the schedule's (``lr_scale``)."""
-        groups = [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+        """What the generator's optimiser updates: the network (its IDR-conditioning layers at
+        ``optim.conditioning_lr_scale`` times the schedule's learning rate), and the degradation head if any, whose
+        learning rate is ``distill.degradation_lr_scale`` times the schedule's (``lr_scale``)."""
+        trained = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+        conditioning = self.config.optim.conditioning_lr_scale
+        groups = [
+            {"params": [p for name, p in trained if conditioning == 1.0 or not _conditions(name)], "lr_scale": 1.0}
+        ]
+        if conditioning != 1.0:
+            groups.append({"params": [p for name, p in trained if _conditions(name)], "lr_scale": conditioning})
         if self.degradation_head is not None:
             scale = self.config.distill.degradation_lr_scale
             groups.append({"params": list(self.degradation_head.parameters()), "lr_scale": scale})
