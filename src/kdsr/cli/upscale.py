@@ -100,11 +100,7 @@ def run(args: argparse.Namespace) -> int:
         progress=None if not args.quiet else False,
         overwrite=args.overwrite,
         max_pixels=args.max_pixels,
-        on_image=_degradation_reporter(
-            args.model, fast, getattr(upscaler, "steerer", None) and upscaler.steerer.steering
-        )
-        if args.verbose
-        else None,
+        on_image=_degradation_reporter(args.model, fast, upscaler.steerer) if args.verbose else None,
         video=video,
         quality=args.quality,
         width=args.width,
@@ -190,9 +186,9 @@ def _torch_upscaler(args: argparse.Namespace):
     )
 
 
-def _degradation_reporter(model: str | None, fast=None, steering=None):
+def _degradation_reporter(model: str | None, fast=None, steerer=None):
     """``-v``: print the degradation the model's estimator reads off each image (stderr; stdout lists outputs); on the
-    torch-free path (``fast``) its graphs compute the IDR; with ``steering`` (--assume / --denoise) also what the
+    torch-free path (``fast``) its graphs compute the IDR; with a ``steerer`` (--assume / --denoise) also what the
     image is restored as."""
     from kdsr.insight.head import describe
 
@@ -209,7 +205,7 @@ def _degradation_reporter(model: str | None, fast=None, steering=None):
 
     def report(path, image) -> None:
         reading = estimate(image)
-        told = f"; {steering.describe_told(reading)}" if steering is not None and steering.active else ""
+        told = f"; {steerer.describe_told(reading)}" if steerer is not None else ""
         print(f"{path.name}: {describe(reading)}{told}", file=sys.stderr)
 
     return report

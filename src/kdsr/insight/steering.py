@@ -8,10 +8,12 @@ map predicts between the degradation the user wants restored and the one the est
     d_used = d + map(told) - map(estimated)
 
 so stating what the estimator read reproduces the blind output exactly, and the image's own content-specific part
-of the IDR is kept. ``told`` is the estimate with the user's ``assume`` values put in, then ``denoise`` applied:
-the noise scaled by it and the JPEG strength (100 - quality) too; 1 restores what was estimated, 0 restores as if
-there were no noise and no compression (the model then keeps them, as far as it learnt to;
-:mod:`kdsr.degradations.counterfactual`), above 1 restores more. Numpy only: the torch-free path uses it too.
+of the IDR is kept. ``told`` is the estimate with the user's ``assume`` values put in, then ``denoise`` applied: the
+noise scaled by it and the JPEG strength (100 - quality) too; 1 restores what was estimated, 0 restores as if there
+were no noise and no compression (the model then keeps them, as far as it learnt to;
+:mod:`kdsr.degradations.counterfactual`), above 1 restores more. Both degradations are held within the ranges the
+map was fitted on (it would extrapolate beyond them), so the dials saturate there. Numpy only: the torch-free path
+uses it too.
 """
 
 from __future__ import annotations
@@ -67,6 +69,19 @@ class IDRMap:
     def predict(self, degradation: Mapping[str, float]) -> np.ndarray:
         values = np.array([[degradation[name] for name in self.targets]])
         return np.asarray(self.coef) @ label_terms(values, self.targets)[0] + np.asarray(self.intercept)
+
+    def clip(self, degradation: Mapping[str, float]) -> dict[str, float]:
+        """``degradation`` within the ranges the map was fitted on (when recorded), where it predicts and does not
+        extrapolate; JPEG quality up to 100 (uncompressed)."""
+        ranges = self.fitted_on.get("ranges")
+        if not ranges:
+            return dict(degradation)
+        clipped = dict(degradation)
+        for name, value in degradation.items():
+            low, high = ranges[TARGETS[name][0]]
+            high = NO_JPEG_QUALITY if name == "jpeg_quality" else high
+            clipped[name] = float(np.clip(value, low, high))
+        return clipped
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -136,16 +151,6 @@ class Steering:
             told["jpeg_quality"] = float(np.clip(NO_JPEG_QUALITY - strength, 1.0, NO_JPEG_QUALITY))
         return told
 
-    def describe_told(self, reading: Mapping[str, float | str]) -> str:
-        """What a reading of :meth:`DegradationEstimator.read` is restored as, in one phrase (``-v``): the numbers
-        :meth:`told` makes of it (a reading outside the fitted range stays as it is read, unless assumed)."""
-        numbers = {name: value for name, value in reading.items() if isinstance(value, float)}
-        told = {**reading, **self.told(numbers)}
-        return "restored as " + ", ".join(
-            f"{UNITS[name]} {value:.1f}" if isinstance(value, float) else f"{UNITS[name]} {value}"
-            for name, value in told.items()
-        )
-
 
 def parse_assume(text: str) -> dict[str, float]:
     """``noise=10,jpeg=60`` -> ``{"noise": 10.0, "jpeg": 60.0}``; a one-line error for anything else."""
@@ -208,8 +213,8 @@ class Steerer:
     def steer(self, d: np.ndarray, d_prime: np.ndarray) -> SteeredIDR:
         """One image's own (d, d_prime) (C,), (4C,) -> the IDR moved to the told degradation."""
         read = self.head.predict(d if self.head.feature == "d" else d_prime)
-        estimated = {name: read[name] for name in self.idr_map.targets}
-        used = self.steering.told(estimated)
+        estimated = self.idr_map.clip({name: read[name] for name in self.idr_map.targets})
+        used = self.idr_map.clip(self.steering.told(estimated))
         moved = np.asarray(d, dtype=np.float64) + self.idr_map.predict(used) - self.idr_map.predict(estimated)
         return SteeredIDR(moved.astype(np.float32), estimated, used)
 
@@ -217,3 +222,14 @@ class Steerer:
         """A batch's (B, C) and (B, 4C) IDRs -> the (B, C) steered IDRs, and each row's :class:`SteeredIDR`."""
         readings = [self.steer(row, row_prime) for row, row_prime in zip(d, d_prime, strict=True)]
         return np.stack([r.d for r in readings]), readings
+
+    def describe_told(self, reading: Mapping[str, float | str]) -> str:
+        """What a reading of :meth:`DegradationEstimator.read` is restored as, in one phrase (``-v``, the web
+        page): the numbers :meth:`steer` would use (a reading outside the fitted range stays as it is read, unless
+        assumed)."""
+        numbers = {name: value for name, value in reading.items() if isinstance(value, float)}
+        told = {**reading, **self.idr_map.clip(self.steering.told(numbers))}
+        return "restored as " + ", ".join(
+            f"{UNITS[name]} {value:.1f}" if isinstance(value, float) else f"{UNITS[name]} {value}"
+            for name, value in told.items()
+        )

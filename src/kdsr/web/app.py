@@ -131,8 +131,8 @@ class Server:
 
                 reading = estimator(image)
                 line += f"; the model sees {describe(reading)}"
-                if steering.active:
-                    line += f"; {steering.describe_told(reading)}"
+                if upscaler.steerer is not None:
+                    line += f"; {upscaler.steerer.describe_told(reading)}"
             lines.append(line)
             if slider is None:
                 size = (out.shape[1], out.shape[0])
