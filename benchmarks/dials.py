@@ -46,7 +46,7 @@ KNOWN = (
 
 def residual_noise(sr: np.ndarray, reference: np.ndarray) -> float:
     """RMS (8-bit levels) of the fine detail of ``sr - reference``."""
-    difference = sr.astype(np.float64) - reference.astype(np.float64) + 128
+    difference = np.clip(sr.astype(np.int16) - reference.astype(np.int16) + 128, 0, 255).astype(np.uint8)
     return float(np.sqrt(detail_energy(difference)))
 
 
