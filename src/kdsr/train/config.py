@@ -51,8 +51,8 @@ class OptimSection:
     lr_gamma: float = 0.5
     grad_clip: float = 0.0  # max global grad norm; 0: off
     max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
-    # learning rate of the layers that turn the IDR into kernels (each IDR-DCRB's MLP) relative to the schedule's:
-    # above 1, a generator that learnt to ignore its IDR learns to follow it sooner
+    # learning rate of the layers that turn the IDR into kernels (the encoder's D' -> D compression, each IDR-DCRB's
+    # MLP) relative to the schedule's: above 1, a generator that learnt to ignore its IDR learns to follow it sooner
     conditioning_lr_scale: float = 1.0
 
 
@@ -88,8 +88,8 @@ class DistillSection:
     warmup_lr: float = 2e-4
     warmup_decay_steps: int = 0
     warmup_gamma: float = 0.1
-    # student stage: keep the encoder as it is (only the SR network trains), so that its IDR, and the degradation
-    # estimator and IDR map fitted on it, stay valid
+    # student stage: keep the encoder's D' as it is (its conv stack and MLP), so that a degradation estimator that
+    # reads D' stays valid; its compression to D trains with the SR network (refit the IDR map after)
     freeze_encoder: bool = False
 
 

@@ -77,8 +77,9 @@ def build_networks(config: TrainConfig, device: torch.device):
 
 
 def _conditions(name: str) -> bool:
-    """Whether a parameter of a KDSR network turns the IDR into the generator's kernels (IDR-DDC's MLP)."""
-    return ".da_conv1.kernel." in name
+    """Whether a parameter of a KDSR network turns the IDR into the generator's kernels: the encoder's compression
+    of D' to D, and each IDR-DDC's MLP."""
+    return ".da_conv1.kernel." in name or ".compress." in name
 
 
 class Stage:
@@ -91,8 +92,9 @@ class Stage:
         # channels_last: oneDNN's NHWC convolutions made a bf16 step 1.22x (teacher) / 1.15x (student) faster here
         # (benchmarks/train_speed.py); same results.
         self.model = model.to(memory_format=torch.channels_last).train()
-        if config.distill.freeze_encoder:
+        if config.distill.freeze_encoder:  # D' stays as it is; its compression to D trains with the generator
             self.model.encoder.requires_grad_(False)
+            self.model.encoder.compress.requires_grad_(True)
         self.teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
         self.net: nn.Module = self.model
         self.degradation_head: DegradationHead | None = None
