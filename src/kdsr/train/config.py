@@ -51,8 +51,8 @@ class OptimSection:
     lr_gamma: float = 0.5
     grad_clip: float = 0.0  # max global grad norm; 0: off
     max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
-    # learning rate of the layers that turn the IDR into kernels (the encoder's D' -> D compression, each IDR-DCRB's
-    # MLP) relative to the schedule's: above 1, a generator that learnt to ignore its IDR learns to follow it sooner
+    # learning rate of the encoder's D' -> D compression (the IDR the generator's kernels are made of) relative to the
+    # schedule's: above 1, a generator that learnt to ignore its IDR learns to follow it sooner
     conditioning_lr_scale: float = 1.0
 
 
