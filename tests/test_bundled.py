@@ -174,3 +174,25 @@ def test_gan_model_is_sharper_than_the_default_and_stays_faithful():
     mean = {name: sum(values) / len(values) for name, values in psnrs.items()}
     assert all(g > d for g, d in zip(detail["kdsr-real-x4-gan"], detail["kdsr-real-x4"], strict=True))
     assert mean["kdsr-real-x4"] - 1.0 < mean["kdsr-real-x4-gan"] and mean["bicubic"] + 0.3 < mean["kdsr-real-x4-gan"]
+
+
+def test_the_default_models_denoise_dial_moves_its_output_the_right_way():
+    """The sample (blur 1, noise 20, classic pipeline) through `kdsr upscale --denoise X`: fine detail (the noise
+    kept with it) falls as X rises, X = 0 keeps well over the blind output's, and stating what was estimated
+    reproduces the blind output exactly."""
+    from kdsr.metrics.detail import detail_energy
+
+    hr = _sample_hr()
+    lr = tensor_to_image(classic.degrade(hr, isotropic_gaussian(1.0)[0], 4, 20.0, torch.Generator().manual_seed(0)))
+    energies, readings = [], {}
+    for x in (0.0, 0.5, 1.0, 1.5):
+        upscaler = kdsr.Upscaler("kdsr-real-x4", device="cpu", precision="fp32", backend="torch", denoise=x)
+        energies.append(detail_energy(upscaler.upscale(lr)))
+        readings[x] = upscaler.last_steering
+    assert energies == sorted(energies, reverse=True) and energies[0] > 1.3 * energies[2], energies
+    assert readings[1.0] is None and readings[0.0].used["noise"] == 0 and readings[0.0].used["jpeg_quality"] == 100
+    estimated = readings[0.0].estimated
+    stated = {"noise": estimated["noise"], "jpeg": estimated["jpeg_quality"], "blur": estimated["blur_sigma"]}
+    blind = kdsr.upscale(lr, device="cpu", precision="fp32", backend="torch")
+    told = kdsr.upscale(lr, device="cpu", precision="fp32", backend="torch", assume=stated)
+    assert np.array_equal(told, blind)
