@@ -6,8 +6,9 @@
 The card (markdown) is stored under the ``model_card`` metadata key and printed by ``kdsr models NAME``; the
 summary is the one line ``kdsr models`` lists; a degradation estimator and an IDR map fitted into the checkpoint
 (``kdsr estimate --fit ... [--idr-map] -o CHECKPOINT``) are kept, so that ``kdsr estimate`` and ``--assume`` /
-``--denoise`` work with the bundled model. ``--insight-from MODEL`` takes them from another model file whose encoder
-is the same (a generator fine-tuned under a frozen encoder: its IDR, so what they read and map, is unchanged).
+``--denoise`` work with the bundled model. ``--insight-from MODEL`` takes what the checkpoint lacks from another
+model file: its estimator when the two compute the same D' (which the estimator reads), its IDR map when they
+compute the same D (a generator fine-tuned with ``distill.freeze_encoder``, which keeps D').
 Weights are stored in float32, as trained.
 """
 
@@ -19,6 +20,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _insight(model, source: str) -> dict[str, str]:
+    """The estimator (when ``source`` computes the same D', which it reads) and the IDR map (when it computes the same
+    D, which it maps to) of another model file."""
+    from kdsr.bundled import model_file
+    from kdsr.checkpoint import load_model, read_metadata
+    from kdsr.insight.head import HEAD_KEY
+    from kdsr.insight.steering import MAP_KEY
+
+    path = model_file(source)
+    theirs = load_model(path).encoder.state_dict()
+    differs = [key for key, value in model.encoder.state_dict().items() if not value.equal(theirs[key])]
+    kept = {}
+    if all(key.startswith("compress.") for key in differs):
+        kept[HEAD_KEY] = read_metadata(path).get(HEAD_KEY)
+    if not differs:
+        kept[MAP_KEY] = read_metadata(path).get(MAP_KEY)
+    if not any(kept.values()):
+        raise SystemExit(f"{source}: its encoder differs, so neither its estimator nor its IDR map applies")
+    return {k: v for k, v in kept.items() if v}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="trained student checkpoint (our safetensors format)")
@@ -26,11 +48,11 @@ def main() -> None:
     parser.add_argument("--card", required=True, help="model card markdown file")
     parser.add_argument("--summary", required=True, help="one line for `kdsr models`")
     parser.add_argument(
-        "--insight-from", help="take the estimator and IDR map from this model file (its encoder must be the same)"
+        "--insight-from",
+        help="take the estimator and IDR map the checkpoint lacks from this model file, where they apply",
     )
     args = parser.parse_args()
 
-    from kdsr.bundled import model_file
     from kdsr.checkpoint import load_model, read_metadata, save_model
     from kdsr.insight.head import HEAD_KEY
     from kdsr.insight.steering import MAP_KEY
@@ -43,14 +65,10 @@ def main() -> None:
     target.parent.mkdir(exist_ok=True)
     card = Path(args.card).read_text()
     metadata = {"summary": args.summary, "model_card": card, "source": args.checkpoint}
-    insight = args.checkpoint
+    if args.checkpoint.endswith(".safetensors"):  # an estimator and IDR map fitted into it (kdsr estimate --fit) stay
+        metadata.update({k: v for k, v in read_metadata(args.checkpoint).items() if k in (HEAD_KEY, MAP_KEY)})
     if args.insight_from:
-        insight = str(model_file(args.insight_from))
-        same = load_model(insight).encoder.state_dict()
-        if any(not value.equal(same[key]) for key, value in model.encoder.state_dict().items()):
-            raise SystemExit(f"{args.insight_from}: its encoder differs, so its estimator and IDR map do not apply")
-    if insight.endswith(".safetensors"):  # an estimator and IDR map fitted into it (kdsr estimate --fit) stay
-        metadata.update({k: v for k, v in read_metadata(insight).items() if k in (HEAD_KEY, MAP_KEY)})
+        metadata.update({k: v for k, v in _insight(model, args.insight_from).items() if k not in metadata})
     save_model(model, target, metadata=metadata)
     print(f"{target.relative_to(REPO)}: {target.stat().st_size / 1e6:.2f} MB")
 

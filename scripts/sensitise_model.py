@@ -3,13 +3,16 @@ from the mean IDR (kdsr.models.grow.sensitise), as the start of a counterfactual
 
     python scripts/sensitise_model.py kdsr-real-x4 3 -o runs/sensitised.safetensors --data ../shared/data/T91
 
-The mean IDR is that of 4 everyday-mixture LRs of each of the first ``--images`` HR images of ``--data`` (192-px
-crops, seeded); the estimator and IDR map of the model file are kept (the encoder is unchanged).
+The mean IDR is that of 4 everyday-mixture LRs (seeded) of the top-left 192-px crop of each of the first
+``--images`` HR images of ``--data`` that are that large; the estimator and IDR map of the model file are kept
+(the encoder is unchanged).
 """
 
 from __future__ import annotations
 
 import argparse
+
+CROP = 192  # HR pixels
 
 
 def main() -> None:
@@ -28,13 +31,13 @@ def main() -> None:
     from kdsr.data.patches import load_rgb_folder
     from kdsr.degradations.mixture import degrade
     from kdsr.image_tensor import image_to_tensor
-    from kdsr.insight.collect import center_crop
     from kdsr.insight.head import HEAD_KEY
     from kdsr.insight.steering import MAP_KEY
     from kdsr.models.grow import sensitise
 
     model = load_model(args.checkpoint)
-    hrs = [image_to_tensor(center_crop(image, 192, 4)) for image in load_rgb_folder([args.data])[: args.images]]
+    images = [image for image in load_rgb_folder([args.data])[: args.images] if min(image.shape[:2]) >= CROP]
+    hrs = [image_to_tensor(image[:CROP, :CROP]) for image in images]
     with torch.no_grad():
         idrs = [
             model.encode(degrade(hr.repeat(4, 1, 1, 1), generator=torch.Generator().manual_seed(i))).d
