@@ -135,8 +135,12 @@ def test_steering_moves_the_idr_by_the_maps_difference_and_stating_the_estimate_
     np.testing.assert_allclose(moved.d, expected, atol=1e-5)
     assert moved.used["noise"] == 0 and moved.used["jpeg_quality"] == 100
     assert "estimated" in moved.describe() and "restored as" in moved.describe()
+    blur_only = IDRMap(["blur_sigma"], [[0.0, 0.0]] * 8, [0.0] * 8, {})
     with pytest.raises(KDSRError, match="IDR map knows"):
-        Steerer(head, IDRMap(["blur_sigma"], [[0.0, 0.0]] * 8, [0.0] * 8, {}), Steering.from_options("noise=3"))
+        Steerer(head, blur_only, Steering.from_options("noise=3"))
+    with pytest.raises(KDSRError, match="denoise has nothing to act on"):
+        Steerer(head, blur_only, Steering.from_options(None, 0.5))
+    assert Steerer(head, blur_only, Steering.from_options("blur=2")).steer(d, d_prime).used == {"blur_sigma": 2.0}
 
 
 @pytest.fixture(scope="module")

@@ -190,6 +190,10 @@ class Steerer:
         missing = [name for name, _ in steering.assume if name not in idr_map.targets]
         if missing:
             raise KDSRError(f"this model's IDR map knows {', '.join(idr_map.targets)}, not {', '.join(missing)}")
+        if steering.denoise != 1 and not {"noise", "jpeg_quality"} & set(idr_map.targets):
+            raise KDSRError(
+                f"this model's IDR map knows {', '.join(idr_map.targets)} only: denoise has nothing to act on"
+            )
         if any(name not in head.targets for name in idr_map.targets):
             raise KDSRError("this model's estimator does not read every degradation its IDR map knows")
         self.head, self.idr_map, self.steering = head, idr_map, steering
