@@ -3,6 +3,7 @@ teach a generator to follow its IDR."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -248,3 +249,12 @@ def test_the_conditioning_layers_can_learn_faster(data_dir, tmp_path):
     assert not compress & {id(p) for p in plain["params"]}
     with pytest.raises(KDSRError, match="conditioning_lr_scale"):
         load_config(None, [*overrides, "optim.conditioning_lr_scale=0"])
+
+
+def test_the_map_holds_degradations_within_its_fitted_ranges():
+    ranges = {"sigma": [0.2, 4.0], "noise": [0.0, 30.0], "jpeg": [30.0, 95.0], "jpeg_prob": 0.5}
+    idr_map = dataclasses.replace(_map(8), fitted_on={"ranges": ranges})
+    clipped = idr_map.clip({"blur_sigma": 0.1, "noise": 45.0, "jpeg_quality": 10.0})
+    assert clipped == {"blur_sigma": 0.2, "noise": 30.0, "jpeg_quality": 30.0}
+    assert idr_map.clip({"jpeg_quality": 100.0}) == {"jpeg_quality": 100.0}  # uncompressed is in range
+    assert _map(8).clip({"noise": 45.0}) == {"noise": 45.0}  # no recorded ranges: as given

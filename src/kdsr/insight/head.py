@@ -53,11 +53,7 @@ class DegradationEstimator:
 
     def fitted_range(self, name: str) -> tuple[float, float] | None:
         """The values of ``name`` the head was fitted on (JPEG: the compressed qualities and 100), if recorded."""
-        ranges = self.fitted_on.get("ranges")
-        if not ranges:
-            return None
-        low, high = ranges[TARGETS[name][0]]
-        return (float(low), NO_JPEG_QUALITY) if name == "jpeg_quality" else (float(low), float(high))
+        return fitted_range(self.fitted_on, name)
 
     def read(self, d: np.ndarray) -> dict[str, float | str]:
         """:meth:`predict`, except that a value beyond the fitted range (by more than a tenth of its width) is
@@ -93,6 +89,16 @@ class DegradationEstimator:
         if head.terms not in ESTIMATOR_TERMS:
             raise CheckpointError(f"degradation head has unknown read-out terms {head.terms!r}")
         return head
+
+
+def fitted_range(fitted_on: dict, name: str) -> tuple[float, float] | None:
+    """The values of target ``name`` that a fit recorded in ``fitted_on`` drew (JPEG: the compressed qualities and
+    100, the uncompressed), or None when it recorded none."""
+    ranges = fitted_on.get("ranges")
+    if not ranges:
+        return None
+    low, high = ranges[TARGETS[name][0]]
+    return (float(low), NO_JPEG_QUALITY) if name == "jpeg_quality" else (float(low), float(high))
 
 
 def read_out_terms(z: np.ndarray, terms: str) -> np.ndarray:

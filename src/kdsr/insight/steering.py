@@ -32,6 +32,7 @@ from kdsr.insight.head import (
     TARGETS,
     UNITS,
     DegradationEstimator,
+    fitted_range,
     read_head,
     safetensors_metadata,
 )
@@ -73,14 +74,10 @@ class IDRMap:
     def clip(self, degradation: Mapping[str, float]) -> dict[str, float]:
         """``degradation`` within the ranges the map was fitted on (when recorded), where it predicts and does not
         extrapolate; JPEG quality up to 100 (uncompressed)."""
-        ranges = self.fitted_on.get("ranges")
-        if not ranges:
-            return dict(degradation)
         clipped = dict(degradation)
         for name, value in degradation.items():
-            low, high = ranges[TARGETS[name][0]]
-            high = NO_JPEG_QUALITY if name == "jpeg_quality" else high
-            clipped[name] = float(np.clip(value, low, high))
+            bounds = fitted_range(self.fitted_on, name)
+            clipped[name] = value if bounds is None else float(np.clip(value, *bounds))
         return clipped
 
     def to_json(self) -> str:
