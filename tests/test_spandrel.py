@@ -169,5 +169,5 @@ def test_the_comfyui_nodes_dials_steer_a_bundled_model_as_upscaler_does(spandrel
     upscaler = Upscaler("kdsr-real-x4", device="cpu", precision="fp32", backend="torch", denoise=0.0,
                         assume={"jpeg": 50.0})  # fmt: skip
     expected = upscaler.upscale_tensor(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
-    torch.testing.assert_close(steered[0], expected[0].permute(1, 2, 0), rtol=0, atol=1e-6)
-    assert (steered - blind).abs().max() > 0
+    torch.testing.assert_close(steered[0], expected[0].permute(1, 2, 0), rtol=0, atol=1e-5)  # float order
+    assert (steered - blind).abs().max() > 1 / 255
