@@ -181,8 +181,11 @@ def test_the_torch_free_path_steers_as_torch_does(steerable, tmp_path, monkeypat
     image = synthetic_image(40, 48, seed=3)
     settings = {"tile": 32, "tile_pad": 6, "tile_overlap": 4, "idr_view": 40}
     Upscaler(str(steerable), backend="openvino", **settings)  # builds the graphs
+    # one compiled pipeline, re-steered as the web page does (two OpenVINO compilations alive in one test process
+    # made a later SIGTERM test crash the process)
+    fast = open_fast_upscaler(str(steerable), "openvino", "fp32", **settings, denoise=0.0)
     for steering in ({"denoise": 0.0}, {"assume": "noise=25,jpeg=40", "denoise": 1.5}):
-        fast = open_fast_upscaler(str(steerable), "openvino", "fp32", **settings, **steering)
+        fast.steerer = Steerer.for_model(str(steerable), Steering.from_options(**steering))
         reference = Upscaler(str(steerable), backend="torch", precision="fp32", **settings, **steering)
         ours, theirs = fast.upscale(image), reference.upscale(image)
         assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
