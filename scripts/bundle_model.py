@@ -31,11 +31,11 @@ def _insight(model, source: str) -> dict[str, str]:
     path = model_file(source)
     theirs = load_model(path).encoder.state_dict()
     differs = [key for key, value in model.encoder.state_dict().items() if not value.equal(theirs[key])]
-    kept = {}
+    metadata, kept = read_metadata(path), {}
     if all(key.startswith("compress.") for key in differs):
-        kept[HEAD_KEY] = read_metadata(path).get(HEAD_KEY)
+        kept[HEAD_KEY] = metadata.get(HEAD_KEY)
     if not differs:
-        kept[MAP_KEY] = read_metadata(path).get(MAP_KEY)
+        kept[MAP_KEY] = metadata.get(MAP_KEY)
     if not any(kept.values()):
         raise SystemExit(f"{source}: its encoder differs, so neither its estimator nor its IDR map applies")
     return {k: v for k, v in kept.items() if v}

@@ -21,7 +21,7 @@ from kdsr.constants import (
 from kdsr.devices import resolve_device
 from kdsr.errors import KDSRError
 from kdsr.image_tensor import image_to_tensor
-from kdsr.inference.backends import Backend, Tiling, build_backend
+from kdsr.inference.backends import Backend, TiledBackend, Tiling, build_backend
 from kdsr.inference.fidelity import color_fix, pad_border
 from kdsr.inference.layout import upscale_array
 from kdsr.inference.onnx_runtime import OnnxGraphs
@@ -64,6 +64,14 @@ def run_pipeline(
     if fix_color:
         sr = color_fix(sr, lr.to(sr.device, torch.float32))
     return sr.clamp_(0, 1)
+
+
+def steered_idr(backend: TiledBackend, steerer: Steerer, lr: torch.Tensor) -> tuple[torch.Tensor, list[SteeredIDR]]:
+    """The IDR of each image of ``lr`` moved by ``steerer`` (:mod:`kdsr.insight.steering`), on the IDR's device and
+    dtype, and each image's reading. Shared by :class:`Upscaler` and the spandrel integration."""
+    idr = backend.estimate_full_idr(lr)
+    steered, readings = steerer.steer_rows(idr.d.float().cpu().numpy(), idr.d_prime.float().cpu().numpy())
+    return torch.from_numpy(steered).to(idr.d.device, idr.d.dtype), readings
 
 
 class Upscaler:
@@ -154,11 +162,9 @@ class Upscaler:
         return d
 
     def _steered_idr(self, lr: torch.Tensor) -> torch.Tensor:
-        """The IDR of each image of ``lr`` moved by the steering (:mod:`kdsr.insight.steering`)."""
-        idr = self.backend.estimate_full_idr(lr)
-        steered, readings = self.steerer.steer_rows(idr.d.float().cpu().numpy(), idr.d_prime.float().cpu().numpy())
+        d, readings = steered_idr(self.backend, self.steerer, lr)
         self.last_steering = readings[-1]
-        return torch.from_numpy(steered).to(idr.d.device, idr.d.dtype)
+        return d
 
     @torch.inference_mode()
     def upscale_tensor(self, lr: torch.Tensor, progress: bool = False, idr: torch.Tensor | None = None) -> torch.Tensor:

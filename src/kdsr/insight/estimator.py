@@ -119,14 +119,21 @@ def fit_head(
 ) -> DegradationEstimator:
     """Degrade each HR image (centre ``crop``; 0: whole) ``per_image`` times with draws from ``ranges``, encode
     (IDR vector ``feature``), fit (``terms``: linear or quadratic read-out)."""
+    samples, draws, fitted_on = _draw_and_collect(model, hr_paths, ranges, per_image, crop, seed, feature, **kw)
+    targets = {name: _target_values(draws, name) for name in ranges.targets()}
+    return fit_ridge(samples.features, targets, fitted_on, groups=samples.image, feature=feature, terms=terms)
+
+
+def _draw_and_collect(model, hr_paths, ranges: FitRanges, per_image: int, crop: int, seed: int, feature: str, **kw):
+    """(samples, the degradation of each row, what the fit is fitted on): each HR image degraded ``per_image`` times
+    with seeded draws from ``ranges``, its IDR vector ``feature`` collected."""
     rng = np.random.default_rng(seed)
     plan = [ranges.draw(rng, per_image) for _ in hr_paths]
     samples = collect_idr(model, hr_paths, plan, crop=crop, seed=seed, feature=feature, **kw)
     draws = [samples.degradations[i] for i in samples.setting]
-    targets = {name: _target_values(draws, name) for name in ranges.targets()}
     fitted_on = {"images": len(hr_paths), "samples": len(draws), "ranges": dataclasses.asdict(ranges), "seed": seed,
                  "crop": crop}  # fmt: skip
-    return fit_ridge(samples.features, targets, fitted_on, groups=samples.image, feature=feature, terms=terms)
+    return samples, draws, fitted_on
 
 
 def write_head(source: str | os.PathLike, head: DegradationEstimator, output: str | os.PathLike) -> None:
@@ -154,16 +161,11 @@ def fit_idr_map(
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import GroupKFold, cross_val_predict
 
-    rng = np.random.default_rng(seed)
-    plan = [ranges.draw(rng, per_image) for _ in hr_paths]
-    samples = collect_idr(model, hr_paths, plan, crop=crop, seed=seed, feature="d", **kw)
-    draws = [samples.degradations[i] for i in samples.setting]
+    samples, draws, fitted_on = _draw_and_collect(model, hr_paths, ranges, per_image, crop, seed, "d", **kw)
     targets = ranges.targets()
     x = label_terms(np.stack([_target_values(draws, name) for name in targets], axis=1), targets)
     y = samples.features.astype(np.float64)
     ridge = Ridge(alpha=1e-3)
-    fitted_on = {"images": len(hr_paths), "samples": len(draws), "ranges": dataclasses.asdict(ranges), "seed": seed,
-                 "crop": crop}  # fmt: skip
     if len(np.unique(samples.image)) >= 5:
         predicted = cross_val_predict(ridge, x, y, groups=samples.image, cv=GroupKFold(5))
         fitted_on["cv_r2"] = round(float(1 - ((predicted - y) ** 2).sum() / ((y - y.mean(axis=0)) ** 2).sum()), 4)

@@ -121,12 +121,18 @@ def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
     return dict(metadata) if isinstance(metadata, dict) else {}
 
 
-def read_head(source: str | os.PathLike) -> DegradationEstimator | None:
-    """The degradation head stored in a model file (bundled name or path); None when it has none (or is not ours)."""
+def metadata_entry(source: str | os.PathLike, key: str) -> str | None:
+    """The text under ``key`` in a model file's metadata (bundled name or path); None when it has none (or the file
+    is not ours)."""
     path = model_file(source)
     if path.suffix != ".safetensors" or not path.is_file():
         return None
-    text = safetensors_metadata(path).get(HEAD_KEY)
+    return safetensors_metadata(path).get(key) or None
+
+
+def read_head(source: str | os.PathLike) -> DegradationEstimator | None:
+    """The degradation head stored in a model file (bundled name or path); None when it has none (or is not ours)."""
+    text = metadata_entry(source, HEAD_KEY)
     return DegradationEstimator.from_json(text) if text else None
 
 

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from kdsr.bundled import model_file
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.insight.head import (
     NO_JPEG_QUALITY,
@@ -33,8 +32,8 @@ from kdsr.insight.head import (
     UNITS,
     DegradationEstimator,
     fitted_range,
+    metadata_entry,
     read_head,
-    safetensors_metadata,
 )
 
 MAP_KEY = "idr_map"
@@ -100,10 +99,7 @@ class IDRMap:
 
 def read_idr_map(source: str | os.PathLike) -> IDRMap | None:
     """The IDR map stored in a model file (bundled name or path); None when it has none."""
-    path = model_file(source)
-    if path.suffix != ".safetensors" or not path.is_file():
-        return None
-    text = safetensors_metadata(path).get(MAP_KEY)
+    text = metadata_entry(source, MAP_KEY)
     return IDRMap.from_json(text) if text else None
 
 

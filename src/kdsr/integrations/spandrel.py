@@ -23,7 +23,7 @@ from kdsr.checkpoint import infer_config
 from kdsr.constants import DEFAULT_IDR_VIEW, TILE_OVERLAP, TILE_PAD
 from kdsr.errors import CheckpointError
 from kdsr.inference.backends import TiledBackend
-from kdsr.inference.upscaler import run_pipeline
+from kdsr.inference.upscaler import run_pipeline, steered_idr
 from kdsr.models import KDSRConfig, KDSRStudent
 
 try:  # spandrel >= 0.4
@@ -51,11 +51,7 @@ class KDSRUpscale(KDSRStudent):
         """``steerer``: a :class:`~kdsr.insight.steering.Steerer` that moves each image's IDR (the ComfyUI node's
         dials), or None."""
         backend = TiledBackend(self, lr.device, lr.dtype, self.tile, TILE_PAD, TILE_OVERLAP, self.idr_view)
-        idr = None
-        if steerer is not None:
-            own = backend.estimate_full_idr(lr)
-            steered, _ = steerer.steer_rows(own.d.float().cpu().numpy(), own.d_prime.float().cpu().numpy())
-            idr = torch.from_numpy(steered).to(lr.device, lr.dtype)
+        idr = steered_idr(backend, steerer, lr)[0] if steerer is not None else None
         return run_pipeline(backend, lr, idr=idr).to(lr.dtype)
 
 
