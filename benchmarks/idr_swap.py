@@ -63,7 +63,7 @@ def measure_pair(model, images: list[tuple[str, np.ndarray, torch.Tensor]], sett
     with torch.no_grad():
         idrs = [[idr_of(model, lr, hr) for lr in pair] for pair, (_, _, hr) in zip(lrs, images, strict=True)]
         table = torch.stack([torch.cat(pair) for pair in idrs])  # (images, 2, C)
-        own, losses, oracle, change = {0: [], 1: []}, [], [], []
+        own, losses, oracle, change = {0: [], 1: []}, {0: [], 1: []}, [], []
         for i, ((_, hr_image, _), pair) in enumerate(zip(images, lrs, strict=True)):
             others = torch.cat([table[:i], table[i + 1 :]]) if len(images) > 1 else table
             for k, lr in enumerate(pair):
@@ -72,13 +72,14 @@ def measure_pair(model, images: list[tuple[str, np.ndarray, torch.Tensor]], sett
                 known = model.super_resolve(lr, others[:, k].mean(dim=0, keepdim=True))
                 p_right = psnr(tensor_to_image(right), hr_image)
                 own[k].append(p_right)
-                losses.append(p_right - psnr(tensor_to_image(wrong), hr_image))
+                losses[k].append(p_right - psnr(tensor_to_image(wrong), hr_image))
                 oracle.append(psnr(tensor_to_image(known), hr_image) - p_right)
                 change.append(float((right - wrong).abs().mean()) * 255)
     return {
         "own": [float(np.mean(own[0])), float(np.mean(own[1]))],
-        "swap_loss": float(np.mean(losses)),
-        "worst_loss": float(np.max(losses)),
+        "swap_loss": float(np.mean(losses[0] + losses[1])),
+        "loss_by_direction": [float(np.mean(losses[0])), float(np.mean(losses[1]))],  # LR A with B's IDR, and back
+        "worst_loss": float(np.max(losses[0] + losses[1])),
         "oracle_gain": float(np.mean(oracle)),
         "change_levels": float(np.mean(change)),
     }
@@ -102,12 +103,12 @@ def main() -> None:
         hr_image = center_crop(read_rgb8(path), args.crop, 4)
         images.append((path.name, hr_image, image_to_tensor(hr_image)))
     print(f"{len(images)} images of {args.data} ({args.crop or 'whole'} px): PSNR (Y, 4-px border) with the own")
-    print("IDR; the loss with the other setting's IDR (mean over images and both directions), the mean output change")
-    print(
-        "it makes (8-bit levels), and the gain of the known-degradation IDR (mean IDR of the setting, other images)\n"
-    )
-    print("| model | A | B | own IDR A / B | loss with the swapped IDR | largest loss | output change | oracle gain |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("IDR; the loss with the other setting's IDR (mean over images and both directions; then LR A with B's IDR /")
+    print("LR B with A's), the mean output change it makes (8-bit levels), and the gain of the known-degradation IDR")
+    print("(mean IDR of the setting, other images)\n")
+    print("| model | A | B | own IDR A / B | loss with the swapped IDR | A with B's / B with A's | largest loss | "
+          "output change | oracle gain |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     results = []
     for name in args.model:
         model = load_model(name).float().eval()
@@ -116,7 +117,8 @@ def main() -> None:
             results.append({"model": name, "a": settings[0].label, "b": settings[1].label, **r})
             print(
                 f"| {name} | {settings[0].label} | {settings[1].label} | {r['own'][0]:.2f} / {r['own'][1]:.2f} | "
-                f"{r['swap_loss']:.2f} dB | {r['worst_loss']:.2f} dB | {r['change_levels']:.2f} | "
+                f"{r['swap_loss']:.2f} dB | {r['loss_by_direction'][0]:.2f} / {r['loss_by_direction'][1]:.2f} dB | "
+                f"{r['worst_loss']:.2f} dB | {r['change_levels']:.2f} | "
                 f"{r['oracle_gain']:+.2f} dB |",
                 flush=True,
             )
