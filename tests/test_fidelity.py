@@ -12,7 +12,7 @@ from kdsr.degradations.resize import imresize
 from kdsr.image_io import read_rgb8
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.inference import Upscaler
-from kdsr.inference.alpha import keep_flat_alpha
+from kdsr.inference.alpha import FlatAlpha
 from kdsr.inference.fidelity import color_fix, pad_border
 from tests.conftest import shared_path, synthetic_image, tiny_model
 
@@ -63,7 +63,7 @@ def test_keep_flat_alpha_only_touches_locally_constant_pixels():
     alpha = np.zeros((10, 10), np.float32)
     alpha[:, 5:] = 1.0
     noisy = np.full((20, 20), 0.5, np.float32)
-    out = keep_flat_alpha(noisy, alpha, 2, radius=2)
+    out = FlatAlpha(alpha, 2, radius=2).apply(0, 0, noisy)
     assert (out[:, : 3 * 2] == 0).all() and (out[:, 7 * 2 :] == 1).all()
     assert (out[:, 3 * 2 : 7 * 2] == 0.5).all()
 

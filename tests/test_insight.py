@@ -115,10 +115,13 @@ def test_readings_outside_the_fitted_range_say_so():
     head = fit_ridge(features, {"blur_sigma": sigma, "noise": noise}, {"ranges": ranges})
     inside = head.read(np.array([2.0, 10.0]) @ mixing)
     assert inside == pytest.approx({"blur_sigma": 2.0, "noise": 10.0}, abs=0.05)
+    assert inside.beyond == {} and inside.to_json() == dict(inside)
     outside = head.read(np.array([7.0, 10.0]) @ mixing)
-    assert outside["blur_sigma"] == "above 4, outside the fitted range" and isinstance(outside["noise"], float)
+    assert outside["blur_sigma"] == 4.0 and outside.beyond == {"blur_sigma": "above"}  # held at the bound, flagged
     assert describe(outside).startswith("blur sigma (HR px) above 4, outside the fitted range, noise (0-255) 10.0")
-    assert head.read(np.array([2.0, -9.0]) @ mixing)["noise"] == "below 0, outside the fitted range"
+    below = head.read(np.array([2.0, -9.0]) @ mixing)
+    assert below["noise"] == 0.0 and below.to_json()["beyond_fitted_range"] == {"noise": "below"}
+    assert "below 0, outside the fitted range" in describe(below)
 
 
 @pytest.mark.parametrize("text", ["not json", '{"targets": ["colour"]}', '{"targets": ["x"], "mean": []}'])
@@ -206,9 +209,11 @@ def test_idr_and_estimate_commands_end_to_end(data_dir, tmp_path, capsys):
         (data_dir / "notes.txt").unlink()
     estimates = json.loads((tmp_path / "e.json").read_text())
     assert estimates["model"] == str(fitted) and sorted(estimates["images"]) == ["0.png", "1.png", "2.png", "3.png"]
-    readings = [x for v in estimates["images"].values() for x in v.values()]
-    assert all(set(v) == {"blur_sigma", "noise"} for v in estimates["images"].values())
-    assert all(x >= 0 if isinstance(x, float) else x.endswith("outside the fitted range") for x in readings)
+    values = [v[name] for v in estimates["images"].values() for name in ("blur_sigma", "noise")]
+    assert all(set(v) - {"beyond_fitted_range"} == {"blur_sigma", "noise"} for v in estimates["images"].values())
+    assert all(isinstance(x, float) and x >= 0 for x in values)  # numbers, where numbers belong
+    flags = [v.get("beyond_fitted_range", {}) for v in estimates["images"].values()]
+    assert all(set(f.values()) <= {"above", "below"} for f in flags)
     assert "skipped 1 file(s) that are not images" in capsys.readouterr().err
 
 

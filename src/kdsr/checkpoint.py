@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from kdsr.atomic import atomic_path
 from kdsr.bundled import bundled_models
 from kdsr.errors import CheckpointError, UntrainedModelWarning, shortened
+from kdsr.model_check import ZIP_MAGIC, check_model_file
 from kdsr.models import PRESETS, KDSRConfig, KDSRStudent, KDSRTeacher, build_model, create_model, preset_name
 
 FORMAT_VERSION = "1"
@@ -102,13 +103,11 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") ->
 def read_checkpoint(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, torch.Tensor]]:
     """Read any supported model file: its architecture and its (canonical) state dict."""
     path = Path(path)
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file")
+    check_model_file(path)
     with open(path, "rb") as f:
         magic = f.read(9)
     if path.suffix == ".safetensors" or magic[8:9] == b"{":
         return _read_safetensors(path)
-    _check_declared_sizes(path, magic)
     try:
         with warnings.catch_warnings():  # torch's own pickle-protocol warnings are noise to the user
             warnings.simplefilter("ignore")
@@ -122,37 +121,6 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, torc
         raise CheckpointError(f"{path}: cannot read checkpoint: {what}") from None
     state_dict = canonicalize_state_dict(obj, path)
     return infer_config(state_dict, path), state_dict
-
-
-#: Most bytes of tensors a PyTorch file may declare: the largest KDSR network (KDSR_S-GAN's teacher, about 20M
-#: parameters, 80 MB in float32) twice (BasicSR files hold params and params_ema) with room to spare.
-MAX_CHECKPOINT_BYTES = 512 * 2**20
-#: The first bytes of a zip archive (what torch.save writes since PyTorch 1.6).
-ZIP_MAGIC = b"PK\x03\x04"
-
-
-def _check_declared_sizes(path: Path, magic: bytes) -> None:
-    """Refuse a PyTorch zip whose entries declare more bytes than a KDSR network could need, or that compresses
-    them (torch.save never does: a deflated entry is a way to make a small file unpack to gigabytes), before
-    ``torch.load`` builds a single tensor."""
-    import zipfile
-
-    if magic[:4] != ZIP_MAGIC:
-        return  # a legacy pickle holds its tensors as they are: its size on disk is what it costs
-    try:
-        with zipfile.ZipFile(path) as archive:
-            entries = archive.infolist()
-    except (zipfile.BadZipFile, OSError):
-        raise CheckpointError(f"{path}: cannot read checkpoint: a damaged zip archive") from None
-    declared = sum(entry.file_size for entry in entries)
-    if declared > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(
-            f"{path}: declares {declared / 2**20:,.0f} MB of data, more than any KDSR network "
-            f"(at most {MAX_CHECKPOINT_BYTES // 2**20} MB); not loaded"
-        )
-    compressed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED and e.file_size > 2**20]
-    if compressed:
-        raise CheckpointError(f"{path}: holds compressed tensor data ({compressed[0]}), which torch.save never writes")
 
 
 def _read_safetensors(path: Path) -> tuple[KDSRConfig, dict[str, torch.Tensor]]:

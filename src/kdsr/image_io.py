@@ -7,10 +7,12 @@ atomic: a temp file, then a rename.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -92,18 +94,39 @@ def probe_within_limit(
 
 
 def _header_exif(im):
-    """The EXIF an image's header holds, without decoding pixels: Pillow's ``getexif`` on a PNG decodes the whole
-    image to look for an eXIf chunk after the pixel data (seconds and gigabytes for a 30000x30000 "bomb"), so a PNG
-    gives only what was read with its header (an eXIf chunk before the pixels, where writers put it)."""
+    """The EXIF of an image, without decoding pixels: Pillow's ``getexif`` on a PNG decodes the whole image to look
+    for an eXIf chunk after the pixel data (seconds and gigabytes for a 30000x30000 "bomb"), so a PNG's chunks are
+    walked instead (:func:`_png_exif`), wherever the eXIf chunk sits."""
     from PIL import Image
 
     if im.format == "PNG":
         exif = Image.Exif()
-        raw = im.info.get("exif")
+        raw = im.info.get("exif") or _png_exif(im.fp)
         if raw:
             exif.load(raw)
         return exif
     return im.getexif()
+
+
+def _png_exif(stream) -> bytes | None:
+    """The data of a PNG's eXIf chunk, found by walking the chunk headers (each chunk's data is skipped, not read);
+    None when there is none or the file ends early."""
+    position = stream.tell()
+    try:
+        stream.seek(8)  # the PNG signature
+        while header := stream.read(8):
+            if len(header) < 8:
+                return None
+            length, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind == b"eXIf":
+                data = stream.read(length)
+                return data if len(data) == length else None
+            if kind == b"IEND":
+                return None
+            stream.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+        return None
+    finally:
+        stream.seek(position)
 
 
 class ImageMetadata(NamedTuple):
@@ -140,7 +163,7 @@ def read_image_metadata(path: str | os.PathLike, size: tuple[int, int] | None = 
     try:
         with Image.open(path) as im:
             icc = im.info.get("icc_profile") or None
-            exif = im.getexif()
+            exif = _header_exif(im)
             exif[_SOFTWARE] = OUTPUT_MARK
             if _ORIENTATION in exif:
                 exif[_ORIENTATION] = 1
@@ -161,14 +184,15 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
 
-def _with_png_metadata(encoded: bytes, metadata: ImageMetadata) -> bytes:
-    """PNG bytes with iCCP and eXIf chunks inserted right after IHDR (signature 8 bytes + IHDR chunk 25)."""
+def _with_png_metadata(encoded: memoryview, metadata: ImageMetadata) -> list[bytes | memoryview]:
+    """The parts of a PNG file with iCCP and eXIf chunks inserted right after IHDR (signature 8 bytes + IHDR chunk
+    25), without copying the encoded image."""
     chunks = b""
     if metadata.icc_profile:
         chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(metadata.icc_profile))
     if metadata.exif:
         chunks += _png_chunk(b"eXIf", metadata.exif.removeprefix(EXIF_PREFIX))
-    return encoded[:33] + chunks + encoded[33:]
+    return [encoded[:33], chunks, encoded[33:]]
 
 
 def _pillow_encode(image: np.ndarray, ext: str, quality: int, metadata: ImageMetadata) -> bytes:
@@ -239,7 +263,8 @@ def write_image(
 ) -> None:
     """Write an (H, W, C) RGB(A)/grey array atomically; 16-bit is reduced to 8-bit for formats without it.
     ``quality`` (1-100) is for JPEG and WebP (101: lossless WebP, OpenCV's convention); ``metadata`` (ICC profile,
-    EXIF) is embedded in PNG, JPEG and WebP."""
+    EXIF) is embedded in PNG, JPEG and WebP. A writeable ``image`` has its red and blue swapped in place while it
+    is encoded (restored before this returns): a large output is never copied whole."""
     import cv2
 
     path = Path(path)
@@ -259,20 +284,40 @@ def write_image(
     if metadata and ext in (".jpg", ".jpeg", ".webp"):
         atomic_write_bytes(path, _pillow_encode(image, ext, quality, metadata))
         return
-    if channels == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    elif channels == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
     params: list[int] = []
     if ext in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     elif ext == ".webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, quality]
-    ok, encoded = cv2.imencode(ext, image, params)
+    with _bgr_order(image) as bgr:
+        ok, encoded = cv2.imencode(ext, bgr, params)
     if not ok:
         raise ImageError(f"{path}: encoding failed")
-    data = encoded.tobytes()
-    atomic_write_bytes(path, _with_png_metadata(data, metadata) if metadata and ext == ".png" else data)
+    data = memoryview(encoded).cast("B")
+    atomic_write_bytes(path, *(_with_png_metadata(data, metadata) if metadata and ext == ".png" else [data]))
+
+
+@contextlib.contextmanager
+def _bgr_order(image: np.ndarray) -> Iterator[np.ndarray]:
+    """``image`` with red and blue swapped, as OpenCV encodes: in place (row band by row band, swapped back on
+    exit) when the array is writeable, so that a large output is not copied; a copy otherwise."""
+    if image.shape[2] == 1:
+        yield image
+        return
+    if not image.flags.writeable:
+        yield image[:, :, [2, 1, 0, 3][: image.shape[2]]]
+        return
+
+    def swap() -> None:
+        for top in range(0, image.shape[0], 256):
+            band = image[top : top + 256]
+            band[:, :, [0, 2]] = band[:, :, [2, 0]]
+
+    swap()
+    try:
+        yield image
+    finally:
+        swap()
 
 
 def read_rgb8(path: str | os.PathLike) -> np.ndarray:

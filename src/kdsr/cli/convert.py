@@ -20,10 +20,13 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdsr.checkpoint import load_model, save_model
+    from kdsr.model_check import check_model_source
     from kdsr.outputs import check_output
 
     check_output(args.output, [args.input], overwrite=args.overwrite)
+    check_model_source(args.input)
+    from kdsr.checkpoint import load_model, save_model
+
     model = load_model(args.input)
     save_model(model, args.output, metadata={"converted_from": str(args.input)})
     c = model.config

@@ -73,25 +73,31 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.json_path, [args.input] if args.input else [], overwrite=args.overwrite)
     if args.fit and args.output:
         check_output(args.output, model_inputs(args.model), overwrite=args.overwrite)
+    from kdsr.model_check import check_model_source
+
+    check_model_source(args.model)  # a file that is no model is refused as such, before torch loads
     return _fit(args) if args.fit else _estimate(args)
 
 
 def _estimate(args: argparse.Namespace) -> int:
     from kdsr.bundled import default_model_name
-    from kdsr.image_io import IMAGE_EXTENSIONS, read_image
+    from kdsr.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, probe_within_limit, read_image
     from kdsr.inference.planning import collect_inputs
-    from kdsr.insight.estimator import load_estimator
     from kdsr.insight.head import describe
 
-    name = args.model or default_model_name()
-    estimate = load_estimator(name)
-    if estimate is None:
-        raise KDSRError(f"{name} has no degradation estimator; fit one with `kdsr estimate --fit HR_DIR -o FILE`")
     results, failed = {}, []
     paths = collect_inputs(args.input)
     images = [p for p in paths if p.suffix.lower() in IMAGE_EXTENSIONS]
     if len(images) < len(paths):
         print(f"kdsr: skipped {len(paths) - len(images)} file(s) that are not images (by extension)", file=sys.stderr)
+    if len(paths) == 1 and images:  # one image: refuse a bad one before the model loads
+        probe_within_limit(images[0], DEFAULT_MAX_PIXELS)
+    name = args.model or default_model_name()
+    from kdsr.insight.estimator import load_estimator
+
+    estimate = load_estimator(name)
+    if estimate is None:
+        raise KDSRError(f"{name} has no degradation estimator; fit one with `kdsr estimate --fit HR_DIR -o FILE`")
     for path in images:
         try:
             results[path.name] = estimate(read_image(path))
@@ -100,7 +106,7 @@ def _estimate(args: argparse.Namespace) -> int:
             continue
         print(f"{path.name}: {describe(results[path.name])}")
     if args.json_path:
-        report = {"model": name, "images": results}
+        report = {"model": name, "images": {image: reading.to_json() for image, reading in results.items()}}
         atomic_write_bytes(Path(args.json_path), (json.dumps(report, indent=2) + "\n").encode())
     for message in failed:
         print(f"kdsr: error: {message}", file=sys.stderr)

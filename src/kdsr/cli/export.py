@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     folder = args.split or args.format == "openvino"
     check_output(args.output, model_inputs(args.model), overwrite=args.overwrite, folder=folder)
+    from kdsr.model_check import check_model_source
+
+    check_model_source(args.model)
     if args.format == "openvino":
         return _run_openvino(args)
     if args.int8 or args.calibration:

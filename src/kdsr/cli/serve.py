@@ -53,7 +53,10 @@ def offered_models(names: list[str] | None) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536 or args.max_file_size < 1 or args.max_pixels < 1:
         raise KDSRError("--port must be 1-65535, --max-file-size and --max-pixels >= 1")
+    from kdsr.heap import release_large_buffers
     from kdsr.web.app import serve
+
+    release_large_buffers()
 
     serve(offered_models(args.model), args.host, args.port, args.max_file_size, args.max_pixels, args.open)
     return 0

@@ -77,9 +77,15 @@ def run(args: argparse.Namespace) -> int:
         from kdsr.image_io import probe_within_limit
 
         probe_within_limit(plan.jobs[0][0], args.max_pixels)
+    from kdsr.model_check import check_model_source
+
+    check_model_source(args.model)  # a file that is no model is refused before torch loads
     if args.ray is not None:
         return _report(_run_on_ray(args, plan))
+    from kdsr.heap import release_large_buffers
     from kdsr.inference.files import upscale_files
+
+    release_large_buffers()
 
     fast = _fast_upscaler(args, plan)
     upscaler = fast or _torch_upscaler(args)
@@ -116,7 +122,9 @@ def _report(result) -> int:
         print(path)
     for _, message in result.skipped:
         print(f"kdsr: skipped {message}", file=sys.stderr)
-    if result.failed:
+    if len(result.failed) == 1 and not result.written and not result.skipped:  # one input: one line
+        print(f"kdsr: error: {result.failed[0][1]}", file=sys.stderr)
+    elif result.failed:
         print(f"kdsr: error: {len(result.failed)} file(s) failed, {len(result.written)} written:", file=sys.stderr)
         for _, message in result.failed:
             print(f"  {message}", file=sys.stderr)

@@ -5,9 +5,13 @@ upscaled by the network (as a grey image) or bicubic, and constant alpha kept ex
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from kdsr.inference.layout import StreamRGB
 
 
 def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -32,30 +36,68 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return filled
 
 
-def keep_flat_alpha(alpha_out: np.ndarray, alpha: np.ndarray, scale: int, radius: int = 2) -> np.ndarray:
-    """Upscaled alpha (sH, sW) with every pixel whose LR neighbourhood ((2 radius + 1)^2 pixels) has one alpha value
-    set to exactly that value: opaque stays 255, transparent stays 0, whatever the network did near them."""
-    size = 2 * radius + 1
-    kernel = np.ones((size, size), np.uint8)
-    low = cv2.erode(alpha, kernel, borderType=cv2.BORDER_REPLICATE)
-    high = cv2.dilate(alpha, kernel, borderType=cv2.BORDER_REPLICATE)
-    flat = np.repeat(np.repeat(low == high, scale, axis=0), scale, axis=1)
-    value = np.repeat(np.repeat(alpha, scale, axis=0), scale, axis=1)
-    return np.where(flat, value, alpha_out)
+class FlatAlpha:
+    """Where the LR alpha is locally constant ((2 radius + 1)^2 neighbourhood), the upscaled alpha is set to exactly
+    that value: opaque stays 255, transparent stays 0, whatever the network did near them. Applied to output rows
+    as they are made."""
+
+    def __init__(self, alpha: np.ndarray, scale: int, radius: int = 2) -> None:
+        size = 2 * radius + 1
+        kernel = np.ones((size, size), np.uint8)
+        low = cv2.erode(alpha, kernel, borderType=cv2.BORDER_REPLICATE)
+        high = cv2.dilate(alpha, kernel, borderType=cv2.BORDER_REPLICATE)
+        self.flat, self.alpha, self.scale = low == high, alpha, scale
+
+    def apply(self, top: int, left: int, block: np.ndarray) -> np.ndarray:
+        """An (h, w) block of the upscaled alpha whose top-left output pixel is (``top``, ``left``), on whole LR
+        pixels, with the flat pixels set."""
+        s = self.scale
+        box = (slice(top // s, (top + block.shape[0]) // s), slice(left // s, (left + block.shape[1]) // s))
+        flat = np.repeat(np.repeat(self.flat[box], s, axis=0), s, axis=1)
+        value = np.repeat(np.repeat(self.alpha[box], s, axis=0), s, axis=1)
+        return np.where(flat, value, block)
+
+
+def bicubic_rows(channel: np.ndarray, scale: int, first: int, last: int) -> np.ndarray:
+    """Output rows of LR rows ``[first, last)`` of the bicubic x ``scale`` upsampling (OpenCV's) of (H, W) float32
+    ``channel``: the same as those rows of the whole image's, from the LR rows they need (a 4-tap kernel)."""
+    height, width = channel.shape
+    context = 3
+    top, bottom = max(first - context, 0), min(last + context, height)
+    part = cv2.resize(channel[top:bottom], (width * scale, (bottom - top) * scale), interpolation=cv2.INTER_CUBIC)
+    return part[(first - top) * scale : (last - top) * scale]
 
 
 def upscale_rgba(
-    pixels: np.ndarray, run_rgb: Callable[[np.ndarray, bool], np.ndarray], scale: int, upsampler: str
-) -> np.ndarray:
-    """(H, W, 4) float RGBA in [0, 1] -> (sH, sW, 4). ``run_rgb(rgb, own_idr)`` upscales an (H, W, 3) float image
-    with the network (``own_idr``: the image's own IDR, for the alpha channel; else the caller's choice).
-    ``upsampler`` is ``kdsr`` (alpha through the network, then :func:`keep_flat_alpha`) or ``bicubic``."""
-    height, width = pixels.shape[:2]
-    rgb, alpha = pixels[:, :, :3], pixels[:, :, 3]
-    rgb_out = run_rgb(fill_transparent(rgb, alpha), False)
+    pixels: np.ndarray,
+    stream_rgb: StreamRGB,
+    out: np.ndarray,
+    scale: int,
+    upsampler: str,
+    to_output: Callable[[np.ndarray], np.ndarray],
+) -> None:
+    """(H, W, 4) float RGBA in [0, 1] upscaled into ``out`` (sH, sW, 4), block by block.
+    ``stream_rgb(lr, own_idr, emit)`` upscales a (3, H, W) float image with the network (``own_idr``: the image's own
+    IDR, for the alpha channel; else the caller's choice); ``to_output`` turns float pixels into ``out``'s dtype.
+    ``upsampler`` is ``kdsr`` (alpha through the network, then :class:`FlatAlpha`) or ``bicubic``."""
+    height = pixels.shape[0]
+    rgb, alpha = pixels[:, :, :3], np.ascontiguousarray(pixels[:, :, 3])
+
+    def emit_rgb(top: int, left: int, block: np.ndarray) -> None:
+        out[top : top + block.shape[1], left : left + block.shape[2], :3] = to_output(block.transpose(1, 2, 0))
+
+    stream_rgb(np.ascontiguousarray(fill_transparent(rgb, alpha).transpose(2, 0, 1)), False, emit_rgb)
     if upsampler == "kdsr":
-        alpha_out = run_rgb(np.repeat(alpha[:, :, None], 3, axis=2), True).mean(axis=2)
-        alpha_out = keep_flat_alpha(alpha_out, alpha, scale)
-    else:
-        alpha_out = cv2.resize(alpha, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
-    return np.concatenate([rgb_out, np.clip(alpha_out, 0, 1)[:, :, None]], axis=2)
+        flat = FlatAlpha(alpha, scale)
+
+        def emit_alpha(top: int, left: int, block: np.ndarray) -> None:
+            value = np.clip(flat.apply(top, left, block.mean(axis=0)), 0, 1)
+            out[top : top + block.shape[1], left : left + block.shape[2], 3] = to_output(value)
+
+        stream_rgb(np.repeat(alpha[None], 3, axis=0), True, emit_alpha)
+        return
+    strip = 64
+    for first in range(0, height, strip):
+        last = min(first + strip, height)
+        value = np.clip(bicubic_rows(alpha, scale, first, last), 0, 1)
+        out[first * scale : last * scale, :, 3] = to_output(value)

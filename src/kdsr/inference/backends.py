@@ -36,6 +36,10 @@ class Backend(Protocol):
     def super_resolve(self, padded: torch.Tensor, d: torch.Tensor | None, progress: bool) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, sH, sW) float32 on ``padded``'s device, conditioned on ``d``."""
 
+    def generate(self, crop: torch.Tensor, d: torch.Tensor | None) -> torch.Tensor:
+        """The network's output for one CPU tile (1, 3, h, w) -> (1, 3, sh, sw) float32 on the CPU, conditioned on
+        ``d`` (what :func:`kdsr.inference.streaming.stream_upscale` calls per tile)."""
+
 
 class Tiling(NamedTuple):
     """LR tile size (0: whole image; None: 512 on CUDA, 256 elsewhere), context and blended overlap per tile, and
@@ -75,11 +79,15 @@ class TiledBackend:
         lr = lr.contiguous(memory_format=torch.channels_last)
         return estimate_idr(self.model, lr, self.tile, self.device, self.dtype, view=self.idr_view)
 
+    def generate(self, crop: torch.Tensor, d: torch.Tensor | None) -> torch.Tensor:
+        crop = crop.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        return self.model.super_resolve(crop, d.to(self.device, self.dtype)).float().cpu()
+
     def super_resolve(self, padded: torch.Tensor, d: torch.Tensor | None, progress: bool) -> torch.Tensor:
         padded = padded.contiguous(memory_format=torch.channels_last)
         _, _, height, width = padded.shape
         d = d.to(self.device, self.dtype).expand(padded.shape[0], -1)
-        with _tile_bar(count_tiles(height, width, self.tile, self.tile_overlap), progress) as bar:
+        with tile_bar(count_tiles(height, width, self.tile, self.tile_overlap), progress) as bar:
             return tiled_super_resolve(
                 self.model,
                 padded,
@@ -107,13 +115,16 @@ class OnnxBackend:
         return None
 
     def super_resolve(self, padded: torch.Tensor, d: torch.Tensor | None, progress: bool) -> torch.Tensor:
+        return self.generate(padded, d)
+
+    def generate(self, crop: torch.Tensor, d: torch.Tensor | None) -> torch.Tensor:
         if d is not None:
             raise KDSRError("the onnx backend estimates the IDR inside its graph; a fixed IDR needs the torch backend")
-        return self.student(padded)
+        return self.student(crop)
 
 
 @contextlib.contextmanager
-def _tile_bar(total: int, enabled: bool) -> Iterator[object | None]:
+def tile_bar(total: int, enabled: bool) -> Iterator[object | None]:
     if not enabled or total <= 1:
         yield None
         return

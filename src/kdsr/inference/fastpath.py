@@ -9,7 +9,6 @@ backend within rounding (the tests compare them on every bundled model).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,6 @@ import numpy as np
 from kdsr.constants import (
     ALPHA_UPSAMPLERS,
     BORDER_PAD,
-    COLOR_FIX_SIGMA,
     DEFAULT_IDR_VIEW,
     STD_FLOOR,
     TILE_OVERLAP,
@@ -28,60 +26,21 @@ from kdsr.constants import (
 from kdsr.errors import KDSRError
 from kdsr.inference.graph_files import onnxruntime_session
 from kdsr.inference.layout import upscale_array
-from kdsr.inference.tile_plan import encoder_tiles, generator_tiles, runs_whole, view_regions
+from kdsr.inference.streaming import Emit, stream_upscale
+from kdsr.inference.tile_plan import encoder_tiles, runs_whole, view_regions
 
 #: numpy inputs by name -> outputs in order (a compiled OpenVINO model or an onnxruntime session's run)
 Infer = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 
-def standardise(x: np.ndarray) -> np.ndarray:
-    """As :func:`kdsr.models.encoder.standardise`: each image of (B, C, H, W) minus its mean, over its standard
-    deviation (unbiased, over C, H, W) plus :data:`~kdsr.constants.STD_FLOOR`."""
-    flat = x.reshape(x.shape[0], -1)
-    mean = flat.mean(axis=1, dtype=np.float64)[:, None, None, None]
-    scale = flat.std(axis=1, ddof=1, dtype=np.float64)[:, None, None, None] + STD_FLOOR
-    return ((x - mean) / scale).astype(np.float32)
-
-
-def pad_border(x: np.ndarray, pad: int) -> np.ndarray:
-    """Replicate the edge pixels of (B, C, H, W) ``x`` ``pad`` times on every side."""
-    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="edge") if pad > 0 else x
-
-
-def _bilinear_axis(x: np.ndarray, scale: int, axis: int) -> np.ndarray:
-    """Upsample one axis by an integer factor as torch's bilinear with ``align_corners=False`` does."""
-    n = x.shape[axis]
-    source = np.maximum((np.arange(n * scale, dtype=np.float32) + 0.5) / scale - 0.5, 0)
-    low = source.astype(np.int64)
-    high = np.minimum(low + 1, n - 1)
-    frac = (source - low).astype(np.float32)
-    shape = [1] * x.ndim
-    shape[axis] = -1
-    frac = frac.reshape(shape)
-    return np.take(x, low, axis=axis) * (1 - frac) + np.take(x, high, axis=axis) * frac
-
-
-def _gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian low-pass of (H, W, C) float32 with edge-replicated borders."""
-    import cv2
-
-    radius = max(math.ceil(3 * sigma), 1)
-    taps = np.arange(-radius, radius + 1, dtype=np.float32)
-    kernel = np.exp(-(taps**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).astype(np.float32)
-    return cv2.sepFilter2D(x, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REPLICATE).reshape(x.shape)
-
-
-def color_fix(sr: np.ndarray, lr: np.ndarray, sigma: float = COLOR_FIX_SIGMA) -> np.ndarray:
-    """As :func:`kdsr.inference.fidelity.color_fix` on (1, C, sH, sW) and (1, C, H, W): the low frequencies of
-    every s x s sub-pixel phase of ``sr`` moved onto those of the bilinear upsampling of ``lr``."""
-    _, c, height, width = lr.shape
-    s = sr.shape[-1] // width
-    target = _bilinear_axis(_bilinear_axis(lr[0], s, 1), s, 2)
-    phases = (target - sr[0]).reshape(c, height, s, width, s).transpose(1, 3, 0, 2, 4).reshape(height, width, -1)
-    low = _gaussian_blur(np.ascontiguousarray(phases), sigma)
-    back = low.reshape(height, width, c, s, s).transpose(2, 0, 3, 1, 4).reshape(1, c, height * s, width * s)
-    return sr + back
+def mean_and_scale(x: np.ndarray, band: int = 64) -> tuple[np.float64, np.float64]:
+    """As :func:`kdsr.models.encoder.standardise` computes them for one image (1, C, H, W): its mean and its
+    standard deviation (unbiased, over C, H, W) plus :data:`~kdsr.constants.STD_FLOOR`; summed in float64 over
+    bands of ``band`` rows, so that no image-sized temporary is made."""
+    height, count = x.shape[2], x.size
+    mean = sum(x[:, :, top : top + band].sum(dtype=np.float64) for top in range(0, height, band)) / count
+    squares = sum(np.square(x[:, :, top : top + band] - mean).sum(dtype=np.float64) for top in range(0, height, band))
+    return mean, np.sqrt(squares / (count - 1)) + STD_FLOOR
 
 
 class GraphPipeline:
@@ -110,49 +69,38 @@ class GraphPipeline:
         """(d, d_prime) of (1, 3, H, W) ``lr``, from the bounded view (``view``, default the pipeline's), in exact
         encoder tiles (as the torch path)."""
         _, _, height, width = lr.shape
-        x = standardise(lr) if self.standardise_input else lr
+        mean, scale = mean_and_scale(lr) if self.standardise_input else (0.0, 1.0)  # each crop standardised alone
         total, count = 0.0, 0
         regions = view_regions(height, width, self.idr_view if view is None else view)
         tile = 0 if len(regions) == 1 and runs_whole(height, width, self.tile) else self.tile
         for part in encoder_tiles(height, width, regions, tile, self.receptive_radius):
-            crop = np.ascontiguousarray(x[(..., *part.crop)])
+            crop = lr[(..., *part.crop)]
+            crop = ((crop - mean) / scale).astype(np.float32) if self.standardise_input else np.ascontiguousarray(crop)
             features = self.features({"lr": crop})[0][(..., *part.interior)]
             total = total + features.sum(axis=(2, 3), dtype=np.float32)
             count += part.pixels
         d, d_prime = self.head({"pooled": (total / count).astype(np.float32)})
         return d, d_prime
 
-    def super_resolve(self, lr: np.ndarray, d: np.ndarray, on_tile: Callable[[], None] | None = None) -> np.ndarray:
-        """Generator output (1, 3, sH, sW) of ``lr`` conditioned on ``d``, tile by tile."""
-        _, _, height, width = lr.shape
-        s = self.scale
-        if runs_whole(height, width, self.tile):
-            out = self.generator({"lr": np.ascontiguousarray(lr), "d": d})[0]
-            if on_tile:
-                on_tile()
-            return out
-        out = np.zeros((1, 3, height * s, width * s), np.float32)
-        weight = np.zeros((height * s, width * s), np.float32)
-        for part in generator_tiles(height, width, self.tile, self.tile_pad, self.tile_overlap, s):
-            sr = self.generator({"lr": np.ascontiguousarray(lr[(..., *part.crop)]), "d": d})[0]
-            out[(..., *part.place)] += sr[(..., *part.keep)] * part.weight
-            weight[part.place] += part.weight
-            if on_tile:
-                on_tile()
-        return out / weight
+    def stream(self, lr: np.ndarray, d: np.ndarray, emit: Emit, on_tile: Callable[[], None] | None = None) -> None:
+        """(3, H, W) float32 in [0, 1] upscaled with the IDR ``d``: border padding, generator tiles, the colour fix,
+        final rows handed to ``emit`` (:func:`~kdsr.inference.streaming.stream_upscale`)."""
 
-    def run(self, lr: np.ndarray, d: np.ndarray | None = None, on_tile=None) -> np.ndarray:
-        """(1, 3, H, W) float32 in [0, 1] -> (1, 3, sH, sW) in [0, 1]: the IDR (``d``, or estimated), the padded
-        image through the generator, the border cropped, the colour fix."""
-        pad, s = self.border_pad, self.scale
-        if d is None:
-            d = self.estimate_idr(lr)[0]
-        sr = self.super_resolve(pad_border(lr, pad), d, on_tile)
-        if pad:
-            sr = sr[:, :, pad * s : sr.shape[2] - pad * s, pad * s : sr.shape[3] - pad * s]
-        if self.fix_color:
-            sr = color_fix(sr, lr)
-        return np.clip(sr, 0, 1)
+        def run_tile(crop: np.ndarray) -> np.ndarray:
+            return self.generator({"lr": crop, "d": d})[0]
+
+        stream_upscale(
+            lr,
+            run_tile,
+            emit,
+            scale=self.scale,
+            tile=self.tile,
+            tile_pad=self.tile_pad,
+            overlap=self.tile_overlap,
+            border_pad=self.border_pad,
+            fix_color=self.fix_color,
+            on_tile=on_tile,
+        )
 
 
 class FastUpscaler:
@@ -206,14 +154,15 @@ class FastUpscaler:
     ) -> np.ndarray:
         """As :meth:`kdsr.inference.upscaler.Upscaler.upscale` (``idr``: a ``d`` from :meth:`estimate_idr`)."""
 
-        def run_rgb(rgb: np.ndarray, own_idr: bool) -> np.ndarray:
-            lr = _to_nchw(rgb)
+        def stream_rgb(lr: np.ndarray, own_idr: bool, emit: Emit) -> None:
             d = None if own_idr else idr  # the alpha channel: its own IDR, not steered
             if not own_idr and idr is None and self.steerer:
-                d = self._steered_idr(lr)
-            return self.pipeline.run(lr, d)[0].transpose(1, 2, 0)
+                d = self._steered_idr(lr[None])
+            if d is None:
+                d = self.pipeline.estimate_idr(lr[None])[0]
+            self.pipeline.stream(lr, d, emit)
 
-        return upscale_array(image, run_rgb, self.scale, self.alpha_upsampler, outscale, size)
+        return upscale_array(image, stream_rgb, self.scale, self.alpha_upsampler, outscale, size)
 
     def _steered_idr(self, lr: np.ndarray) -> np.ndarray:
         d, d_prime = self.pipeline.estimate_idr(lr)
@@ -285,10 +234,14 @@ def open_fast_upscaler(
     if backend == "openvino":
         if precision == "int8" and not found.int8:
             return None  # quantising (or finding the cached INT8 generator) is the torch-aware path's
-        from kdsr.inference.openvino_runtime import compile_split
+        from kdsr.inference.openvino_runtime import DamagedGraphs, compile_split
 
-        # the folder found above: compiling from it does not hash the model file a second time
-        compiled = compile_split(found.files[0].parent, "fp32" if precision in ("auto", "int8") else precision)
+        try:  # the folder found above: compiling from it does not hash the model file a second time
+            compiled = compile_split(found.files[0].parent, "fp32" if precision in ("auto", "int8") else precision)
+        except DamagedGraphs as damaged:
+            if not damaged.cached:
+                raise
+            return None  # a damaged cache, now removed (and said so): the torch-aware path rebuilds it
         infers, config, precision = compiled.infers, compiled.config, compiled.precision
     else:
         if found.files[0].suffix != ".onnx" or precision not in ("auto", "fp32"):

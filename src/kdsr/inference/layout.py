@@ -13,13 +13,15 @@ import numpy as np
 from kdsr.errors import ImageError
 from kdsr.image_io import from_float, read_image, to_float
 from kdsr.inference.alpha import upscale_rgba
+from kdsr.inference.streaming import Emit
 
 #: Largest output we agree to build (pixels); a 16384x16384 result already needs about 4 GB of accumulators.
 MAX_OUTPUT_PIXELS = 16384 * 16384
 
-#: ``run_rgb(rgb, own_idr)``: (H, W, 3) float in [0, 1] -> (sH, sW, 3) float; ``own_idr`` asks for the image's own
-#: IDR (the alpha channel) instead of the caller's choice.
-RunRGB = Callable[[np.ndarray, bool], np.ndarray]
+#: ``stream_rgb(lr, own_idr, emit)``: (3, H, W) float32 in [0, 1] upscaled, its final blocks handed to ``emit``
+#: (:data:`kdsr.inference.streaming.Emit`); ``own_idr`` asks for the image's own IDR (the alpha
+#: channel) instead of the caller's choice.
+StreamRGB = Callable[[np.ndarray, bool, Emit], None]
 
 
 def fit_size(width: int, height: int, target_width: int | None, target_height: int | None) -> tuple[int, int] | None:
@@ -42,15 +44,16 @@ def check_outscale(outscale: float | None) -> None:
 
 def upscale_array(
     image: np.ndarray | str | os.PathLike,
-    run_rgb: RunRGB,
+    stream_rgb: StreamRGB,
     scale: int,
     alpha_upsampler: str,
     outscale: float | None = None,
     size: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """An (H, W, C) uint8/uint16 array (grey, RGB or RGBA; or (H, W) grey) upscaled by ``run_rgb`` at the model's
+    """An (H, W, C) uint8/uint16 array (grey, RGB or RGBA; or (H, W) grey) upscaled by ``stream_rgb`` at the model's
     ``scale``, then resized to ``outscale`` or ``size`` (width, height; Lanczos up, area down); same layout and
-    dtype out. A path is read first."""
+    dtype out. A path is read first. The output is allocated once and filled block by block, so memory beyond it
+    stays bounded whatever the image's size."""
     if isinstance(image, str | os.PathLike):
         image = read_image(image)
     if image.ndim == 2:
@@ -68,16 +71,25 @@ def upscale_array(
     if max(height * width * scale**2, final) > MAX_OUTPUT_PIXELS:
         limit = f"limit {MAX_OUTPUT_PIXELS} pixels"
         raise ImageError(f"output of {width}x{height} at x{factor} would be too large ({limit})")
-    pixels = to_float(image)
-    if channels == 1:
-        out = run_rgb(np.repeat(pixels, 3, axis=2), False).mean(axis=2, keepdims=True)
-    elif channels == 3:
-        out = run_rgb(pixels, False)
+    out = np.empty((height * scale, width * scale, channels), image.dtype)
+
+    def to_output(rows: np.ndarray) -> np.ndarray:
+        return from_float(rows, image.dtype)
+
+    if channels == 4:
+        upscale_rgba(to_float(image), stream_rgb, out, scale, alpha_upsampler, to_output)
     else:
-        out = upscale_rgba(pixels, run_rgb, scale, alpha_upsampler)
+
+        def emit(top: int, left: int, block: np.ndarray) -> None:
+            block = block.mean(axis=0)[:, :, None] if channels == 1 else block.transpose(1, 2, 0)
+            out[top : top + block.shape[0], left : left + block.shape[1]] = to_output(block)
+
+        lr = image.transpose(2, 0, 1).astype(np.float32)  # (C, H, W): the one float copy of the input
+        lr /= np.float32(np.iinfo(image.dtype).max)
+        stream_rgb(np.repeat(lr, 3, axis=0) if channels == 1 else lr, False, emit)
     if size is not None and size != (out.shape[1], out.shape[0]):
         import cv2
 
         interpolation = cv2.INTER_LANCZOS4 if size[0] * size[1] > out.shape[0] * out.shape[1] else cv2.INTER_AREA
         out = cv2.resize(out, size, interpolation=interpolation).reshape(size[1], size[0], -1)
-    return from_float(out, image.dtype)
+    return out

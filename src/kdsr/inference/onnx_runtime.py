@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +86,16 @@ class _Generator(torch.nn.Module):
         return self.model.super_resolve(lr, d)
 
 
-def export_onnx_split(model: KDSRStudent, folder: str | os.PathLike, opset: int = 17, sample_size: int = 32) -> None:
+def export_onnx_split(
+    model: KDSRStudent,
+    folder: str | os.PathLike,
+    opset: int = 17,
+    sample_size: int = 32,
+    on_graph: Callable[[], object] | None = None,
+) -> None:
     """Write the encoder's feature map, its head and the generator as three graphs into ``folder``
-    (:data:`SPLIT_GRAPHS`), for :class:`OnnxGraphs`."""
+    (:data:`SPLIT_GRAPHS`), for :class:`OnnxGraphs`; ``on_graph`` is called after each."""
+    on_graph = on_graph or (lambda: None)
     model = student_copy(model)
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -96,11 +104,14 @@ def export_onnx_split(model: KDSRStudent, folder: str | os.PathLike, opset: int 
     spatial = {2: "height", 3: "width"}
     export_graph(_Features(model.encoder), (sample,), folder / SPLIT_GRAPHS[0], (["lr"], ["features"]),
             {"lr": spatial, "features": spatial}, model.config, opset)  # fmt: skip
+    on_graph()
     pooled = torch.rand(1, 4 * c)
     export_graph(_Head(model.encoder), (pooled,), folder / SPLIT_GRAPHS[1], (["pooled"], ["d", "d_prime"]),
             {}, model.config, opset)  # fmt: skip
+    on_graph()
     export_graph(_Generator(model), (sample, torch.rand(1, c)), folder / SPLIT_GRAPHS[2], (["lr", "d"], ["sr"]),
             {"lr": spatial, "sr": {2: "out_height", 3: "out_width"}}, model.config, opset)  # fmt: skip
+    on_graph()
     atomic_write_bytes(folder / SPLIT_CONFIG, json.dumps(dataclasses.asdict(model.config)).encode())
 
 

@@ -11,6 +11,8 @@ bf16). ``int8`` runs the generator quantised by :mod:`kdsr.inference.int8` (buil
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -18,6 +20,7 @@ from typing import NamedTuple
 from kdsr.atomic import atomic_folder
 from kdsr.errors import KDSRError
 from kdsr.inference.graph_files import (
+    SPLIT_GRAPHS,
     GraphFiles,
     cache_root,
     cached_split_folder,
@@ -42,12 +45,32 @@ def split_graphs_for(source: str | os.PathLike) -> Path:
         raise KDSRError(f"unknown model '{source}': not a bundled model, checkpoint or split ONNX folder")
     folder = cached_split_folder(path)
     if not is_complete_split(folder):
-        from kdsr.checkpoint import load_model
-        from kdsr.inference.onnx_runtime import export_onnx_split
-
-        with atomic_folder(folder) as building:
-            export_onnx_split(load_model(path), building)
+        _build_split(path, folder)
     return folder
+
+
+def _build_split(path: Path, folder: Path) -> None:
+    """Export a model file's split graphs into the cache (seconds to a minute, once per model), saying so on a
+    terminal: one line, and a bar of the three graphs (scripts and logs stay as quiet as other runs)."""
+    import sys
+    import time
+
+    from kdsr.checkpoint import load_model
+    from kdsr.inference.onnx_runtime import export_onnx_split
+
+    bar, start = None, time.perf_counter()
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        print(f"kdsr: preparing {path.name} for its runtime (once; kept in {folder.parent})", file=sys.stderr)
+        bar = tqdm(total=len(SPLIT_GRAPHS), desc="graphs", unit="graph", leave=False)
+    try:
+        with atomic_folder(folder) as building:
+            export_onnx_split(load_model(path), building, on_graph=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+            print(f"kdsr: prepared in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
 def openvino_module():
@@ -107,11 +130,38 @@ def compile_split(
     return CompiledSplit(infers, config, "int8" if quantized else precision)
 
 
+class DamagedGraphs(KDSRError):
+    """Graph files that OpenVINO cannot read (truncated, overwritten); ``cached``: they are kdsr's own cache."""
+
+    def __init__(self, folder: Path, cause: str) -> None:
+        self.folder = folder
+        self.cached = cache_root().resolve() in folder.resolve().parents
+        advice = "a damaged cache, rebuilt" if self.cached else "export them again (kdsr export)"
+        super().__init__(f"{folder}: graph files that cannot be read ({cause}): {advice}")
+
+
+def _read_models(core, found: GraphFiles) -> list:
+    try:
+        return [core.read_model(str(path)) for path in found.files]
+    except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError and others for unreadable graphs
+        raise DamagedGraphs(found.files[0].parent, str(e).strip().splitlines()[0][:120]) from None
+
+
 def read_graphs(core, source, int8: bool, calibration, max_drop: float | None) -> tuple[list, dict, bool]:
     """(the three ``ov.Model`` graphs, the architecture, whether the generator is INT8) of a source as
     :func:`graph_files` takes it; with ``int8`` a float generator is replaced by its cached INT8 version."""
     found = graph_files(source)
-    models = [core.read_model(str(path)) for path in found.files]
+    try:
+        models = _read_models(core, found)
+    except DamagedGraphs as damaged:
+        if not damaged.cached:
+            raise
+        warnings.warn(str(damaged), stacklevel=2)
+        shutil.rmtree(damaged.folder, ignore_errors=True)  # a cache: rebuilt from the model file
+        if Path(source).resolve() == damaged.folder.resolve():
+            raise  # the caller named the cache itself (the torch-free path): the model's path rebuilds it
+        found = graph_files(source)
+        models = _read_models(core, found)
     if int8 and not found.int8:
         from kdsr.inference.int8 import int8_generator
 

@@ -53,6 +53,9 @@ class UpscaleWorker:
     """One loaded model on a Ray worker; :meth:`run` upscales one image file into its target."""
 
     def __init__(self, model_bytes: bytes, suffix: str, settings: WorkerSettings) -> None:
+        from kdsr.heap import release_large_buffers
+
+        release_large_buffers()
         if settings.threads:
             os.environ["OMP_NUM_THREADS"] = str(settings.threads)
         self.folder = Path(tempfile.mkdtemp(prefix="kdsr-ray-"))

@@ -21,10 +21,12 @@ from kdsr.constants import (
 from kdsr.devices import resolve_device
 from kdsr.errors import KDSRError
 from kdsr.image_tensor import image_to_tensor
-from kdsr.inference.backends import Backend, TiledBackend, Tiling, build_backend
+from kdsr.inference.backends import Backend, TiledBackend, Tiling, build_backend, tile_bar
 from kdsr.inference.fidelity import color_fix, pad_border
 from kdsr.inference.layout import upscale_array
 from kdsr.inference.onnx_runtime import OnnxGraphs
+from kdsr.inference.streaming import Emit, stream_upscale
+from kdsr.inference.tile_plan import count_tiles
 from kdsr.insight.steering import SteeredIDR, Steerer, Steering
 from kdsr.models import KDSRStudent
 
@@ -189,16 +191,42 @@ class Upscaler:
         colour channels.
         """
 
-        def run_rgb(rgb: np.ndarray, own_idr: bool) -> np.ndarray:
-            lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
-            if own_idr:  # the alpha channel: its own IDR, not steered
-                with torch.inference_mode():
-                    sr = run_pipeline(self.backend, lr, self.border_pad, self.fix_color, progress)
-            else:
-                sr = self.upscale_tensor(lr, progress, idr)
-            return sr[0].permute(1, 2, 0).numpy()
+        def stream_rgb(lr: np.ndarray, own_idr: bool, emit: Emit) -> None:
+            tensor = torch.from_numpy(lr)[None]
+            with torch.inference_mode():
+                if own_idr:  # the alpha channel: its own IDR, not steered
+                    d = self.backend.estimate_idr(tensor)
+                elif idr is not None:
+                    d = idr
+                else:
+                    d = self._steered_idr(tensor) if self.steerer else self.backend.estimate_idr(tensor)
+                self._stream(lr, d, emit, progress)
 
-        return upscale_array(image, run_rgb, self.scale, self.alpha_upsampler, outscale, size)
+        return upscale_array(image, stream_rgb, self.scale, self.alpha_upsampler, outscale, size)
+
+    def _stream(self, lr: np.ndarray, d: torch.Tensor | None, emit: Emit, progress: bool) -> None:
+        """The pipeline of :func:`run_pipeline` on (3, H, W) float32 ``lr``, in bounded memory
+        (:func:`~kdsr.inference.streaming.stream_upscale`)."""
+        backend = self.backend
+        tile, pad = getattr(backend, "tile", 0), self.border_pad
+        height, width = lr.shape[1] + 2 * pad, lr.shape[2] + 2 * pad
+
+        def run_tile(crop: np.ndarray) -> np.ndarray:
+            return backend.generate(torch.from_numpy(crop), d).numpy()
+
+        with tile_bar(count_tiles(height, width, tile, self.tile_overlap), progress) as bar:
+            stream_upscale(
+                lr,
+                run_tile,
+                emit,
+                scale=self.scale,
+                tile=tile,
+                tile_pad=self.tile_pad,
+                overlap=self.tile_overlap,
+                border_pad=pad,
+                fix_color=self.fix_color,
+                on_tile=bar.update if bar else None,
+            )
 
 
 def _steerer(model, steering: Steering, backend: Backend) -> Steerer | None:

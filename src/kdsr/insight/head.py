@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import struct
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,6 +23,26 @@ UNITS = {"blur_sigma": "blur sigma (HR px)", "noise": "noise (0-255)", "jpeg_qua
 NO_JPEG_QUALITY = 100.0  # the JPEG target of an image that was never compressed
 #: target name -> (Degradation field, valid range)
 TARGETS = {"blur_sigma": ("sigma", (0.0, 20.0)), "noise": ("noise", (0.0, 255.0)), "jpeg_quality": ("jpeg", (1, 100))}
+
+
+class Reading(dict):
+    """A degradation estimate: target name -> value (always a number). A value the read-out put beyond the range
+    the estimator was fitted on is held at that range's bound and named in :attr:`beyond` ("above" or "below")."""
+
+    def __init__(self, values: Mapping[str, float], beyond: Mapping[str, str] | None = None) -> None:
+        super().__init__(values)
+        self.beyond = dict(beyond or {})
+
+    def to_json(self) -> dict:
+        """The values, and ``beyond_fitted_range`` (name -> "above" / "below") when any is flagged."""
+        return {**self, **({"beyond_fitted_range": self.beyond} if self.beyond else {})}
+
+    def phrase(self, name: str, value: float | None = None) -> str:
+        """``name`` and its value in words: "noise (0-255) 3.1", or "... below 0, outside the fitted range"."""
+        value = self[name] if value is None else value
+        if name in self.beyond and value == self[name]:
+            return f"{UNITS[name]} {self.beyond[name]} {value:g}, outside the fitted range"
+        return f"{UNITS[name]} {value:.1f}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,24 +76,21 @@ class DegradationEstimator:
         """The values of ``name`` the head was fitted on (JPEG: the compressed qualities and 100), if recorded."""
         return fitted_range(self.fitted_on, name)
 
-    def read(self, d: np.ndarray) -> dict[str, float | str]:
-        """:meth:`predict`, except that a value beyond the fitted range (by more than a tenth of its width) is
-        replaced by a phrase saying so (e.g. ``"above 4.0, outside the fitted range"``): a regression
-        extrapolates, so a number there would be a guess."""
-        reading: dict[str, float | str] = {}
+    def read(self, d: np.ndarray) -> Reading:
+        """:meth:`predict`, except that a value beyond the fitted range (by more than a tenth of its width) is held
+        at the range's bound and flagged (:attr:`Reading.beyond`): a regression extrapolates, so a number there
+        would be a guess."""
+        values, beyond = {}, {}
         for name, value in self._raw(d).items():
             bounds = self.fitted_range(name)
             if bounds is not None:
                 low, high = bounds
                 margin = 0.1 * (high - low)
-                if value > high + margin:
-                    reading[name] = f"above {high:g}, outside the fitted range"
-                    continue
-                if value < low - margin:
-                    reading[name] = f"below {low:g}, outside the fitted range"
-                    continue
-            reading[name] = float(np.clip(value, *TARGETS[name][1]))
-        return reading
+                if value > high + margin or value < low - margin:
+                    beyond[name] = "above" if value > high else "below"
+                    value = high if value > high else low
+            values[name] = float(np.clip(value, *TARGETS[name][1]))
+        return Reading(values, beyond)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -142,9 +160,7 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
 
 
-def describe(estimate: dict[str, float | str]) -> str:
+def describe(estimate: Mapping[str, float]) -> str:
     """One line: "blur sigma (HR px) 1.2, noise (0-255) above 20, outside the fitted range"."""
-    return ", ".join(
-        f"{UNITS[name]} {value:.1f}" if isinstance(value, float) else f"{UNITS[name]} {value}"
-        for name, value in estimate.items()
-    )
+    reading = estimate if isinstance(estimate, Reading) else Reading(estimate)
+    return ", ".join(reading.phrase(name) for name in reading)

@@ -29,8 +29,8 @@ from kdsr.errors import CheckpointError, KDSRError
 from kdsr.insight.head import (
     NO_JPEG_QUALITY,
     TARGETS,
-    UNITS,
     DegradationEstimator,
+    Reading,
     fitted_range,
     metadata_entry,
     read_head,
@@ -224,9 +224,6 @@ class Steerer:
         """What a reading of :meth:`DegradationEstimator.read` is restored as, in one phrase (``-v``, the web
         page): the numbers :meth:`steer` would use (a reading outside the fitted range stays as it is read, unless
         assumed)."""
-        numbers = {name: value for name, value in reading.items() if isinstance(value, float)}
-        told = {**reading, **self.idr_map.clip(self.steering.told(numbers))}
-        return "restored as " + ", ".join(
-            f"{UNITS[name]} {value:.1f}" if isinstance(value, float) else f"{UNITS[name]} {value}"
-            for name, value in told.items()
-        )
+        reading = reading if isinstance(reading, Reading) else Reading(reading)
+        told = {**reading, **self.idr_map.clip(self.steering.told(dict(reading)))}
+        return "restored as " + ", ".join(reading.phrase(name, value) for name, value in told.items())

@@ -81,7 +81,7 @@ class Server:
             reading = estimator(read_image(Path(path), max_pixels=self.max_pixels))
         except KDSRError:
             return None
-        return {name: value for name, value in reading.items() if isinstance(value, float)}
+        return dict(reading)
 
     def run(
         self,

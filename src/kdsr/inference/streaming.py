@@ -1,0 +1,220 @@
+"""kdsr's image pipeline in bounded memory: the generator tile by tile, output rows finished strip by strip.
+
+Upscaling a 3000x2000 photo x4 makes a 12000x8000 result: 288 MB as 8-bit, 1.15 GB as one float32 copy, and the
+whole-image pipeline (:func:`kdsr.inference.upscaler.run_pipeline`: blended accumulator, border crop, colour fix)
+held many such copies. Here the generator's tiles are laid out row by row (:mod:`kdsr.inference.tile_plan`); as soon
+as no later tile reaches an output row, that row is complete, and once the rows the colour fix looks at
+(:data:`~kdsr.constants.COLOR_FIX_SIGMA` x 3 LR rows either side) are complete too, the row is final and handed to
+the caller, who writes it into a preallocated 8/16-bit output. Float buffers hold about one tile row of the output,
+whatever the image's height.
+
+The result equals the whole-image pipeline's within float rounding: the same tiles and blend weights, the colour fix
+with its full context (the image's edges replicated as before). Torch-free: the torch backend and the graph
+runtimes only supply the tile function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from kdsr.constants import COLOR_FIX_SIGMA
+from kdsr.inference.tile_plan import axis_tiles, generator_tiles, ramp, runs_whole
+
+#: LR rows per colour-fixed block: its temporaries (a dozen float copies of the block and the fix's context) stay
+#: small, at the price of blurring the context rows again for the next block
+FIX_ROWS = 48
+
+#: (1, 3, h, w) float32 LR crop -> (1, 3, sh, sw) float32 generator output (the IDR is the caller's)
+TileFunction = Callable[[np.ndarray], np.ndarray]
+
+#: ``emit(top, left, block)``: a final output block (3, h, w) float32 in [0, 1] whose top-left output pixel is
+#: (``top``, ``left``); the blocks tile the output exactly once
+Emit = Callable[[int, int, np.ndarray], None]
+
+
+def color_fix_radius(sigma: float = COLOR_FIX_SIGMA) -> int:
+    """LR pixels either side that the colour fix's Gaussian reaches."""
+    return max(math.ceil(3 * sigma), 1)
+
+
+def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian low-pass of (H, W, C) float32 with edge-replicated borders (a flat image stays flat)."""
+    import cv2
+
+    radius = color_fix_radius(sigma)
+    taps = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-(taps**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).astype(np.float32)
+    return cv2.sepFilter2D(x, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REPLICATE).reshape(x.shape)
+
+
+def bilinear_block(lr: np.ndarray, rows: tuple[int, int], columns: tuple[int, int], scale: int) -> np.ndarray:
+    """The part of the bilinear upsampling (torch's, ``align_corners=False``) of (C, H, W) ``lr`` by ``scale`` that
+    LR rows ``rows`` and columns ``columns`` (start, stop) become, computed from the LR pixels it needs."""
+    _, height, width = lr.shape
+
+    def taps(n: int, span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        source = np.arange(span[0] * scale, span[1] * scale, dtype=np.float32)
+        source = np.maximum((source + 0.5) / scale - 0.5, 0)
+        low = source.astype(np.int64)
+        return low, np.minimum(low + 1, n - 1), (source - low).astype(np.float32)
+
+    low, high, fy = taps(height, rows)
+    part = lr[:, low] * (1 - fy)[None, :, None] + lr[:, high] * fy[None, :, None]
+    low, high, fx = taps(width, columns)
+    return part[:, :, low] * (1 - fx) + part[:, :, high] * fx
+
+
+def fix_block(
+    sr: np.ndarray,
+    lr: np.ndarray,
+    window: tuple[int, int, int, int],
+    keep: tuple[int, int, int, int],
+    scale: int,
+    sigma: float = COLOR_FIX_SIGMA,
+) -> np.ndarray:
+    """The colour fix (:func:`kdsr.inference.fidelity.color_fix`) of the LR box ``keep`` (y0, y1, x0, x1) of the
+    output, from ``sr``: the network output of the LR box ``window``, which holds ``keep`` and the
+    :func:`color_fix_radius` around it (less where the image ends, whose edges are replicated as in the whole-image
+    fix). Returns (C, h, w) for ``keep``, clipped to [0, 1]."""
+    s = scale
+    wy0, wy1, wx0, wx1 = window
+    ky0, ky1, kx0, kx1 = keep
+    c, rows, columns = lr.shape[0], wy1 - wy0, wx1 - wx0
+    diff = bilinear_block(lr, (wy0, wy1), (wx0, wx1), s) - sr
+    phases = diff.reshape(c, rows, s, columns, s).transpose(1, 3, 0, 2, 4).reshape(rows, columns, -1)
+    low = gaussian_blur(np.ascontiguousarray(phases), sigma)[ky0 - wy0 : ky1 - wy0, kx0 - wx0 : kx1 - wx0]
+    back = low.reshape(ky1 - ky0, kx1 - kx0, c, s, s).transpose(2, 0, 3, 1, 4).reshape(c, (ky1 - ky0) * s, -1)
+    out = sr[:, (ky0 - wy0) * s : (ky1 - wy0) * s, (kx0 - wx0) * s : (kx1 - wx0) * s] + back
+    return np.clip(out, 0, 1, out=out)
+
+
+def stream_upscale(
+    lr: np.ndarray,
+    run_tile: TileFunction,
+    emit: Emit,
+    *,
+    scale: int,
+    tile: int,
+    tile_pad: int,
+    overlap: int,
+    border_pad: int,
+    fix_color: bool = True,
+    on_tile: Callable[[], None] | None = None,
+) -> None:
+    """Upscale (3, H, W) float32 ``lr`` in [0, 1] as :func:`kdsr.inference.upscaler.run_pipeline` does (edges
+    replicated ``border_pad`` pixels, generator tiles of ``tile`` with ``tile_pad`` context blended over ``overlap``,
+    border cropped, colour fix), handing each final block to ``emit`` as soon as it is known.
+
+    Tiles run row by row, left to right. After tile (i, j), the output is complete above tile row i + 1 and, within
+    the rows of tile row i, left of tile j + 1; a block is final once it and the colour fix's radius around it are
+    complete. So only a band of the previous tile row (full width, 2 radii + the overlap high) and a window of the
+    current one (about one tile wide) are held in float.
+    """
+    s, pad = scale, border_pad
+    _, height, width = lr.shape
+    tile = 0 if runs_whole(height + 2 * pad, width + 2 * pad, tile) else tile
+    overlap = min(overlap, tile // 2)
+    radius = color_fix_radius() if fix_color else 0
+    row_spans = [_real(span, pad, height) for span in axis_tiles(height + 2 * pad, tile, overlap)]
+    column_spans = [_real(span, pad, width) for span in axis_tiles(width + 2 * pad, tile, overlap)]
+    row_weight = _axis_weight(height + 2 * pad, tile, overlap, s)[pad * s : (height + pad) * s]
+    column_weight = _axis_weight(width + 2 * pad, tile, overlap, s)[pad * s : (width + pad) * s]
+    final_rows = _final_bounds(row_spans, radius, height)
+    final_columns = _final_bounds(column_spans, radius, width)
+    parts = generator_tiles(height + 2 * pad, width + 2 * pad, tile, tile_pad, overlap, s)
+    carry, carry_top = np.zeros((3, 0, width * s), np.float32), 0  # blended sums of rows [carry_top, ...)
+
+    for i, (top, bottom) in enumerate(row_spans):
+        strip_top = max(final_rows[i] - radius, 0)  # the strip: rows [strip_top, bottom) of this tile row
+        next_top = max(final_rows[i + 1] - radius, 0) if i + 1 < len(row_spans) else bottom
+        next_carry = np.zeros((3, (bottom - next_top) * s, width * s), np.float32)
+        strip, left = np.zeros((3, (bottom - strip_top) * s, 0), np.float32), 0  # columns [left, ...)
+        for j, (tile_left, tile_right) in enumerate(column_spans):
+            part = next(parts)
+            right = left + strip.shape[2] // s
+            if tile_right > right:  # widen the strip, starting from what the tile row above left there
+                grown = np.zeros((3, strip.shape[1], (tile_right - left) * s), np.float32)
+                grown[:, :, : strip.shape[2]] = strip
+                y0, y1 = max(carry_top, strip_top), min(carry_top + carry.shape[1] // s, bottom)
+                if y1 > y0:
+                    grown[:, (y0 - strip_top) * s : (y1 - strip_top) * s, (right - left) * s :] = carry[
+                        :, (y0 - carry_top) * s : (y1 - carry_top) * s, right * s : tile_right * s
+                    ]
+                strip = grown
+            sr = run_tile(_padded_crop(lr, pad, *part.crop))[0][(..., *part.keep)]
+            sr = sr * part.weight
+            y0, x0 = part.place[0].start // s - pad, part.place[1].start // s - pad  # the tile's LR origin
+            strip[
+                :, (top - strip_top) * s : (bottom - strip_top) * s, (tile_left - left) * s : (tile_right - left) * s
+            ] += sr[:, (top - y0) * s : (bottom - y0) * s, (tile_left - x0) * s : (tile_right - x0) * s]
+            if on_tile:
+                on_tile()
+            for y0, y1 in _chunks(final_rows[i], final_rows[i + 1], FIX_ROWS):
+                keep = (y0, y1, final_columns[j], final_columns[j + 1])
+                if keep[3] > keep[2]:
+                    window = (
+                        max(keep[0] - radius, 0),
+                        min(keep[1] + radius, height),
+                        max(keep[2] - radius, 0),
+                        min(keep[3] + radius, width),
+                    )
+                    block = strip[
+                        :,
+                        (window[0] - strip_top) * s : (window[1] - strip_top) * s,
+                        (window[2] - left) * s : (window[3] - left) * s,
+                    ]
+                    weight = (
+                        row_weight[window[0] * s : window[1] * s, None] * column_weight[window[2] * s : window[3] * s]
+                    )
+                    block = block / weight
+                    emit(
+                        y0 * s,
+                        keep[2] * s,
+                        fix_block(block, lr, window, keep, s) if fix_color else np.clip(block, 0, 1),
+                    )
+            drop = max(final_columns[j + 1] - radius, left) if j + 1 < len(column_spans) else tile_right
+            if drop > left:  # columns no later block reads: keep the rows the next tile row needs, then let go
+                next_carry[:, :, left * s : drop * s] = strip[:, (next_top - strip_top) * s :, : (drop - left) * s]
+                strip, left = strip[:, :, (drop - left) * s :].copy(), drop
+        carry, carry_top = next_carry, next_top
+
+
+def _padded_crop(lr: np.ndarray, pad: int, rows: slice, columns: slice) -> np.ndarray:
+    """(1, C, h, w): the crop ``rows`` x ``columns`` of ``lr`` with its edges replicated ``pad`` pixels on every side
+    (coordinates of that padded image), made without padding the whole image."""
+    _, height, width = lr.shape
+    y = np.clip(np.arange(rows.start, rows.stop) - pad, 0, height - 1)
+    x = np.clip(np.arange(columns.start, columns.stop) - pad, 0, width - 1)
+    return np.ascontiguousarray(lr[:, y][:, :, x][None])
+
+
+def _chunks(start: int, stop: int, size: int) -> list[tuple[int, int]]:
+    return [(y, min(y + size, stop)) for y in range(start, stop, size)]
+
+
+def _real(span: tuple[int, int], pad: int, length: int) -> tuple[int, int]:
+    """A tile span of the border-padded axis as a span of the image's own pixels."""
+    return min(max(span[0] - pad, 0), length), min(max(span[1] - pad, 0), length)
+
+
+def _final_bounds(spans: list[tuple[int, int]], radius: int, length: int) -> list[int]:
+    """Where the final blocks split an axis: after tile k, everything before tile k + 1's start is complete, and
+    what lies ``radius`` before it is final."""
+    bounds = [0]
+    for start, _ in spans[1:]:
+        bounds.append(min(max(start - radius, bounds[-1]), length))
+    return [*bounds, length]
+
+
+def _axis_weight(length: int, tile: int, overlap: int, scale: int) -> np.ndarray:
+    """The sum of the blend ramps of every tile along one axis (output pixels): tiles form a grid, so the total
+    weight at (y, x) is this of y times this of x."""
+    total = np.zeros(length * scale, np.float32)
+    spans = axis_tiles(length, tile, overlap)
+    for start, stop in spans:
+        total[start * scale : stop * scale] += ramp((stop - start) * scale, overlap * scale, start > 0, stop < length)
+    return total
