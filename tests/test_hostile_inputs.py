@@ -177,3 +177,16 @@ def test_a_damaged_graph_cache_is_rebuilt_with_a_notice(tmp_path, capsys, monkey
     assert "a damaged cache, rebuilt" in err and "Traceback" not in err
     np.testing.assert_array_equal(read_image(tmp_path / "o.png"), reference)
     assert main(run) == 0 and "damaged" not in capsys.readouterr().err
+
+
+def test_an_upscale_that_cannot_fit_memory_is_refused_up_front_with_the_size(tmp_path, monkeypatch, capsys):
+    import kdsr.heap
+
+    monkeypatch.setattr(kdsr.heap, "available_memory", lambda: 300 * 2**20)
+    model = tmp_path / "tiny.safetensors"
+    save_model(tiny_model(), model)
+    write_image(tmp_path / "in.png", synthetic_image(40, 40))
+    assert main(["upscale", "-i", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "-n", str(model)]) == 1
+    err = capsys.readouterr().err
+    assert "needs about 0.6 GB of memory; 0.3 GB is available" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.png").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -108,3 +109,38 @@ def test_a_bad_image_fails_alone_and_a_killed_worker_rewrites_nothing(cluster, t
             assert path.stat().st_ino == inode  # written before the kill: never written again
     assert len(list(output.rglob("*.png"))) == 17  # every readable image, once
     assert not [p for p in output.rglob("*") if p.name.startswith(".")]  # no temporary left behind
+
+
+def _ray_processes() -> set[int]:
+    found = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True, text=True).stdout
+    return {int(pid) for pid in found.split()}
+
+
+def _left_behind(before: set[int], wait: float = 15.0) -> set[int]:
+    """The Ray processes that appeared since ``before`` and are still alive after up to ``wait`` seconds."""
+    deadline = time.time() + wait
+    while (new := _ray_processes() - before) and time.time() < deadline:
+        time.sleep(0.5)
+    return new
+
+
+@pytest.mark.parametrize("how", ["success", "sigterm"])
+def test_a_local_cluster_started_for_the_run_ends_with_it(tree, tmp_path, how):
+    """``--ray local`` starts a cluster of its own: it is shut down, quietly, when the run ends or is terminated."""
+    source, model = tree
+    before = _ray_processes()
+    command = [sys.executable, "-m", "kdsr", "upscale", "-i", str(source), "-o", str(tmp_path / "out"), "-r", "-n",
+               str(model), "--backend", "torch", "-t", "0", "--ray", "local", "--ray-actors", "1"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if how == "sigterm":
+        deadline = time.time() + 120
+        while not (_ray_processes() - before) and time.time() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=180)
+    if how == "success":
+        assert process.returncode == 0 and "7 written" in err and len(out.split()) == 7
+        assert "ERROR" not in err and "Traceback" not in err, err
+    else:
+        assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert not _left_behind(before)

@@ -1,5 +1,5 @@
-"""Freed large buffers go back to the system at once (glibc), so that the resident memory of a long upscale follows
-what it holds, not what it once held."""
+"""The process's memory: freed large buffers go back to the system at once (glibc), so that the resident size of a
+long upscale follows what it holds, not what it once held; and how much the system can still give."""
 
 from __future__ import annotations
 
@@ -28,3 +28,16 @@ def release_large_buffers() -> None:
     except OSError:  # musl and others: their own allocator, without this parameter
         return
     libc.mallopt(_M_MMAP_THRESHOLD, LARGE_BUFFER)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give this process now without swapping (Linux: ``MemAvailable``), or None
+    where that is not known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

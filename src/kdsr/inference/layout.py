@@ -42,6 +42,27 @@ def check_outscale(outscale: float | None) -> None:
         raise ImageError(f"outscale must be > 0, got {outscale}")
 
 
+#: What an upscale holds besides its output and input at most (the runtime, a tile's network, the float buffers
+#: of :mod:`kdsr.inference.streaming`): benchmarks/memory.py measured 510-590 MB in all at 1000x1000 to 1500x1000
+WORKING_MEMORY = 600 * 2**20
+
+
+def _check_memory(image: np.ndarray, scale: int, size: tuple[int, int] | None) -> None:
+    """Refuse up front, with the size it would need, an upscale whose output cannot fit the memory the system has
+    available now (rather than swapping for minutes, or being killed half-way)."""
+    from kdsr.heap import available_memory
+
+    height, width, channels = image.shape
+    pixels = height * width * scale**2 + (size[0] * size[1] if size else 0)
+    needed = pixels * channels * image.itemsize + height * width * 4 * 4 + WORKING_MEMORY  # + the float input
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ImageError(
+            f"upscaling {width}x{height} x{scale} needs about {needed / 2**30:.1f} GB of memory; "
+            f"{available / 2**30:.1f} GB is available"
+        )
+
+
 def upscale_array(
     image: np.ndarray | str | os.PathLike,
     stream_rgb: StreamRGB,
@@ -71,6 +92,7 @@ def upscale_array(
     if max(height * width * scale**2, final) > MAX_OUTPUT_PIXELS:
         limit = f"limit {MAX_OUTPUT_PIXELS} pixels"
         raise ImageError(f"output of {width}x{height} at x{factor} would be too large ({limit})")
+    _check_memory(image, scale, size)
     out = np.empty((height * scale, width * scale, channels), image.dtype)
 
     def to_output(rows: np.ndarray) -> np.ndarray:

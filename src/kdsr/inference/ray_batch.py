@@ -9,17 +9,23 @@ the input's metadata, atomic writes, the alpha rule).
 - Ray's own fault tolerance restarts a worker that dies and retries its image; a retry that finds the image's
   output already in place (written by the attempt that died after its atomic rename) leaves it alone, so no output
   is written twice. A bad image fails that image only. A crashed run resumes with ``--skip-existing``.
+- A local cluster started for the run is shut down with it (success, failure, Ctrl-C, SIGTERM); a cluster the
+  run connected to (``--ray ADDRESS``, or one this process had joined) is left running.
 - One actor per GPU where the cluster has GPUs; otherwise ``actors`` CPU actors (default: one per
   ``threads_per_actor`` CPUs of the cluster), each running its network with that many threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kdsr.atomic import remove_stale_temporaries
@@ -108,8 +114,45 @@ def upscale_plan_on_ray(
     ray = ray_module()
     if any(is_video(path) for path, _ in plan.jobs):
         raise KDSRError("--ray upscales images; run videos without --ray")
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    if ray.is_initialized():  # the caller's connection: theirs to close
+        return _run_plan(ray, plan, model_path, settings, actors)
+    with _sigterm_as_interrupt() as take_sigterm:
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            take_sigterm()  # ray.init installs its own handler (exit status 15, no message): ours again
+            return _run_plan(ray, plan, model_path, settings, actors)
+        except SystemExit as e:  # SIGTERM while ray.init ran, under Ray's handler: an interruption all the same
+            if e.code == signal.SIGTERM:
+                raise KeyboardInterrupt from None
+            raise
+        finally:  # a local cluster started here goes with the run (success, failure, Ctrl-C, SIGTERM)
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[Callable[[], None]]:
+    """SIGTERM raises KeyboardInterrupt in the main thread while the run lasts, so that the cluster is shut down as
+    on Ctrl-C (the default would end the driver at once and leave Ray's processes behind). Yields a function that
+    installs the handler again, for after code that replaces it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    def install() -> None:
+        signal.signal(signal.SIGTERM, interrupt)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    install()
+    try:
+        yield install
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_plan(ray, plan: Plan, model_path: Path, settings: WorkerSettings, actors: int | None) -> BatchResult:
     from ray.util.actor_pool import ActorPool
 
     count, gpus = _actor_count(ray, actors, settings.threads)
@@ -130,6 +173,8 @@ def upscale_plan_on_ray(
             else:
                 result.failed.append((Path(where), message))
     finally:  # best effort: ray.wait, unlike ray.get, does not raise for a dead worker over the run's own error
-        ray.wait([w.close.remote() for w in workers], num_returns=count)
+        ray.wait([w.close.remote() for w in workers], num_returns=count, timeout=30)
+        for w in workers:  # the actors end with the run, even one still starting (it would linger for minutes)
+            ray.kill(w, no_restart=True)
     result.seconds = time.perf_counter() - started
     return result
