@@ -107,3 +107,18 @@ def test_generator_tail_in_bands_equals_the_whole_tail():
         banded = model.super_resolve(lr, d)
     whole = model.super_resolve(lr, d).detach()  # grad enabled: one tail
     torch.testing.assert_close(banded, whole, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_whole_factor_downscales_are_averaged_block_by_block(upscaler_of, channels):
+    """``outscale`` 2 and 1 of a x4 model never hold the x4 output: the blocks are averaged as they come, within one
+    level of area-resizing the whole x4 output."""
+    upscaler = upscaler_of(32)
+    image = (np.random.default_rng(channels).random((37, 45, channels)) * 255).astype(np.uint8)
+    full = upscaler.upscale(image)
+    for outscale in (2, 1):
+        got = upscaler.upscale(image, outscale=outscale)
+        size = (45 * outscale, 37 * outscale)
+        reference = cv2.resize(full, size, interpolation=cv2.INTER_AREA).reshape(got.shape)
+        assert got.shape == (37 * outscale, 45 * outscale, channels)
+        assert np.abs(got.astype(int) - reference).max() <= 1

@@ -63,6 +63,29 @@ def _check_memory(image: np.ndarray, scale: int, size: tuple[int, int] | None) -
         )
 
 
+def _exact_shrink(width: int, height: int, scale: int, size: tuple[int, int] | None) -> int:
+    """k > 1 when ``size`` is the model's output shrunk by a whole factor k that divides ``scale`` (x4 model, final
+    x2 or x1), else 1."""
+    for k in range(2, scale + 1):
+        if scale % k == 0 and size == (width * scale // k, height * scale // k):
+            return k
+    return 1
+
+
+def _shrinking(stream_rgb: StreamRGB, k: int) -> StreamRGB:
+    """``stream_rgb`` whose blocks are reduced k x k by averaging (area downscaling, exact: the blocks lie on the LR
+    grid, so no k x k box straddles two), handed on at the reduced coordinates."""
+
+    def stream(lr: np.ndarray, own_idr: bool, emit: Emit) -> None:
+        def reduce(top: int, left: int, block: np.ndarray) -> None:
+            c, h, w = block.shape
+            emit(top // k, left // k, block.reshape(c, h // k, k, w // k, k).mean(axis=(2, 4)))
+
+        stream_rgb(lr, own_idr, reduce)
+
+    return stream
+
+
 def upscale_array(
     image: np.ndarray | str | os.PathLike,
     stream_rgb: StreamRGB,
@@ -74,7 +97,8 @@ def upscale_array(
     """An (H, W, C) uint8/uint16 array (grey, RGB or RGBA; or (H, W) grey) upscaled by ``stream_rgb`` at the model's
     ``scale``, then resized to ``outscale`` or ``size`` (width, height; Lanczos up, area down); same layout and
     dtype out. A path is read first. The output is allocated once and filled block by block, so memory beyond it
-    stays bounded whatever the image's size."""
+    stays bounded whatever the image's size; a final size that is the model's output shrunk by a whole factor
+    (``outscale`` 2 or 1 of a x4 model) is averaged block by block too, so the model-scale output is never held."""
     if isinstance(image, str | os.PathLike):
         image = read_image(image)
     if image.ndim == 2:
@@ -93,6 +117,9 @@ def upscale_array(
         limit = f"limit {MAX_OUTPUT_PIXELS} pixels"
         raise ImageError(f"output of {width}x{height} at x{factor} would be too large ({limit})")
     _check_memory(image, scale, size)
+    shrink = _exact_shrink(width, height, scale, size)
+    if shrink > 1:  # area downscaling by a whole factor: each finished block is averaged as it comes
+        stream_rgb, scale, size = _shrinking(stream_rgb, shrink), scale // shrink, None
     out = np.empty((height * scale, width * scale, channels), image.dtype)
 
     def to_output(rows: np.ndarray) -> np.ndarray:

@@ -174,7 +174,7 @@ def upscale_video(
             with tqdm(total=info.frames, desc=source.name, unit="frame", disable=not progress) as bar:
                 for frame in _frames(source, info):
                     out = upscaler.upscale(frame, idr=idr, size=(width, height))
-                    encoder.stdin.write(np.ascontiguousarray(out).tobytes())
+                    encoder.stdin.write(memoryview(np.ascontiguousarray(out)).cast("B"))  # no copy of the frame
                     written += 1
                     bar.update()
             encoder.stdin.close()
