@@ -26,8 +26,10 @@ def _inputs(model: KDSRStudent | KDSRTeacher, height: int, width: int, device, d
 
 
 def count_flops(model: KDSRStudent | KDSRTeacher, height: int, width: int) -> int:
-    """FLOPs of one forward pass at LR size ``height`` x ``width``, counted on meta tensors (no compute)."""
+    """FLOPs of one forward pass at LR size ``height`` x ``width``, counted on meta tensors (no compute): the
+    network's own arithmetic, with the tail whole (not the context rows that banded inference computes twice)."""
     meta_model = copy.deepcopy(model).to("meta")
+    meta_model.G.tail_band = 0
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         meta_model(*_inputs(meta_model, height, width, "meta", torch.float32))

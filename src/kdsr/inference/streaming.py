@@ -126,61 +126,83 @@ def stream_upscale(
     final_rows = _final_bounds(row_spans, radius, height)
     final_columns = _final_bounds(column_spans, radius, width)
     parts = generator_tiles(height + 2 * pad, width + 2 * pad, tile, tile_pad, overlap, s)
-    carry, carry_top = np.zeros((3, 0, width * s), np.float32), 0  # blended sums of rows [carry_top, ...)
+    carry = _Window(0, 0, s, width)  # blended sums the previous tile row left for this one (full width)
+
+    def finish(window: _Window, keep: tuple[int, int, int, int]) -> None:
+        """Emit the final block ``keep`` (LR box) from ``window``, which holds it and its colour-fix context."""
+        context = (max(keep[0] - radius, 0), min(keep[1] + radius, height),
+                   max(keep[2] - radius, 0), min(keep[3] + radius, width))  # fmt: skip
+        weight = row_weight[context[0] * s : context[1] * s, None] * column_weight[context[2] * s : context[3] * s]
+        block = window.read(context) / weight
+        emit(keep[0] * s, keep[2] * s, fix_block(block, lr, context, keep, s) if fix_color else np.clip(block, 0, 1))
 
     for i, (top, bottom) in enumerate(row_spans):
-        strip_top = max(final_rows[i] - radius, 0)  # the strip: rows [strip_top, bottom) of this tile row
+        window = _Window(max(final_rows[i] - radius, 0), bottom, s, 0)  # the rows this tile row's blocks read
         next_top = max(final_rows[i + 1] - radius, 0) if i + 1 < len(row_spans) else bottom
-        next_carry = np.zeros((3, (bottom - next_top) * s, width * s), np.float32)
-        strip, left = np.zeros((3, (bottom - strip_top) * s, 0), np.float32), 0  # columns [left, ...)
+        next_carry = _Window(next_top, bottom, s, width)
         for j, (tile_left, tile_right) in enumerate(column_spans):
             part = next(parts)
-            right = left + strip.shape[2] // s
-            if tile_right > right:  # widen the strip, starting from what the tile row above left there
-                grown = np.zeros((3, strip.shape[1], (tile_right - left) * s), np.float32)
-                grown[:, :, : strip.shape[2]] = strip
-                y0, y1 = max(carry_top, strip_top), min(carry_top + carry.shape[1] // s, bottom)
-                if y1 > y0:
-                    grown[:, (y0 - strip_top) * s : (y1 - strip_top) * s, (right - left) * s :] = carry[
-                        :, (y0 - carry_top) * s : (y1 - carry_top) * s, right * s : tile_right * s
-                    ]
-                strip = grown
-            sr = run_tile(_padded_crop(lr, pad, *part.crop))[0][(..., *part.keep)]
-            sr = sr * part.weight
+            window.widen(tile_right, carry)
+            sr = run_tile(_padded_crop(lr, pad, *part.crop))[0][(..., *part.keep)] * part.weight
             y0, x0 = part.place[0].start // s - pad, part.place[1].start // s - pad  # the tile's LR origin
-            strip[
-                :, (top - strip_top) * s : (bottom - strip_top) * s, (tile_left - left) * s : (tile_right - left) * s
-            ] += sr[:, (top - y0) * s : (bottom - y0) * s, (tile_left - x0) * s : (tile_right - x0) * s]
+            window.add(sr[:, (top - y0) * s : (bottom - y0) * s, (tile_left - x0) * s : (tile_right - x0) * s],
+                       top, tile_left)  # fmt: skip
             if on_tile:
                 on_tile()
-            for y0, y1 in _chunks(final_rows[i], final_rows[i + 1], FIX_ROWS):
-                keep = (y0, y1, final_columns[j], final_columns[j + 1])
-                if keep[3] > keep[2]:
-                    window = (
-                        max(keep[0] - radius, 0),
-                        min(keep[1] + radius, height),
-                        max(keep[2] - radius, 0),
-                        min(keep[3] + radius, width),
-                    )
-                    block = strip[
-                        :,
-                        (window[0] - strip_top) * s : (window[1] - strip_top) * s,
-                        (window[2] - left) * s : (window[3] - left) * s,
-                    ]
-                    weight = (
-                        row_weight[window[0] * s : window[1] * s, None] * column_weight[window[2] * s : window[3] * s]
-                    )
-                    block = block / weight
-                    emit(
-                        y0 * s,
-                        keep[2] * s,
-                        fix_block(block, lr, window, keep, s) if fix_color else np.clip(block, 0, 1),
-                    )
-            drop = max(final_columns[j + 1] - radius, left) if j + 1 < len(column_spans) else tile_right
-            if drop > left:  # columns no later block reads: keep the rows the next tile row needs, then let go
-                next_carry[:, :, left * s : drop * s] = strip[:, (next_top - strip_top) * s :, : (drop - left) * s]
-                strip, left = strip[:, :, (drop - left) * s :].copy(), drop
-        carry, carry_top = next_carry, next_top
+            if final_columns[j + 1] > final_columns[j]:
+                for y_top, y_bottom in _chunks(final_rows[i], final_rows[i + 1], FIX_ROWS):
+                    finish(window, (y_top, y_bottom, final_columns[j], final_columns[j + 1]))
+            last = j + 1 == len(column_spans)
+            window.release(tile_right if last else max(final_columns[j + 1] - radius, window.left), next_carry)
+        carry = next_carry
+
+
+class _Window:
+    """Blended (not yet normalised) output of the LR rows [top, bottom) and columns [left, left + width): what a
+    tile row holds in float. It grows to the right as tiles come and lets go of columns no later block reads."""
+
+    def __init__(self, top: int, bottom: int, scale: int, width: int) -> None:
+        self.top, self.bottom, self.scale, self.left = top, bottom, scale, 0
+        self.data = np.zeros((3, (bottom - top) * scale, width * scale), np.float32)
+
+    @property
+    def right(self) -> int:
+        return self.left + self.data.shape[2] // self.scale
+
+    def rows(self, top: int, bottom: int) -> slice:
+        return slice((top - self.top) * self.scale, (bottom - self.top) * self.scale)
+
+    def columns(self, left: int, right: int) -> slice:
+        return slice((left - self.left) * self.scale, (right - self.left) * self.scale)
+
+    def widen(self, right: int, carry: _Window) -> None:
+        """Reach column ``right``, the new columns starting from what the tile row above left in ``carry``."""
+        if right <= self.right:
+            return
+        grown = np.zeros((*self.data.shape[:2], (right - self.left) * self.scale), np.float32)
+        grown[:, :, : self.data.shape[2]] = self.data
+        y0, y1 = max(carry.top, self.top), min(carry.bottom, self.bottom)
+        if y1 > y0:
+            grown[:, self.rows(y0, y1), (self.right - self.left) * self.scale :] = carry.data[
+                :, carry.rows(y0, y1), carry.columns(self.right, right)
+            ]
+        self.data = grown
+
+    def add(self, part: np.ndarray, top: int, left: int) -> None:
+        h, w = part.shape[1] // self.scale, part.shape[2] // self.scale
+        self.data[:, self.rows(top, top + h), self.columns(left, left + w)] += part
+
+    def read(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        return self.data[:, self.rows(box[0], box[1]), self.columns(box[2], box[3])]
+
+    def release(self, drop: int, carry: _Window) -> None:
+        """Let go of the columns left of ``drop``, first copying the rows the next tile row needs into ``carry``."""
+        if drop <= self.left:
+            return
+        carry.data[:, :, carry.columns(self.left, drop)] = self.data[
+            :, self.rows(carry.top, self.bottom), : (drop - self.left) * self.scale
+        ]
+        self.data, self.left = self.data[:, :, (drop - self.left) * self.scale :].copy(), drop
 
 
 def _padded_crop(lr: np.ndarray, pad: int, rows: slice, columns: slice) -> np.ndarray:

@@ -80,6 +80,8 @@ class KDSRGenerator(nn.Module):
         self.tail = nn.Sequential(upsampler(scale, n_feats), conv3x3(n_feats, 3))
         #: LR pixels of context that one output pixel depends on (used to size tile padding).
         self.receptive_radius = 2 * n_blocks + 4
+        #: LR rows per band of the tail at inference (0: whole; :meth:`_upsample`)
+        self.tail_band = TAIL_BAND
 
     def forward(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         h = self.head(self.sub_mean(x))
@@ -87,17 +89,17 @@ class KDSRGenerator(nn.Module):
         return self.add_mean(self._upsample(r))
 
     def _upsample(self, r: torch.Tensor) -> torch.Tensor:
-        """The tail, in bands of :data:`TAIL_BAND` rows at inference: its 2x feature maps (4 n_feats channels) are
+        """The tail, in bands of :attr:`tail_band` rows at inference: its 2x feature maps (4 n_feats channels) are
         the largest tensors of a forward pass, 270 MB for a 256-px tile of a 32-feature network; in bands they stay
         a few tens of MB. Each band sees :data:`TAIL_CONTEXT` rows of real context, more than the tail's receptive
         radius (under 2 LR pixels), so the result is the same. Whole when training, tracing or compiling."""
-        height = r.shape[2]
+        height, band = r.shape[2], self.tail_band
         whole = torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling()
-        if whole or height <= TAIL_BAND + 2 * TAIL_CONTEXT:
+        if whole or band <= 0 or height <= band + 2 * TAIL_CONTEXT:
             return self.tail(r)
         s, bands = self.scale, []
-        for top in range(0, height, TAIL_BAND):
-            bottom = min(top + TAIL_BAND, height)
+        for top in range(0, height, band):
+            bottom = min(top + band, height)
             first, last = max(top - TAIL_CONTEXT, 0), min(bottom + TAIL_CONTEXT, height)
             bands.append(self.tail(r[:, :, first:last])[:, :, (top - first) * s : (bottom - first) * s])
         return torch.cat(bands, dim=2)
