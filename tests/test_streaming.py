@@ -14,7 +14,7 @@ import torch
 from kdsr.errors import UntrainedModelWarning
 from kdsr.inference.alpha import bicubic_rows
 from kdsr.inference.fidelity import color_fix
-from kdsr.inference.streaming import fix_block, stream_upscale
+from kdsr.inference.streaming import Layout, fix_block, stream_upscale
 from kdsr.inference.upscaler import Upscaler, run_pipeline
 from kdsr.models import KDSRStudent
 from kdsr.models.kdsr import TAIL_BAND, KDSRConfig
@@ -39,8 +39,8 @@ def _streamed(upscaler: Upscaler, lr: np.ndarray, d: torch.Tensor, fix_color: bo
     def run_tile(crop: np.ndarray) -> np.ndarray:
         return upscaler.backend.generate(torch.from_numpy(crop), d).numpy()
 
-    stream_upscale(lr, run_tile, emit, scale=4, tile=upscaler.tile, tile_pad=upscaler.tile_pad,
-                   overlap=upscaler.tile_overlap, border_pad=upscaler.border_pad, fix_color=fix_color)  # fmt: skip
+    layout = Layout(4, upscaler.tile, upscaler.tile_pad, upscaler.tile_overlap, upscaler.border_pad, fix_color)
+    stream_upscale(lr, run_tile, emit, layout)
     return out, written
 
 
@@ -83,8 +83,7 @@ def test_streaming_holds_a_fraction_of_the_output_in_float():
 
     tracemalloc.start()
     try:
-        stream_upscale(lr, run_tile, lambda top, left, block: None, scale=4, tile=32, tile_pad=8, overlap=4,
-                       border_pad=4)  # fmt: skip
+        stream_upscale(lr, run_tile, lambda top, left, block: None, Layout(4, 32, 8, 4, 4))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

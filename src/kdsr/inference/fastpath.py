@@ -26,7 +26,7 @@ from kdsr.constants import (
 from kdsr.errors import KDSRError
 from kdsr.inference.graph_files import onnxruntime_session
 from kdsr.inference.layout import upscale_array
-from kdsr.inference.streaming import Emit, stream_upscale
+from kdsr.inference.streaming import Emit, Layout, stream_upscale
 from kdsr.inference.tile_plan import encoder_tiles, runs_whole, view_regions
 
 #: numpy inputs by name -> outputs in order (a compiled OpenVINO model or an onnxruntime session's run)
@@ -89,18 +89,8 @@ class GraphPipeline:
         def run_tile(crop: np.ndarray) -> np.ndarray:
             return self.generator({"lr": crop, "d": d})[0]
 
-        stream_upscale(
-            lr,
-            run_tile,
-            emit,
-            scale=self.scale,
-            tile=self.tile,
-            tile_pad=self.tile_pad,
-            overlap=self.tile_overlap,
-            border_pad=self.border_pad,
-            fix_color=self.fix_color,
-            on_tile=on_tile,
-        )
+        layout = Layout(self.scale, self.tile, self.tile_pad, self.tile_overlap, self.border_pad, self.fix_color)
+        stream_upscale(lr, run_tile, emit, layout, on_tile)
 
 
 class FastUpscaler:

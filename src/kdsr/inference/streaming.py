@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -92,32 +93,34 @@ def fix_block(
     return np.clip(out, 0, 1, out=out)
 
 
+class Layout(NamedTuple):
+    """How :func:`stream_upscale` cuts and finishes an image: the model's scale, the LR tile (0: whole), its context
+    and blended overlap, the edge replication around the image, and the colour fix."""
+
+    scale: int
+    tile: int
+    tile_pad: int
+    overlap: int
+    border_pad: int
+    fix_color: bool = True
+
+
 def stream_upscale(
-    lr: np.ndarray,
-    run_tile: TileFunction,
-    emit: Emit,
-    *,
-    scale: int,
-    tile: int,
-    tile_pad: int,
-    overlap: int,
-    border_pad: int,
-    fix_color: bool = True,
-    on_tile: Callable[[], None] | None = None,
+    lr: np.ndarray, run_tile: TileFunction, emit: Emit, layout: Layout, on_tile: Callable[[], None] | None = None
 ) -> None:
     """Upscale (3, H, W) float32 ``lr`` in [0, 1] as :func:`kdsr.inference.upscaler.run_pipeline` does (edges
-    replicated ``border_pad`` pixels, generator tiles of ``tile`` with ``tile_pad`` context blended over ``overlap``,
-    border cropped, colour fix), handing each final block to ``emit`` as soon as it is known.
+    replicated, generator tiles with context blended over their overlaps, border cropped, colour fix; ``layout``),
+    handing each final block to ``emit`` as soon as it is known.
 
     Tiles run row by row, left to right. After tile (i, j), the output is complete above tile row i + 1 and, within
     the rows of tile row i, left of tile j + 1; a block is final once it and the colour fix's radius around it are
     complete. So only a band of the previous tile row (full width, 2 radii + the overlap high) and a window of the
     current one (about one tile wide) are held in float.
     """
-    s, pad = scale, border_pad
+    s, pad, tile_pad, fix_color = layout.scale, layout.border_pad, layout.tile_pad, layout.fix_color
     _, height, width = lr.shape
-    tile = 0 if runs_whole(height + 2 * pad, width + 2 * pad, tile) else tile
-    overlap = min(overlap, tile // 2)
+    tile = 0 if runs_whole(height + 2 * pad, width + 2 * pad, layout.tile) else layout.tile
+    overlap = min(layout.overlap, tile // 2)
     radius = color_fix_radius() if fix_color else 0
     row_spans = [_real(span, pad, height) for span in axis_tiles(height + 2 * pad, tile, overlap)]
     column_spans = [_real(span, pad, width) for span in axis_tiles(width + 2 * pad, tile, overlap)]

@@ -25,7 +25,7 @@ from kdsr.inference.backends import Backend, TiledBackend, Tiling, build_backend
 from kdsr.inference.fidelity import color_fix, pad_border
 from kdsr.inference.layout import upscale_array
 from kdsr.inference.onnx_runtime import OnnxGraphs
-from kdsr.inference.streaming import Emit, stream_upscale
+from kdsr.inference.streaming import Emit, Layout, stream_upscale
 from kdsr.inference.tile_plan import count_tiles
 from kdsr.insight.steering import SteeredIDR, Steerer, Steering
 from kdsr.models import KDSRStudent
@@ -215,18 +215,8 @@ class Upscaler:
             return backend.generate(torch.from_numpy(crop), d).numpy()
 
         with tile_bar(count_tiles(height, width, tile, self.tile_overlap), progress) as bar:
-            stream_upscale(
-                lr,
-                run_tile,
-                emit,
-                scale=self.scale,
-                tile=tile,
-                tile_pad=self.tile_pad,
-                overlap=self.tile_overlap,
-                border_pad=pad,
-                fix_color=self.fix_color,
-                on_tile=bar.update if bar else None,
-            )
+            layout = Layout(self.scale, tile, self.tile_pad, self.tile_overlap, pad, self.fix_color)
+            stream_upscale(lr, run_tile, emit, layout, on_tile=bar.update if bar else None)
 
 
 def _steerer(model, steering: Steering, backend: Backend) -> Steerer | None:
