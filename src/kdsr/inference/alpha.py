@@ -38,7 +38,7 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 class FlatAlpha:
     """Where the LR alpha is locally constant ((2 radius + 1)^2 neighbourhood), the upscaled alpha is set to exactly
-    that value: opaque stays 255, transparent stays 0, whatever the network did near them. Applied to output rows
+    that value: opaque stays 255, transparent stays 0, whatever the network did near them. Applied to output blocks
     as they are made."""
 
     def __init__(self, alpha: np.ndarray, scale: int, radius: int = 2) -> None:

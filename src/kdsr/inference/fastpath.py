@@ -84,7 +84,7 @@ class GraphPipeline:
 
     def stream(self, lr: np.ndarray, d: np.ndarray, emit: Emit, on_tile: Callable[[], None] | None = None) -> None:
         """(3, H, W) float32 in [0, 1] upscaled with the IDR ``d``: border padding, generator tiles, the colour fix,
-        final rows handed to ``emit`` (:func:`~kdsr.inference.streaming.stream_upscale`)."""
+        final blocks handed to ``emit`` (:func:`~kdsr.inference.streaming.stream_upscale`)."""
 
         def run_tile(crop: np.ndarray) -> np.ndarray:
             return self.generator({"lr": crop, "d": d})[0]

@@ -14,12 +14,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from kdsr.constants import COLOR_FIX_SIGMA
+from kdsr.inference.streaming import color_fix_radius
 
 
 def pad_border(lr: torch.Tensor, pad: int) -> torch.Tensor:
@@ -29,7 +28,7 @@ def pad_border(lr: torch.Tensor, pad: int) -> torch.Tensor:
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian low-pass with edge-replicated borders (a flat image stays exactly flat)."""
-    radius = max(math.ceil(3 * sigma), 1)
+    radius = color_fix_radius(sigma)
     taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
     kernel = torch.exp(-(taps**2) / (2 * sigma**2))
     kernel = (kernel / kernel.sum()).to(x.dtype)

@@ -1,12 +1,12 @@
-"""kdsr's image pipeline in bounded memory: the generator tile by tile, output rows finished strip by strip.
+"""kdsr's image pipeline in bounded memory: the generator tile by tile, the output finished block by block.
 
 Upscaling a 3000x2000 photo x4 makes a 12000x8000 result: 288 MB as 8-bit, 1.15 GB as one float32 copy, and the
 whole-image pipeline (:func:`kdsr.inference.upscaler.run_pipeline`: blended accumulator, border crop, colour fix)
-held many such copies. Here the generator's tiles are laid out row by row (:mod:`kdsr.inference.tile_plan`); as soon
-as no later tile reaches an output row, that row is complete, and once the rows the colour fix looks at
-(:data:`~kdsr.constants.COLOR_FIX_SIGMA` x 3 LR rows either side) are complete too, the row is final and handed to
-the caller, who writes it into a preallocated 8/16-bit output. Float buffers hold about one tile row of the output,
-whatever the image's height.
+held many such copies. Here the generator's tiles run row by row, left to right (:mod:`kdsr.inference.tile_plan`);
+a block of the output is complete once no later tile reaches it, and final once the pixels the colour fix looks at
+(:data:`~kdsr.constants.COLOR_FIX_SIGMA` x 3 LR pixels around it) are complete too; it is then handed to the
+caller, who writes it into a preallocated 8/16-bit output. Float buffers hold a band of the previous tile row and a
+window of the current one, whatever the image's size.
 
 The result equals the whole-image pipeline's within float rounding: the same tiles and blend weights, the colour fix
 with its full context (the image's edges replicated as before). Torch-free: the torch backend and the graph
