@@ -190,16 +190,12 @@ def test_blocked_output_folder_and_full_disk_are_one_line(tmp_path, model_file, 
     err = capsys.readouterr().err
     assert "cannot write" in err and "Traceback" not in err
 
-    import contextlib
-
     import kdsr.image_io
 
-    @contextlib.contextmanager
-    def full_disk(path, **kwargs):
+    def full_disk(path, *parts):
         raise OSError(28, "No space left on device")
-        yield
 
-    monkeypatch.setattr(kdsr.image_io, "atomic_path", full_disk)
+    monkeypatch.setattr(kdsr.image_io, "atomic_write_bytes", full_disk)
     src = tmp_path / "src"
     src.mkdir()
     (tmp_path / "a.png").rename(src / "a.png")

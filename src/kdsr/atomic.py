@@ -18,14 +18,11 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[str]:
-    """Yield a temp path next to ``path``; on success it is renamed to ``path`` with the usual permissions.
-    ``keep_suffix``: the temp path ends with ``path``'s suffix too (``.x.png.<random>.tmp.png``), for writers that
-    choose the format by the name."""
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temp path next to ``path``; on success it is renamed to ``path`` with the usual permissions."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".tmp" + (path.suffix if keep_suffix else "")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield tmp
@@ -43,15 +40,16 @@ def remove_stale_temporaries(folder: str | os.PathLike, names: list[str]) -> Non
     if not folder.is_dir():
         return
     wanted = set(names)
-    for tmp in [*folder.glob(".*.tmp"), *folder.glob(".*.tmp.*")]:
-        base = tmp.name[1:]
-        if base[: base.rindex(".tmp")].rsplit(".", 1)[0] in wanted and tmp.is_file():
+    for tmp in folder.glob(".*.tmp"):
+        if tmp.name[1:].rsplit(".", 2)[0] in wanted and tmp.is_file():
             tmp.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, *parts: bytes | memoryview) -> None:
+    """Write ``parts`` (bytes or any buffer, one after the other) as the file ``path``, atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
+        for part in parts:
+            f.write(part)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kdsr.atomic import atomic_path, atomic_write_bytes
+from kdsr.atomic import atomic_write_bytes
 from kdsr.constants import (  # noqa: F401 - the extension lists are part of this module's interface
     ALPHA_EXTENSIONS,
     DEFAULT_MAX_PIXELS,
@@ -184,25 +184,15 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
 
-def _insert_png_metadata(path: Path, metadata: ImageMetadata) -> None:
-    """Insert iCCP and eXIf chunks right after the IHDR of the PNG file ``path`` (signature 8 bytes + IHDR chunk 25),
-    copying the rest of the file in blocks."""
-    import shutil
-
+def _with_png_metadata(encoded: memoryview, metadata: ImageMetadata) -> list[bytes | memoryview]:
+    """The parts of a PNG file with iCCP and eXIf chunks inserted right after IHDR (signature 8 bytes + IHDR chunk
+    25), without copying the encoded image."""
     chunks = b""
     if metadata.icc_profile:
         chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(metadata.icc_profile))
     if metadata.exif:
         chunks += _png_chunk(b"eXIf", metadata.exif.removeprefix(EXIF_PREFIX))
-    staged = path.with_name(path.name + ".meta")
-    try:
-        with open(path, "rb") as source, open(staged, "wb") as target:
-            target.write(source.read(33))
-            target.write(chunks)
-            shutil.copyfileobj(source, target, 2**20)
-        os.replace(staged, path)
-    finally:
-        staged.unlink(missing_ok=True)
+    return [encoded[:33], chunks, encoded[33:]]
 
 
 def _pillow_encode(image: np.ndarray, ext: str, quality: int, metadata: ImageMetadata) -> bytes:
@@ -299,16 +289,12 @@ def write_image(
         params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     elif ext == ".webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, quality]
-    # OpenCV writes the file itself, compressing as it goes: no encoded copy of a large output is held in memory
-    with atomic_path(path, keep_suffix=True) as tmp, _bgr_order(image) as bgr:
-        try:
-            written = cv2.imwrite(tmp, bgr, params)
-        except cv2.error:
-            written = False
-        if not written:
-            raise ImageError(f"{path}: cannot write (encoding failed, or the disk is full or read-only)")
-        if metadata and ext == ".png":
-            _insert_png_metadata(Path(tmp), metadata)
+    with _bgr_order(image) as bgr:
+        ok, encoded = cv2.imencode(ext, bgr, params)
+    if not ok:
+        raise ImageError(f"{path}: encoding failed")
+    data = memoryview(encoded).cast("B")  # written as it is: no copy of the encoded image
+    atomic_write_bytes(path, *(_with_png_metadata(data, metadata) if metadata and ext == ".png" else [data]))
 
 
 @contextlib.contextmanager

@@ -152,6 +152,11 @@ def _sigterm_as_interrupt() -> Iterator[Callable[[], None]]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _remove_temporaries(plan: Plan) -> None:
+    for folder in {target.parent for _, target in plan.jobs}:
+        remove_stale_temporaries(folder, [target.name for _, target in plan.jobs])
+
+
 def _run_plan(ray, plan: Plan, model_path: Path, settings: WorkerSettings, actors: int | None) -> BatchResult:
     from ray.util.actor_pool import ActorPool
 
@@ -164,8 +169,7 @@ def _run_plan(ray, plan: Plan, model_path: Path, settings: WorkerSettings, actor
     result = BatchResult(skipped=list(plan.skipped))
     started = time.perf_counter()
     jobs = [(str(path), str(target)) for path, target in plan.jobs]
-    for folder in {target.parent for _, target in plan.jobs}:
-        remove_stale_temporaries(folder, [target.name for _, target in plan.jobs])
+    _remove_temporaries(plan)  # what an earlier, killed run left
     try:
         for status, where, message in pool.map(lambda actor, job: actor.run.remote(*job), jobs):  # in plan order
             if status == "written":
@@ -176,5 +180,6 @@ def _run_plan(ray, plan: Plan, model_path: Path, settings: WorkerSettings, actor
         ray.wait([w.close.remote() for w in workers], num_returns=count, timeout=30)
         for w in workers:  # the actors end with the run, even one still starting (it would linger for minutes)
             ray.kill(w, no_restart=True)
+        _remove_temporaries(plan)  # what a worker killed mid-write left (Ray restarted it and retried the image)
     result.seconds = time.perf_counter() - started
     return result
