@@ -6,7 +6,8 @@ that the PNG compresses like a photo), and its peak RSS is read from the kernel 
 it prints the peak, the output's 8-bit size, their ratio, the target of issue 36 (500 MB + 2x the output) and the
 wall time. ``torch`` is ``--backend torch``; ``fast`` is the default backend on the torch-free path (OpenVINO graphs,
 built by a warm-up run first). ``--extra`` adds options to every run (``--extra=--outscale=2``, ``--extra=-t=128``);
-``--alpha`` and ``--bits 16`` make RGBA and 16-bit inputs (and so outputs).
+``--alpha`` and ``--bits 16`` make RGBA and 16-bit inputs (and so outputs); ``--video N`` makes each input an N-frame
+MP4 of such images (the ``video`` extra), whose target counts one output frame.
 """
 
 from __future__ import annotations
@@ -68,6 +69,33 @@ def run_upscale(image_path: Path, out_path: Path, backend_args: list[str], extra
     return usage.ru_maxrss / 1024, elapsed  # Linux: KiB
 
 
+def write_clip(path: Path, frame: np.ndarray, frames: int) -> None:
+    """An MP4 of ``frames`` copies of an RGB frame, each with its own grain (imageio-ffmpeg's binary)."""
+    import imageio_ffmpeg
+
+    height, width = frame.shape[:2]
+    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=24, quality=8, macro_block_size=1)
+    writer.send(None)
+    rng = np.random.default_rng(1)
+    for _ in range(frames):
+        writer.send(np.clip(frame + rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8))
+    writer.close()
+
+
+def output_shape(path: Path) -> tuple[int, int, int]:
+    """(width, height, channels) of an output image or video."""
+    if path.suffix == ".mp4":
+        import imageio_ffmpeg
+
+        meta = next(imageio_ffmpeg.read_frames(str(path)))
+        return (*meta["size"], 3)
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # our own output, read for its size
+    with Image.open(path) as im:
+        return im.width, im.height, len(im.getbands())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["1000x1000", "1500x1000", "3000x2000", "4000x3000"])
@@ -75,6 +103,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model (default: the bundled default)")
     parser.add_argument("--alpha", action="store_true", help="RGBA inputs")
     parser.add_argument("--bits", type=int, default=8, choices=[8, 16], help="sample depth of the inputs")
+    parser.add_argument("--video", type=int, default=0, metavar="N", help="N-frame MP4 inputs instead of PNGs")
     parser.add_argument("--extra", action="append", default=[], help="more kdsr upscale options, e.g. --extra=-t=128")
     args = parser.parse_args()
     model = ["-n", args.model] if args.model else []
@@ -94,17 +123,17 @@ def main() -> None:
             image = synthetic_photo(width, height, args.alpha)
             if args.bits == 16:
                 image = image.astype(np.uint16) * 257
-            source = Path(tmp, f"in_{size}.png")
-            cv2.imwrite(str(source), image[:, :, [2, 1, 0, 3][: image.shape[2]]])
+            suffix = ".mp4" if args.video else ".png"
+            source = Path(tmp, f"in_{size}{suffix}")
+            if args.video:
+                write_clip(source, image[:, :, :3], args.video)
+            else:
+                cv2.imwrite(str(source), image[:, :, [2, 1, 0, 3][: image.shape[2]]])
             del image
             for path in args.paths:
-                peak, elapsed = run_upscale(source, Path(tmp, f"out_{size}.png"), [*backends[path], *model], extra)
-                out = Path(tmp, f"out_{size}.png")
-                from PIL import Image
-
-                Image.MAX_IMAGE_PIXELS = None  # our own output, read for its size
-                with Image.open(out) as im:
-                    ow, oh, bands = im.width, im.height, len(im.getbands())
+                out = Path(tmp, f"out_{size}{suffix}")
+                peak, elapsed = run_upscale(source, out, [*backends[path], *model], extra)
+                ow, oh, bands = output_shape(out)
                 out_mb = ow * oh * bands / MB  # the 8-bit size, as the target counts it (16-bit outputs too)
                 target = 500 + 2 * out_mb
                 verdict = "met" if peak <= target else "over"

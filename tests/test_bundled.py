@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -196,3 +197,45 @@ def test_the_default_models_denoise_dial_moves_its_output_the_right_way():
     blind = kdsr.upscale(lr, device="cpu", precision="fp32", backend="torch")
     told = kdsr.upscale(lr, device="cpu", precision="fp32", backend="torch", assume=stated)
     assert np.array_equal(told, blind)
+
+
+def test_the_detail_dial_blends_the_default_with_its_gan_partner(tmp_path, monkeypatch, capsys):
+    """`--detail D`: the weights (1 - D) * default + D * GAN (ESRGAN's network interpolation), written once per D;
+    fine detail of the sample's output rises with D; D = 0 is the default itself, D = 1 the GAN model."""
+    from safetensors.numpy import load_file
+
+    from kdsr.detail import with_detail
+    from kdsr.errors import KDSRError
+    from kdsr.image_io import read_image, write_image
+    from kdsr.metrics.detail import detail_energy
+
+    monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
+    models = bundled_models()
+    assert with_detail(None, 0) is None and with_detail("kdsr-real-x4", 0.0) == "kdsr-real-x4"
+    assert with_detail(None, 1) == str(models["kdsr-real-x4-gan"])
+    half = with_detail(None, 0.5)
+    blended, faithful, sharp = (load_file(p) for p in (half, models["kdsr-real-x4"], models["kdsr-real-x4-gan"]))
+    key = "G.body.0.body.0.da_conv1.kernel.0.weight"
+    np.testing.assert_allclose(blended[key], (faithful[key] + sharp[key]) / 2, atol=1e-7)
+    assert read_metadata(half)["idr_map"] == read_metadata(models["kdsr-real-x4"])["idr_map"]  # its dials still work
+    written = os.stat(half).st_ino, os.stat(half).st_mtime_ns
+    assert with_detail(None, 0.501) == half  # rounded to 0.01: the same cached file, not written again
+    assert (os.stat(half).st_ino, os.stat(half).st_mtime_ns) == written
+    for bad, message in ((("kdsr-real-x4", 1.5), "must be in 0-1"), (("kdsr-iso-x4", 0.5), "has none")):
+        with pytest.raises(KDSRError, match=message):
+            with_detail(*bad)
+
+    hr = _sample_hr()[:, :, :96, :96]
+    lr = tensor_to_image(classic.quantize(imresize(hr, 1 / 4)))
+    energies = [
+        detail_energy(kdsr.upscale(lr, device="cpu", precision="fp32", backend="torch", detail=d)) for d in (0, 0.5, 1)
+    ]
+    assert energies == sorted(energies) and energies[2] > 1.2 * energies[0], energies
+    write_image(tmp_path / "lr.png", lr)
+    assert main(["upscale", "-i", str(tmp_path / "lr.png"), "-o", str(tmp_path / "out.png"), "--backend", "torch",
+                 "--detail", "0.5", "-q"]) == 0  # fmt: skip
+    expected = kdsr.upscale(lr, device="cpu", backend="torch", detail=0.5)
+    assert np.array_equal(read_image(tmp_path / "out.png"), expected)
+    assert main(["upscale", "-i", str(tmp_path / "lr.png"), "-o", str(tmp_path / "x.png"), "-n", "kdsr-iso-x4",
+                 "--detail", "0.5"]) == 1  # fmt: skip
+    assert "has none" in capsys.readouterr().err

@@ -192,16 +192,17 @@ def test_blocked_output_folder_and_full_disk_are_one_line(tmp_path, model_file, 
 
     import kdsr.image_io
 
-    def full_disk(path, *parts):
+    def full_disk(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(kdsr.image_io, "atomic_write_bytes", full_disk)
+    monkeypatch.setattr(kdsr.image_io.png_stream, "_write_chunk", full_disk)
     src = tmp_path / "src"
     src.mkdir()
     (tmp_path / "a.png").rename(src / "a.png")
     assert _upscale("-i", str(src), "-o", str(tmp_path / "out"), "-n", model_file) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not any((tmp_path / "out").iterdir())  # the half-written file went with the error
 
 
 def test_models_into_a_closed_pipe_is_quiet():

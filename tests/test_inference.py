@@ -278,6 +278,34 @@ def test_openvino_backend_runs_the_same_tiling_path(tmp_path, monkeypatch, encod
         Upscaler(str(tmp_path / "m.safetensors"), backend="openvino", precision="fp16")
 
 
+def test_openvino_generator_runs_its_tail_in_bands_with_the_same_result(tmp_path, monkeypatch):
+    ov = pytest.importorskip("openvino")
+    pytest.importorskip("onnx")
+    from kdsr.checkpoint import save_model
+    from kdsr.constants import TAIL_BAND
+    from kdsr.inference import openvino_runtime
+    from kdsr.inference.openvino_runtime import as_infer, banded_generator, compile_graph, graph_files, split_generator
+
+    monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
+    save_model(tiny_model(), tmp_path / "m.safetensors")
+    core = ov.Core()
+    generator = str(graph_files(tmp_path / "m.safetensors").files[2])
+    whole = as_infer(compile_graph(core, core.read_model(generator), "fp32"))
+    parts = split_generator(ov, core.read_model(generator))
+    body, tail = (as_infer(compile_graph(core, part, "fp32")) for part in parts)
+    heights = []
+    counted = lambda feeds: heights.append(feeds[0].shape[2]) or tail(feeds)  # noqa: E731
+    banded = banded_generator(body, counted, 4)
+    g = np.random.default_rng(0)
+    for height in (9, TAIL_BAND * 2 + 7):
+        feeds = {"lr": g.random((1, 3, height, 23), dtype=np.float32), "d": g.random((1, 8), dtype=np.float32)}
+        np.testing.assert_allclose(banded(feeds)[0], whole(feeds)[0], atol=1e-5)
+    assert heights[0] == 9 and max(heights[1:]) <= TAIL_BAND + 4 and len(heights) == 4  # small: whole; tall: 3 bands
+    compiled = openvino_runtime.compile_split(tmp_path / "m.safetensors")
+    feeds = {"lr": g.random((1, 3, 80, 20), dtype=np.float32), "d": g.random((1, 8), dtype=np.float32)}
+    np.testing.assert_allclose(compiled.infers[2](feeds)[0], whole(feeds)[0], atol=1e-5)
+
+
 def _int8_checks(tmp: str) -> None:
     """The INT8 test's body, run in a child process (see below)."""
     import os
@@ -301,6 +329,13 @@ def _int8_checks(tmp: str) -> None:
     assert int8.precision == "int8"
     assert np.abs(ours.astype(int) - int8.upscale(image).astype(int)).mean() < 3
     assert len(list((tmp_path / "cache" / "openvino-int8").iterdir())) == 1
+    import openvino as ov
+
+    from kdsr.inference.openvino_runtime import split_generator
+
+    quantised = next((tmp_path / "cache" / "openvino-int8").glob("*/generator.xml"))
+    body, tail = split_generator(ov, ov.Core().read_model(str(quantised)))  # its tail runs banded too
+    assert any(op.get_type_name() == "FakeQuantize" for op in tail.get_ordered_ops())
 
     def no_rebuild(*args, **kwargs):
         raise AssertionError("quantised again")

@@ -171,3 +171,20 @@ def test_the_comfyui_nodes_dials_steer_a_bundled_model_as_upscaler_does(spandrel
     expected = upscaler.upscale_tensor(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
     torch.testing.assert_close(steered[0], expected[0].permute(1, 2, 0), rtol=0, atol=1e-5)  # float order
     assert (steered - blind).abs().max() > 1 / 255
+
+
+def test_the_comfyui_nodes_detail_input_runs_the_blend_of_upscale_detail(spandrel, tmp_path, monkeypatch):
+    from kdsr.bundled import bundled_models
+    from kdsr.integrations.comfyui import KDSRUpscaleImage
+
+    monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
+    descriptor = spandrel.ModelLoader().load_from_file(bundled_models()["kdsr-real-x4"])
+    image = synthetic_image(40, 56, seed=4)
+    batch = torch.from_numpy(image[None]).float() / 255
+    node = KDSRUpscaleImage()
+    (sharp,) = node.upscale(descriptor, batch, detail=0.6)
+    upscaler = Upscaler("kdsr-real-x4", device="cpu", precision="fp32", backend="torch", detail=0.6)
+    expected = upscaler.upscale_tensor(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    torch.testing.assert_close(sharp[0], expected[0].permute(1, 2, 0), rtol=0, atol=1e-5)
+    assert node.upscale(descriptor, batch, detail=0.6)[0].equal(sharp)  # the blend kept for the next run
+    assert (node.upscale(descriptor, batch)[0] - sharp).abs().max() > 1 / 255

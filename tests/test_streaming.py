@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from kdsr.constants import TAIL_BAND
 from kdsr.errors import UntrainedModelWarning
 from kdsr.inference.alpha import bicubic_rows
 from kdsr.inference.fidelity import color_fix
 from kdsr.inference.streaming import Layout, fix_block, stream_upscale
 from kdsr.inference.upscaler import Upscaler, run_pipeline
 from kdsr.models import KDSRStudent
-from kdsr.models.kdsr import TAIL_BAND, KDSRConfig
+from kdsr.models.kdsr import KDSRConfig
 
 
 @pytest.fixture(scope="module")

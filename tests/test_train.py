@@ -707,3 +707,59 @@ def test_gan_stage_logs_the_subpixel_loss_when_weighted(data_dir, gan_student, t
     assert torch.allclose(losses["subpixel"], 0.5 * subpixel_uniformity_loss(sr, 4))
     unweighted = build_stage(_gan_config(data_dir, gan_student), torch.device("cpu"))
     assert "subpixel" not in unweighted.losses(F.avg_pool2d(hr, 4), hr, step=0)[0]
+
+
+def _teacher_set(path, n=6, patch=8, scale=4, seed=0):
+    """A teacher-target set as scripts/teacher_targets.py writes it: its teacher is the HR brightened by 0.1 on the
+    right half (a colour shift, no new structure) and, on the left half, the HR with extra fine detail."""
+    import numpy as np
+
+    g = np.random.default_rng(seed)
+    hr = F.avg_pool2d(torch.from_numpy(g.random((n, 3, patch * scale + 2, patch * scale + 2))).float(), 3, stride=1)
+    hr = hr * 0.6 + 0.2
+    detail = torch.from_numpy(g.random(hr.shape)).float() * 0.04 - 0.02
+    teacher = hr.clone()
+    teacher[..., : patch * scale // 2] += detail[..., : patch * scale // 2]
+    teacher[..., patch * scale // 2 :] += 0.1
+    byte = lambda t: (t.clamp(0, 1) * 255).round().byte().numpy()  # noqa: E731
+    np.savez(path, lr=byte(F.avg_pool2d(hr, scale)), hr=byte(hr), teacher=byte(teacher), case=np.zeros(n, np.int64))
+    return hr, teacher
+
+
+def test_teacher_targets_take_the_teachers_detail_where_it_agrees_and_the_hrs_colours(tmp_path):
+    from kdsr.data.teacher_targets import SPLIT_SIGMA, TeacherTargets, _gaussian
+
+    hr, teacher = _teacher_set(tmp_path / "set.npz")
+    targets = TeacherTargets(tmp_path / "set.npz", 8, 4, tolerance=0.04)
+    target = targets.target.float() / 255
+    hr8 = (hr * 255).round() / 255
+    # right half: the teacher's shift of 0.1 is beyond the tolerance, so the target is the HR there
+    assert (target[..., 20:] - hr8[..., 20:]).abs().max() < 2 / 255
+    # left half: the HR's low frequencies, the teacher's high frequencies
+    t8 = (teacher * 255).round() / 255
+    high = lambda x: x - _gaussian(x, SPLIT_SIGMA)  # noqa: E731
+    left = (slice(None), slice(None), slice(4, 28), slice(4, 12))
+    from_teacher = (high(target)[left] - high(t8)[left]).abs().mean()
+    assert from_teacher < 0.25 * (high(target)[left] - high(hr8)[left]).abs().mean()
+    assert 0.3 < targets.trusted < 0.6
+    lr, drawn = targets.sample(4, torch.Generator().manual_seed(1))
+    assert lr.shape == (4, 3, 8, 8) and drawn.shape == (4, 3, 32, 32)
+    assert torch.allclose(F.avg_pool2d(drawn, 4), lr, atol=0.03)  # flips and transposes applied to both alike
+
+
+def test_gan_stage_mixes_teacher_targets_into_its_batches(data_dir, gan_student, tmp_path):
+    from kdsr.train.stages import build_stage
+
+    _teacher_set(tmp_path / "set.npz", n=3)
+    config = _gan_config(data_dir, gan_student, f"gan.teacher_targets={tmp_path / 'set.npz'}", "gan.teacher_share=0.5")
+    stage = build_stage(config, torch.device("cpu"))
+    lr, hr = torch.zeros(4, 3, 8, 8), torch.zeros(4, 3, 32, 32)
+    mixed_lr, mixed_hr = stage.mix_in(lr, hr, torch.Generator().manual_seed(0))
+    assert torch.equal(mixed_lr[:2], lr[:2]) and mixed_lr[2:].min() > 0.1 and mixed_hr[2:].min() > 0.1
+    train(dataclasses.replace(config, optim=dataclasses.replace(config.optim, steps=2)), tmp_path / "gan")
+    assert _log(tmp_path / "gan")[-1]["l1"] > 0
+    with pytest.raises(KDSRError, match="not 4-pixel patches"):
+        build_stage(_gan_config(data_dir, gan_student, f"gan.teacher_targets={tmp_path / 'set.npz'}",
+                                "data.patch_size=4"), torch.device("cpu"))  # fmt: skip
+    with pytest.raises(KDSRError, match="teacher_targets is for the gan stage"):
+        _config(data_dir, "stage=teacher", f"gan.teacher_targets={tmp_path / 'set.npz'}")

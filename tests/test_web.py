@@ -101,6 +101,26 @@ def test_the_dials_open_at_the_estimate_and_steer_the_job(tmp_path):
     assert server.estimate(str(tmp_path / "missing.png"), "steer") is None
 
 
+def test_the_detail_slider_blends_the_model_with_its_partner(tmp_path, monkeypatch):
+    from kdsr import detail
+    from kdsr.inference.upscaler import Upscaler
+    from kdsr.web.app import Server
+
+    monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
+    faithful, sharp = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_model(tiny_model(seed=1), faithful)
+    save_model(tiny_model(seed=2), sharp)
+    monkeypatch.setitem(detail.DETAIL_PARTNERS, str(faithful), str(sharp))
+    server = Server({"a": str(faithful)}, tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    write_image(tmp_path / "x.png", synthetic_image(24, 32))
+    runs = {d: read_image(server.run([str(tmp_path / "x.png")], "a", "x4", "fp32", 0, detail=d)["results"][0])
+            for d in (0.0, 0.5, 1.0)}  # fmt: skip
+    expected = Upscaler(str(sharp), precision="fp32", tile=0).upscale(synthetic_image(24, 32))
+    assert np.abs(runs[1.0].astype(int) - expected.astype(int)).max() <= 1
+    assert (runs[0.5] != runs[0.0]).any() and (runs[0.5] != runs[1.0]).any()
+
+
 def test_pixel_limit_applies(server, tmp_path):
     (tmp_path / "work").mkdir()
     server.max_pixels = 50

@@ -45,11 +45,10 @@ def remove_stale_temporaries(folder: str | os.PathLike, names: list[str]) -> Non
             tmp.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: str | os.PathLike, *parts: bytes | memoryview) -> None:
-    """Write ``parts`` (bytes or any buffer, one after the other) as the file ``path``, atomically."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
+    """Write ``data`` (bytes or any buffer) as the file ``path``, atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        for part in parts:
-            f.write(part)
+        f.write(data)
 
 
 @contextlib.contextmanager

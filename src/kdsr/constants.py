@@ -18,6 +18,11 @@ DEFAULT_IDR_VIEW = 256
 #: LR context pixels each tile sees beyond its borders, and pixels blended between adjacent tiles.
 TILE_PAD = 24
 TILE_OVERLAP = 8
+#: LR rows per band of the generator's upsampling tail at inference (``KDSRGenerator._upsample`` in torch, the
+#: OpenVINO runtime's split generator), and LR rows of context each band sees beyond its own: the tail's 2x and 4x
+#: feature maps are the largest tensors of a forward pass (hundreds of MB for a 256-pixel tile).
+TAIL_BAND = 32
+TAIL_CONTEXT = 2
 #: Gaussian sigma (LR pixels) of the low-pass in the colour fix (``kdsr.inference.fidelity``): wide enough to leave
 #: detail alone (Gaussian8 on Set5 with kdsr-iso-x4: -0.018 dB at sigma 2, -0.005 dB at 4), narrow enough to follow
 #: colour across an image.

@@ -1,8 +1,9 @@
 """Reading and writing images as numpy arrays: RGB(A) channel order, uint8 or uint16, EXIF orientation applied.
 
 OpenCV does the decoding (16-bit PNG, alpha, JPEG, WebP); Pillow only reads the header (size, frames, and the EXIF
-orientation tag, which OpenCV ignores when asked to keep alpha and bit depth), from the bytes read once. Writes are
-atomic: a temp file, then a rename.
+orientation tag, which OpenCV ignores when asked to keep alpha and bit depth), from the bytes read once. PNGs are
+written by :mod:`kdsr.png_stream` band by band, other formats by OpenCV (Pillow where metadata must be embedded).
+Writes are atomic: a temp file, then a rename.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kdsr import png_stream
 from kdsr.atomic import atomic_write_bytes
 from kdsr.constants import (  # noqa: F401 - the extension lists are part of this module's interface
     ALPHA_EXTENSIONS,
@@ -180,19 +182,14 @@ def read_image_metadata(path: str | os.PathLike, size: tuple[int, int] | None = 
     return ImageMetadata(icc, data if data.startswith(EXIF_PREFIX) else EXIF_PREFIX + data)
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
-
-def _with_png_metadata(encoded: memoryview, metadata: ImageMetadata) -> list[bytes | memoryview]:
-    """The parts of a PNG file with iCCP and eXIf chunks inserted right after IHDR (signature 8 bytes + IHDR chunk
-    25), without copying the encoded image."""
+def _png_metadata_chunks(metadata: ImageMetadata | None) -> bytes:
+    """iCCP and eXIf chunks for a PNG's header."""
     chunks = b""
-    if metadata.icc_profile:
-        chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(metadata.icc_profile))
-    if metadata.exif:
-        chunks += _png_chunk(b"eXIf", metadata.exif.removeprefix(EXIF_PREFIX))
-    return [encoded[:33], chunks, encoded[33:]]
+    if metadata and metadata.icc_profile:
+        chunks += png_stream.chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(metadata.icc_profile))
+    if metadata and metadata.exif:
+        chunks += png_stream.chunk(b"eXIf", metadata.exif.removeprefix(EXIF_PREFIX))
+    return chunks
 
 
 def _pillow_encode(image: np.ndarray, ext: str, quality: int, metadata: ImageMetadata) -> bytes:
@@ -281,6 +278,9 @@ def write_image(
     if not 1 <= quality <= 101:
         raise ImageError(f"quality must be in 1-100 (101: lossless WebP), got {quality}")
     metadata = metadata if metadata and (metadata.icc_profile or metadata.exif) else None
+    if ext == ".png":  # encoded band by band into the file: never held encoded in memory
+        png_stream.write_png(path, image, _png_metadata_chunks(metadata))
+        return
     if metadata and ext in (".jpg", ".jpeg", ".webp"):
         atomic_write_bytes(path, _pillow_encode(image, ext, quality, metadata))
         return
@@ -293,8 +293,7 @@ def write_image(
         ok, encoded = cv2.imencode(ext, bgr, params)
     if not ok:
         raise ImageError(f"{path}: encoding failed")
-    data = memoryview(encoded).cast("B")  # written as it is: no copy of the encoded image
-    atomic_write_bytes(path, *(_with_png_metadata(data, metadata) if metadata and ext == ".png" else [data]))
+    atomic_write_bytes(path, memoryview(encoded).cast("B"))  # written as it is: no copy of the encoded image
 
 
 @contextlib.contextmanager

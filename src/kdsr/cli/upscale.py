@@ -77,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
         from kdsr.image_io import probe_within_limit
 
         probe_within_limit(plan.jobs[0][0], args.max_pixels)
+    from kdsr.detail import with_detail
     from kdsr.model_check import check_model_source
 
+    args.model = with_detail(args.model, args.detail)  # D > 0: a blend of the model and its sharp partner, cached
     check_model_source(args.model)  # a file that is no model is refused before torch loads
     if args.ray is not None:
         return _report(_run_on_ray(args, plan))
@@ -284,6 +286,14 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="how strongly noise and JPEG artefacts are removed: 1 as estimated (default), 0 keeps them (grain), up "
         "to 2 stronger; -v prints what was estimated and what was restored",
+    )
+    parser.add_argument(
+        "--detail",
+        type=float,
+        default=0.0,
+        metavar="D",
+        help="fine detail, 0-1: 0 the faithful model (default), 1 its sharp GAN partner, between a blend of their "
+        "weights (kdsr-real-x4 and kdsr-real-x4-gan)",
     )
     parser.add_argument(
         "--no-color-fix",

@@ -17,7 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from kdsr.atomic import atomic_folder
+from kdsr.constants import TAIL_BAND, TAIL_CONTEXT
 from kdsr.errors import KDSRError
 from kdsr.inference.graph_files import (
     SPLIT_GRAPHS,
@@ -92,6 +95,62 @@ def compile_graph(core, model, precision: str):
     return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint} if hint else {})
 
 
+def _tail_cut(model):
+    """The output the generator's upsampling tail starts from (the body's features, feeding the convolution before
+    the first pixel shuffle, through its INT8 quantiser if any) and the inputs that read it; None if the graph has no
+    such shape."""
+    shuffles = [op for op in model.get_ordered_ops() if op.get_type_name() == "DepthToSpace"]
+    if not shuffles:
+        return None
+    node = shuffles[0].input(0).get_source_output().get_node()
+    while node.get_type_name() in ("Add", "Convert", "FakeQuantize"):  # the convolution's bias, its INT8 output
+        node = node.input(0).get_source_output().get_node()
+    if node.get_type_name() != "Convolution":
+        return None
+    entry = node.input(0)
+    if entry.get_source_output().get_node().get_type_name() == "FakeQuantize":
+        entry = entry.get_source_output().get_node().input(0)
+    cut = entry.get_source_output()
+    return cut, list(cut.get_target_inputs())
+
+
+def split_generator(ov, model):
+    """(body, tail) ``ov.Model`` s of a generator graph cut where its upsampling tail begins, or None: the tail can
+    then run in bands of rows (:func:`banded_generator`), which bounds the memory of its large feature maps."""
+    found = _tail_cut(model)
+    if found is None:
+        return None
+    cut, readers = found
+    body = ov.Model([cut], model.get_parameters(), "body")
+    features = ov.opset13.parameter(cut.get_partial_shape(), cut.get_element_type(), "features")
+    for reader in readers:
+        reader.replace_source_output(features.output(0))
+    return body, ov.Model(model.get_results(), [features], "tail")
+
+
+def banded_generator(body: Callable[[dict], list], tail: Callable[[list], list], scale: int) -> Callable[[dict], list]:
+    """An ``infer`` for the generator from its compiled body and tail: the tail run on :data:`TAIL_BAND` rows of the
+    body's features at a time, each with :data:`TAIL_CONTEXT` rows of context (more than the tail's receptive
+    radius: the same result as the whole graph, as ``KDSRGenerator._upsample``)."""
+
+    def infer(feeds: dict) -> list:
+        features = body(feeds)[0]
+        height = features.shape[2]
+        if height <= TAIL_BAND + 2 * TAIL_CONTEXT:
+            return tail([features])
+        out = None
+        for top in range(0, height, TAIL_BAND):
+            bottom = min(top + TAIL_BAND, height)
+            first, last = max(top - TAIL_CONTEXT, 0), min(bottom + TAIL_CONTEXT, height)
+            band = tail([np.ascontiguousarray(features[:, :, first:last])])[0]
+            if out is None:
+                out = np.empty((*band.shape[:2], height * scale, band.shape[3]), band.dtype)
+            out[:, :, top * scale : bottom * scale] = band[:, :, (top - first) * scale : (bottom - first) * scale]
+        return [out]
+
+    return infer
+
+
 def graph_files(source: str | os.PathLike) -> GraphFiles:
     """The graphs of a source (see :func:`~kdsr.inference.graph_files.find_graph_files`), exporting a model file's
     split graphs to the cache first when they are not there yet."""
@@ -126,7 +185,13 @@ def compile_split(
     # OpenVINO keeps what it compiled (keyed by graph, device and precision): later starts load it instead.
     core.set_property({"CACHE_DIR": str(cache_root() / "openvino-compiled")})
     models, config, quantized = read_graphs(core, source, precision == "int8", calibration, max_drop)
-    infers = [as_infer(compile_graph(core, model, precision)) for model in models]
+    infers = [as_infer(compile_graph(core, model, precision)) for model in models[:2]]
+    parts = split_generator(ov, models[2])
+    if parts is None:
+        infers.append(as_infer(compile_graph(core, models[2], precision)))
+    else:
+        body, tail = (as_infer(compile_graph(core, part, precision)) for part in parts)
+        infers.append(banded_generator(body, tail, config["scale"]))
     return CompiledSplit(infers, config, "int8" if quantized else precision)
 
 

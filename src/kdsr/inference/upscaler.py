@@ -18,6 +18,7 @@ from kdsr.constants import (
     TILE_OVERLAP,
     TILE_PAD,
 )
+from kdsr.detail import with_detail
 from kdsr.devices import resolve_device
 from kdsr.errors import KDSRError
 from kdsr.image_tensor import image_to_tensor
@@ -90,7 +91,8 @@ class Upscaler:
     ``"noise=10,jpeg=60"``; keys noise, jpeg, blur) states what is known of the degradation and ``denoise`` how
     strongly to restore it (1: as estimated; 0: keep noise and JPEG; up to 2: stronger); they steer the IDR through
     the model's estimator and IDR map (:mod:`kdsr.insight.steering`), and :attr:`last_steering` tells what was
-    estimated and used for the last image.
+    estimated and used for the last image. ``detail`` (0-1) blends a bundled model with its sharp GAN partner
+    (:mod:`kdsr.detail`; 0: the model itself, 1: the partner).
     """
 
     def __init__(
@@ -110,8 +112,13 @@ class Upscaler:
         calibration: str | os.PathLike | None = None,
         assume: str | Mapping[str, float] | None = None,
         denoise: float | None = None,
+        detail: float = 0.0,
     ) -> None:
         steering = Steering.from_options(assume, denoise)
+        if detail:
+            if isinstance(model, nn.Module):
+                raise KDSRError("detail blends model files (a bundled model and its sharp partner), not a module")
+            model = with_detail(model, detail)
         if backend not in (*BACKENDS, "auto"):
             raise KDSRError(f"unknown backend '{backend}' (use auto, {', '.join(BACKENDS)})")
         if backend == "auto":

@@ -10,6 +10,8 @@ It takes the ``UPSCALE_MODEL`` of ComfyUI's "Load Upscale Model" node (spandrel,
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from kdsr.bundled import bundled_models
@@ -40,6 +42,9 @@ class KDSRUpscaleImage:
         return {
             "required": {"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)},
             "optional": {
+                "detail": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                                     "tooltip": "0: faithful, 1: kdsr-real-x4-gan's detail; between: a blend of the "
+                                                "two models' weights (kdsr-real-x4 only)"}),
                 "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": MAX_DENOISE, "step": 0.05,
                                       "tooltip": "1: as estimated, 0: keep noise and JPEG, 2: stronger"}),
                 "noise": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 50.0, "step": 0.5,
@@ -59,6 +64,7 @@ class KDSRUpscaleImage:
         noise: float = -1.0,
         jpeg_quality: float = -1.0,
         blur: float = -1.0,
+        detail: float = 0.0,
     ) -> tuple[torch.Tensor]:
         model = upscale_model.model
         if not isinstance(model, KDSRUpscale):
@@ -66,6 +72,8 @@ class KDSRUpscaleImage:
                 "Upscale Image (KDSR, whole image) needs a KDSR model; use ComfyUI's Upscale Image (using Model) "
                 "for others"
             )
+        if detail > 0:
+            model = self._with_detail(model, detail)
         assume = {key: value for key, value in (("noise", noise), ("jpeg", jpeg_quality), ("blur", blur)) if value >= 0}
         steering = Steering.from_options(assume, denoise)
         steerer = Steerer.for_model(_bundled_twin(model), steering) if steering.active else None
@@ -79,6 +87,19 @@ class KDSRUpscaleImage:
                 outputs.append(model(lr, steerer)[0].movedim(0, -1).float().clamp(0, 1).cpu())
         return (torch.stack(outputs),)
 
+    def _with_detail(self, model: KDSRUpscale, detail: float) -> KDSRUpscale:
+        """A copy of ``model`` with the weights of ``kdsr upscale --detail``'s blend (:mod:`kdsr.detail`), kept
+        for the next run with the same model and detail."""
+        from kdsr.checkpoint import load_model
+        from kdsr.detail import with_detail
+
+        key = (id(model), round(detail, 2))
+        if getattr(self, "_blend_key", None) != key:
+            blended = copy.deepcopy(model)
+            blended.load_state_dict(load_model(with_detail(_bundled_twin(model), detail)).state_dict())
+            self._blend_key, self._blend = key, blended
+        return self._blend
+
 
 def _bundled_twin(model: torch.nn.Module) -> str:
     """The bundled model whose weights ``model`` has (spandrel hands over the weights, not the file's estimator and
@@ -91,8 +112,8 @@ def _bundled_twin(model: torch.nn.Module) -> str:
         with safe_open(str(path), framework="pt") as f:
             if key in f.keys() and f.get_tensor(key).shape == mine.shape and torch.equal(f.get_tensor(key), mine):
                 return name
-    raise ValueError("denoise / noise / jpeg_quality / blur steer a bundled kdsr model (its estimator and IDR map); "
-                     "for other files use `kdsr upscale --assume`")  # fmt: skip
+    raise ValueError("detail / denoise / noise / jpeg_quality / blur need a bundled kdsr model (its partner, "
+                     "estimator and IDR map); for other files use `kdsr upscale --assume`")  # fmt: skip
 
 
 NODE_CLASS_MAPPINGS = {"KDSRUpscaleImage": KDSRUpscaleImage}

@@ -13,6 +13,7 @@ from typing import Literal, overload
 import torch
 from torch import nn
 
+from kdsr.constants import TAIL_BAND, TAIL_CONTEXT
 from kdsr.models.blocks import DCRBGroup, MeanShift, conv3x3, upsampler
 from kdsr.models.encoder import IDR, KDIDE, pack_teacher_input
 
@@ -59,12 +60,6 @@ class KDSRConfig:
         if not self.teacher:
             return 3
         return 6 if self.encoder == "energy" else 3 + 3 * self.scale**2
-
-
-#: LR rows per band of the generator's upsampling tail at inference (:meth:`KDSRGenerator._upsample`)
-TAIL_BAND = 32
-#: LR rows of context each band of the tail sees beyond its own
-TAIL_CONTEXT = 2
 
 
 class KDSRGenerator(nn.Module):

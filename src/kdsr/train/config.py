@@ -114,6 +114,12 @@ class GanSection:
     # weight of the sub-pixel uniformity loss (ours): the output's fine detail spread evenly over the upsampler's
     # sub-pixel positions, against the grid a discriminator can make a sub-pixel upsampler draw
     subpixel_weight: float = 0.0
+    # distillation from a sharp teacher: a set made by scripts/teacher_targets.py whose pairs are teacher_share of
+    # each batch, their targets the HR's low frequencies plus the teacher's detail where the teacher agrees with the
+    # HR within teacher_tolerance (0-1 values, averaged over each LR pixel; kdsr.data.teacher_targets)
+    teacher_targets: str = ""
+    teacher_share: float = 0.5
+    teacher_tolerance: float = 0.04
     d_features: int = 64
     d_lr: float = 1e-4
     d_betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
@@ -179,6 +185,11 @@ class TrainConfig:
                 "gan.perceptual must be vgg, discriminator or spectrum",
             ),
             (0 <= self.gan.d_warmup_steps < self.optim.steps, "gan.d_warmup_steps must be >= 0 and < optim.steps"),
+            (not self.gan.teacher_targets or self.stage == "gan", "gan.teacher_targets is for the gan stage"),
+            (
+                0 < self.gan.teacher_share <= 1 and self.gan.teacher_tolerance > 0,
+                "gan.teacher_share must be in (0, 1] and gan.teacher_tolerance > 0",
+            ),
             (
                 self.stage != "gan" or self.gan.perceptual != "vgg" or bool(self.gan.vgg_weights),
                 "the gan stage's VGG perceptual loss needs gan.vgg_weights (or gan.perceptual=discriminator)",

@@ -265,7 +265,8 @@ def _loader(config: TrainConfig, start: int, ddp: Dist) -> torch.utils.data.Data
 def _batch(run: _Run, hr: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Told]:
     """(LR, target, degradation labels or None, told LRs or None) of one step: the HR patches degraded by the step's
     own draws; with ``counterfactual.fraction`` > 0 the first images of the batch are counterfactual pairs (their
-    told LRs, and targets in place of the HR)."""
+    told LRs, and targets in place of the HR); the stage's own pairs (a GAN stage's teacher targets) take the place of
+    the last."""
     config = run.config
     hr = hr.to(run.device, non_blocking=True)
     generator = torch.Generator(run.device).manual_seed(step_seed(config.seed, step, run.ddp.rank))
@@ -281,6 +282,7 @@ def _batch(run: _Run, hr: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.
             lr = pairs.lr if lr is None else torch.cat([pairs.lr, lr])
             hr = torch.cat([pairs.target, hr[n_told:]])
             told = pairs.told.contiguous(memory_format=torch.channels_last)
+        lr, hr = run.stage.mix_in(lr, hr, generator)
     channels_last = torch.channels_last
     return lr.contiguous(memory_format=channels_last), hr.contiguous(memory_format=channels_last), labels, told
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdsr.checkpoint import load_model
+from kdsr.data.teacher_targets import TeacherTargets
 from kdsr.degradations.mixture import MIXTURE_CASES
 from kdsr.degradations.sharpen import unsharp_mask
 from kdsr.errors import KDSRError
@@ -125,6 +126,10 @@ class Stage:
             groups.append({"params": list(self.degradation_head.parameters()), "lr_scale": scale})
         return groups
 
+    def mix_in(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator):
+        """(LR, target) of a batch after the stage's own pairs (if any) took the place of its last images."""
+        return lr, hr
+
     def degradation_loss(self, d: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """The weighted degradation-head loss on the IDR's D, when the config asks for it."""
         if self.degradation_net is None:
@@ -235,6 +240,20 @@ class GanStage(StudentStage):
         self.disc_net: nn.Module = self.disc
         self.optimizer_d = torch.optim.Adam(self.disc.parameters(), lr=gan.d_lr, betas=tuple(gan.d_betas))
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+        self.teacher_targets = None
+        if gan.teacher_targets:
+            scale = config.data.scale
+            self.teacher_targets = TeacherTargets(
+                gan.teacher_targets, config.data.patch_size, scale, gan.teacher_tolerance
+            )
+
+    def mix_in(self, lr, hr, generator):
+        if self.teacher_targets is None:
+            return lr, hr
+        n = round(self.config.gan.teacher_share * len(lr))
+        lr_t, target_t = self.teacher_targets.sample(n, generator)
+        keep = len(lr) - n
+        return torch.cat([lr[:keep], lr_t.to(lr)]), torch.cat([hr[:keep], target_t.to(hr)])
 
     def distribute(self) -> None:
         super().distribute()

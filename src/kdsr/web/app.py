@@ -37,22 +37,24 @@ class Server:
     _estimators: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def upscaler(self, label: str, precision: str, tile: int):
-        """One loaded model per (model, precision, tile), kept for the next job: on the torch-free path when the
-        model's graphs are cached (:mod:`kdsr.inference.fastpath`), else the fastest installed backend."""
+    def upscaler(self, label: str, precision: str, tile: int, detail: float = 0.0):
+        """One loaded model per (model, precision, tile, detail), kept for the next job: on the torch-free path when
+        the model's graphs are cached (:mod:`kdsr.inference.fastpath`), else the fastest installed backend."""
+        from kdsr.detail import with_detail
         from kdsr.inference.fastpath import fast_backend, open_fast_upscaler
 
         if label not in self.models:
             raise KDSRError(f"unknown model {label!r}")
-        key = (label, precision, tile)
+        key = (label, precision, tile, round(detail, 2))
         with self._lock:
             if key not in self._upscalers:
+                model = with_detail(self.models[label], detail)
                 backend = fast_backend("auto", None, precision)
-                upscaler = open_fast_upscaler(self.models[label], backend, precision, tile=tile) if backend else None
+                upscaler = open_fast_upscaler(model, backend, precision, tile=tile) if backend else None
                 if upscaler is None:
                     from kdsr.inference.upscaler import Upscaler
 
-                    upscaler = Upscaler(self.models[label], precision=precision, tile=tile, backend="auto")
+                    upscaler = Upscaler(model, precision=precision, tile=tile, backend="auto")
                 self._upscalers[key] = upscaler
             return self._upscalers[key]
 
@@ -93,10 +95,11 @@ class Server:
         progress=None,
         assume: dict[str, float] | None = None,
         denoise: float = 1.0,
+        detail: float = 0.0,
     ) -> dict:
         """Upscale the uploaded files into a fresh job folder; returns the slider pair (bicubic, kdsr) of the first
         image, every result, a zip of them, and one line per file (bad files are reported, not raised).
-        ``assume`` / ``denoise``: the steering of ``kdsr upscale --assume / --denoise``."""
+        ``assume`` / ``denoise`` / ``detail``: ``kdsr upscale --assume / --denoise / --detail``."""
         import cv2
 
         from kdsr.image_io import read_image, read_image_metadata, write_image
@@ -106,7 +109,7 @@ class Server:
         if not paths:
             raise KDSRError("add one or more images first")
         steering = Steering.from_options(assume, denoise)
-        upscaler = self.upscaler(label, precision, tile)
+        upscaler = self.upscaler(label, precision, tile, detail)
         upscaler.steerer = Steerer.for_model(self.models[label], steering) if steering.active else None
         estimator = self.estimator(label, upscaler)
         factor = int(scale.lstrip("x"))
@@ -178,12 +181,13 @@ def build_app(server: Server):
         return estimate, *(gr.update(value=round(estimate[name], 1)) if name in estimate else gr.update()
                            for name in DIALS)  # fmt: skip
 
-    def upscale(files, label, scale, precision, tile, denoise, estimate, *dials, progress=gr.Progress()):  # noqa: B008
+    def upscale(files, label, scale, precision, tile, detail, denoise, estimate, *dials, progress=gr.Progress()):  # noqa: B008
         # a dial counts as stated once it is moved off the first image's estimate
         assume = {DIALS[name]: value for name, value in zip(DIALS, dials, strict=True)
                   if estimate and name in estimate and abs(value - round(estimate[name], 1)) > 1e-6}  # fmt: skip
         try:
-            out = server.run(paths_of(files), label, scale, precision, int(tile), progress, assume, float(denoise))
+            out = server.run(paths_of(files), label, scale, precision, int(tile), progress, assume, float(denoise),
+                             float(detail))  # fmt: skip
         except KDSRError as e:
             raise gr.Error(str(e)) from None
         files_out = [*out["results"], *([out["zip"]] if out["zip"] else [])]
@@ -199,6 +203,8 @@ def build_app(server: Server):
                 files = gr.File(label="Images", file_count="multiple", file_types=["image"], elem_id="inputs")
                 model = gr.Dropdown(labels, value=labels[0], label="Model", elem_id="model")
                 scale = gr.Radio(list(SCALES), value="x4", label="Output scale", elem_id="scale")
+                detail = gr.Slider(0, 1, value=0, step=0.05, label="Detail (0: faithful, 1: sharpest; kdsr-real-x4 "
+                                   "only)", elem_id="detail")  # fmt: skip
                 with gr.Accordion("Degradation", open=True):
                     denoise = gr.Slider(0, 2, value=1, step=0.05, label="Denoise (1: as estimated, 0: keep grain and "
                                         "JPEG, 2: stronger)", elem_id="denoise")  # fmt: skip
@@ -222,7 +228,7 @@ def build_app(server: Server):
                 log = gr.Textbox(label="Log", lines=3, elem_id="log")
         files.change(read_dials, [files, model], [estimate, *dials])
         model.change(read_dials, [files, model], [estimate, *dials])
-        inputs = [files, model, scale, precision, tile, denoise, estimate, *dials]
+        inputs = [files, model, scale, precision, tile, detail, denoise, estimate, *dials]
         run.click(upscale, inputs, [slider, gallery, downloads, log])
     return app
 
