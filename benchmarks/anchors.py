@@ -1,7 +1,7 @@
 """kdsr next to the anchors people compare it with: bicubic and Real-ESRGAN x4plus (not a test).
 
     python benchmarks/anchors.py [--data ../shared/data/Set14 ../shared/data/Urban100] [--max-images 10]
-                                 [-n CHECKPOINT ...] [--figure docs/anchors.png] [--no-realesrgan]
+                                 [-n CHECKPOINT ...] [--detail D ...] [--figure docs/anchors.png] [--no-realesrgan]
 
 On the same LR images, for every method: PSNR / SSIM (Y, official convention, 4-pixel border), NIQE (kdsr's pristine
 model; lower is more natural), the high-frequency energy ratio to the HR (1: as detailed as the photo), the colour
@@ -42,7 +42,7 @@ def _realesrgan() -> Method | str:
     return lambda lr: np.asarray(model.process_pil(Image.fromarray(lr)).convert("RGB"))
 
 
-def _methods(extra: list[str], realesrgan: bool) -> dict[str, Method]:
+def _methods(extra: list[str], realesrgan: bool, details: list[float]) -> dict[str, Method]:
     import torch
 
     from kdsr.bundled import bundled_models
@@ -54,6 +54,9 @@ def _methods(extra: list[str], realesrgan: bool) -> dict[str, Method]:
     for name in [*sorted(bundled_models()), *extra]:
         upscaler = Upscaler(name, backend="torch", precision="fp32", device="cpu")
         methods[Path(name).stem if name not in bundled_models() else name] = upscaler.upscale
+    for detail in details:
+        upscaler = Upscaler(None, backend="torch", precision="fp32", device="cpu", detail=detail)
+        methods[f"--detail {detail:g}"] = upscaler.upscale
     if realesrgan:
         anchor = _realesrgan()
         if isinstance(anchor, str):
@@ -163,12 +166,13 @@ def main() -> None:
     parser.add_argument("--max-images", type=int, default=10, help="per folder (default 10)")
     parser.add_argument("-n", "--model", action="append", default=[], help="another kdsr checkpoint (repeatable)")
     parser.add_argument("--no-realesrgan", action="store_true")
+    parser.add_argument("--detail", type=float, action="append", default=[], help="the default at --detail D too")
     parser.add_argument("--figure", help="write crops of the first image (clean and real-world) here")
     parser.add_argument("--per-photo", action="store_true", help="also the flat-region grid of every photo")
     parser.add_argument("--crop", type=int, nargs=3, default=[80, 80, 160], help="figure crop: y x size (HR px)")
     args = parser.parse_args()
 
-    methods = _methods(args.model, not args.no_realesrgan)
+    methods = _methods(args.model, not args.no_realesrgan, args.detail)
     records: dict[str, dict[str, list]] = {m: {c: [] for c in CASES} for m in methods}
     hr_niqe: dict[str, list[float]] = {c: [] for c in CASES}
     crops: dict[str, list[np.ndarray]] = {}

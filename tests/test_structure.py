@@ -87,6 +87,9 @@ def test_a_mistake_is_answered_before_torch_or_opencv_load(tmp_path):
 
 #: What the torch-free path (kdsr.inference.fastpath) runs on: importing them must not load torch.
 TORCH_FREE = (
+    "kdsr.architecture",
+    "kdsr.detail",
+    "kdsr.png_stream",
     "kdsr.cli",
     "kdsr.cli.upscale",
     "kdsr.inference.fastpath",
@@ -107,3 +110,7 @@ def test_the_torch_free_path_imports_no_torch():
     code = f"import sys; import {', '.join(TORCH_FREE)}; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+    listing = "import sys\nfrom kdsr.cli import main\nassert main(['models']) == 0\nprint('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()  # `kdsr models` lists presets and bundled models without torch
+    assert lines[-1] == "False" and any(line.startswith("kdsr-s ") for line in lines)

@@ -66,6 +66,20 @@ def test_resume_allows_more_steps_and_other_logging_but_not_fewer_steps(data_dir
     assert steps == [1, 2, 3, 4]
 
 
+def test_resume_reads_the_runs_own_config_when_none_is_named(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    tiny = [f"data.train=[{data_dir}]", *TINY]
+    assert main(["train", "--resume", str(run), "optim.steps=4"]) == 1  # nothing there yet: one line
+    assert "config.json: missing" in capsys.readouterr().err
+    run.mkdir()
+    train(load_config(None, [*tiny, "optim.steps=2"]), run)
+    assert main(["train", "--resume", str(run), "optim.steps=4", "log_every=2"]) == 0  # no YAML, no repeated overrides
+    assert [r["step"] for r in RunLog(run).records() if "loss" in r] == [1, 2, 4]
+    assert main(["train", "--resume", str(run), "optim.steps=5", "seed=3"]) == 1  # still checked against the run's
+    assert "seed" in capsys.readouterr().err
+    assert main(["train", "optim.steps=4"]) == 1 and "name a YAML config" in capsys.readouterr().err
+
+
 def test_resume_cuts_records_after_the_checkpoint(data_dir, tmp_path):
     run = tmp_path / "run"
     train(_config(data_dir, "optim.steps=6", "checkpoint_every=2"), run, stop_after=3)  # checkpoint at 2, log to 3

@@ -13,53 +13,10 @@ from typing import Literal, overload
 import torch
 from torch import nn
 
+from kdsr.architecture import KDSRConfig
 from kdsr.constants import TAIL_BAND, TAIL_CONTEXT
 from kdsr.models.blocks import DCRBGroup, MeanShift, conv3x3, upsampler
 from kdsr.models.encoder import IDR, KDIDE, pack_teacher_input
-
-#: Upper bounds of the architecture sizes (the largest official network, KDSR_S-GAN, is 128 / 42 / 6): a file that
-#: claims more is refused before anything is built.
-MAX_SIZES = {"n_feats": 512, "n_blocks": 512, "n_resblocks": 64}
-#: Scales the sub-pixel upsampler supports.
-SCALES = (2, 3, 4, 8)
-#: KD-IDE variants: ``official`` (raw pixels in, mean of rectified features pooled: the paper's, loads official
-#: checkpoints) and ``energy`` (each image standardised at the input, the log of the features' mean energy pooled;
-#: the teacher sees the LR and the residual LR - box(HR) instead of the pixel-unshuffled HR). See :class:`KDIDE`.
-ENCODERS = ("official", "energy")
-
-
-@dataclasses.dataclass(frozen=True)
-class KDSRConfig:
-    """Architecture hyper-parameters: feature width C, IDR-DCRB count N, encoder ResBlock count R, SR scale."""
-
-    n_feats: int
-    n_blocks: int
-    n_resblocks: int
-    scale: int = 4
-    teacher: bool = False
-    encoder: str = "official"
-
-    def __post_init__(self) -> None:
-        for name in ("n_feats", "n_blocks", "n_resblocks"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name != "n_resblocks" else 0):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-            if value > MAX_SIZES[name]:
-                raise ValueError(f"{name}={value} is beyond any KDSR network (at most {MAX_SIZES[name]})")
-        if not isinstance(self.teacher, bool):
-            raise ValueError(f"teacher must be true or false, got {self.teacher!r}")
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be 2, 3, 4 or 8, got {self.scale!r}")
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
-
-    @property
-    def encoder_in_channels(self) -> int:
-        """3 for the student (LR only); the teacher: 3 + 3*s^2 (LR + pixel-unshuffled HR) for the official encoder,
-        6 (LR + residual LR - box(HR)) for the energy encoder."""
-        if not self.teacher:
-            return 3
-        return 6 if self.encoder == "energy" else 3 + 3 * self.scale**2
 
 
 class KDSRGenerator(nn.Module):

@@ -1,28 +1,11 @@
-"""Named architecture presets and :func:`create_model` (randomly initialised networks)."""
+"""The architecture presets (:mod:`kdsr.architecture`) as networks: :func:`create_model` (random weights)."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from kdsr.models.kdsr import KDSRConfig, KDSRStudent, KDSRTeacher
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-    name: str
-    config: KDSRConfig
-    description: str
-
-
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset("kdsr-m", KDSRConfig(64, 53, 9), "KDSR_S-M of the paper (classic degradations), 5.80M params"),
-        Preset("kdsr-l", KDSRConfig(128, 28, 5), "KDSR_S-L of the paper (classic degradations), 14.19M params"),
-        Preset("kdsr-gan", KDSRConfig(128, 42, 6), "KDSR_S-GAN of the paper (real-world degradations), 18.85M params"),
-        Preset("kdsr-s", KDSRConfig(32, 8, 2), "small preset of this project that trains on a CPU, 0.45M params"),
-    )
-}
+from kdsr.architecture import PRESETS, KDSRConfig
+from kdsr.models.kdsr import KDSRStudent, KDSRTeacher
 
 
 def list_models() -> list[str]:

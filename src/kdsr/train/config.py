@@ -11,11 +11,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from kdsr.architecture import ENCODERS, PRESETS, SCALES
 from kdsr.degradations.counterfactual import CounterfactualConfig
 from kdsr.degradations.sampling import GROUP_MODES, KINDS, DegradationSampling
 from kdsr.errors import KDSRError
-from kdsr.models.kdsr import ENCODERS, SCALES
-from kdsr.models.registry import PRESETS
 
 STAGES = ("teacher", "student", "gan")
 
@@ -357,6 +356,14 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
             raise KDSRError(f"{path}: cannot read config ({e.strerror})") from None
         except yaml.YAMLError as e:
             raise KDSRError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    return config_from_tree(tree, overrides)
+
+
+def config_from_tree(tree: dict, overrides: list[str] = ()) -> TrainConfig:
+    """A config from its nested dict (a parsed YAML file, or a run's own ``config.json``), with ``key.sub=value``
+    overrides applied, validated."""
+    import yaml
+
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
