@@ -67,15 +67,23 @@ def test_tiled_output_within_one_level_of_untiled_on_8bit():
 
 
 def test_short_context_still_blends_without_seams():
-    # With less context than the receptive field tiles differ a little; blending keeps the difference smooth.
+    """With less context than the receptive field tiles differ a little from the whole image; the blended overlap
+    spreads the difference, so no column or row of the output jumps at a seam as a hard cut between tiles does
+    (blending measured at 0.15 of the hard cut's largest jump; flat averaging over the overlap at 0.9)."""
     model = tiny_model(n_blocks=6)
     lr = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(2))
     d = model.encode(lr).d
     with torch.no_grad():
         whole = model.super_resolve(lr, d)
-    tiled = tiled_super_resolve(model, lr, d, 16, 2, 4, torch.device("cpu"), torch.float32)
-    diff = (tiled - whole).abs()
-    assert diff.max() < 0.05
+
+    def largest_jump(overlap: int) -> float:
+        diff = tiled_super_resolve(model, lr, d, 16, 2, overlap, torch.device("cpu"), torch.float32) - whole
+        across_columns = (diff[..., 1:] - diff[..., :-1]).abs().mean(dim=(0, 1, 2))
+        across_rows = (diff[..., 1:, :] - diff[..., :-1, :]).abs().mean(dim=(0, 1, 3))
+        return float(torch.cat([across_columns, across_rows]).max())
+
+    blended, hard_cut = largest_jump(4), largest_jump(0)
+    assert blended < 0.3 * hard_cut, (blended, hard_cut)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 7), (5, 3), (17, 10)])

@@ -19,7 +19,7 @@ import pytest
 from kdsr.checkpoint import save_model
 from kdsr.errors import KDSRError
 from kdsr.image_io import read_image, write_image
-from tests.conftest import REPO, steerable_model, synthetic_image, tiny_model
+from tests.conftest import ASSETS, REPO, steerable_model, synthetic_image, tiny_model
 
 pytest.importorskip("gradio")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -67,14 +67,24 @@ def test_two_uploads_with_one_name_keep_both_results(server, tmp_path):
 
 def test_a_model_with_an_estimator_says_what_it_sees(tmp_path):
     """The page's log line for each image reads the degradation off the IDR when the model carries an estimator
-    (kdsr-iso-x4 does), as `kdsr upscale -v` does."""
+    (kdsr-iso-x4 does), as `kdsr upscale -v` does: the sample blurred with sigma 1 and 3 reads near each (1.5 and
+    3.0 when this test was written), in that order."""
+    from kdsr.degradations import classic
+    from kdsr.degradations.kernels import isotropic_gaussian
+    from kdsr.image_io import read_rgb8
+    from kdsr.image_tensor import image_to_tensor, tensor_to_image
     from kdsr.web.app import Server
 
     server = Server({"kdsr-iso-x4": "kdsr-iso-x4"}, tmp_path / "work")
     (tmp_path / "work").mkdir()
-    write_image(tmp_path / "a.png", synthetic_image(24, 32))
-    out = server.run([str(tmp_path / "a.png")], "kdsr-iso-x4", "x4", "fp32", 0)
-    assert "32x24 -> 128x96; the model sees blur sigma (HR px) " in out["log"][0]
+    hr = image_to_tensor(read_rgb8(ASSETS / "sample.png")[:80, :120])
+    read = []
+    for sigma in (1.0, 3.0):
+        write_image(tmp_path / "a.png", tensor_to_image(classic.degrade(hr, isotropic_gaussian(sigma)[0], 4)))
+        line = server.run([str(tmp_path / "a.png")], "kdsr-iso-x4", "x4", "fp32", 0)["log"][0]
+        assert line.startswith("a.png: 30x20 -> 120x80; the model sees blur sigma (HR px) "), line
+        read.append(float(line.rsplit(" ", 1)[1]))
+    assert abs(read[0] - 1.0) < 0.8 and abs(read[1] - 3.0) < 0.8 and read[0] < read[1], read
 
 
 def test_the_dials_open_at_the_estimate_and_steer_the_job(tmp_path):
