@@ -236,6 +236,10 @@ def test_the_detail_dial_blends_the_default_with_its_gan_partner(tmp_path, monke
                  "--detail", "0.5", "-q"]) == 0  # fmt: skip
     expected = kdsr.upscale(lr, device="cpu", backend="torch", detail=0.5)
     assert np.array_equal(read_image(tmp_path / "out.png"), expected)
+    pytest.importorskip("openvino")
+    assert main(["upscale", "-i", str(tmp_path / "lr.png"), "-o", str(tmp_path / "fast.png"), "--detail", "0.5",
+                 "-q"]) == 0  # the default backend: the blend's graphs built, then the torch-free path  # fmt: skip
+    assert np.abs(read_image(tmp_path / "fast.png").astype(int) - expected.astype(int)).max() <= 1
     assert main(["upscale", "-i", str(tmp_path / "lr.png"), "-o", str(tmp_path / "x.png"), "-n", "kdsr-iso-x4",
                  "--detail", "0.5"]) == 1  # fmt: skip
     assert "has none" in capsys.readouterr().err
