@@ -175,6 +175,7 @@ def upscale_video(
                 for frame in _frames(source, info):
                     out = upscaler.upscale(frame, idr=idr, size=(width, height))
                     encoder.stdin.write(memoryview(np.ascontiguousarray(out)).cast("B"))  # no copy of the frame
+                    del out  # freed before the next frame's output is allocated: one output frame at a time
                     written += 1
                     bar.update()
             encoder.stdin.close()
