@@ -129,6 +129,7 @@ def test_the_detail_slider_blends_the_model_with_its_partner(tmp_path, monkeypat
     expected = Upscaler(str(sharp), precision="fp32", tile=0).upscale(synthetic_image(24, 32))
     assert np.abs(runs[1.0].astype(int) - expected.astype(int)).max() <= 1
     assert (runs[0.5] != runs[0.0]).any() and (runs[0.5] != runs[1.0]).any()
+    assert server.run([str(tmp_path / "x.png")], "a", "x4", "fp32", 0, detail=0.5)["log"][0].endswith("; detail 0.5")
 
 
 def test_pixel_limit_applies(server, tmp_path):

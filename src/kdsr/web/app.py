@@ -136,6 +136,8 @@ class Server:
                 line += f"; the model sees {describe(reading)}"
                 if upscaler.steerer is not None:
                     line += f"; {upscaler.steerer.describe_told(reading)}"
+            if detail:
+                line += f"; detail {detail:g}"
             lines.append(line)
             if slider is None:
                 size = (out.shape[1], out.shape[0])
