@@ -763,3 +763,12 @@ def test_gan_stage_mixes_teacher_targets_into_its_batches(data_dir, gan_student,
                                 "data.patch_size=4"), torch.device("cpu"))  # fmt: skip
     with pytest.raises(KDSRError, match="teacher_targets is for the gan stage"):
         _config(data_dir, "stage=teacher", f"gan.teacher_targets={tmp_path / 'set.npz'}")
+
+
+def test_gan_stage_can_keep_the_whole_encoder(data_dir, gan_student, tmp_path):
+    """gan.freeze_encoder: the fine-tune runs under the initial model's IDR exactly (what `--detail` blends need)."""
+    config = _gan_config(data_dir, gan_student, "gan.freeze_encoder=true", "optim.steps=2")
+    train(config, tmp_path / "gan")
+    initial, trained = load_model(gan_student).state_dict(), read_state(tmp_path / "gan" / STATE_FILE, "cpu")["model"]
+    assert all(torch.equal(initial[k], v) for k, v in trained.items() if k.startswith("E_st."))
+    assert any(not torch.equal(initial[k], v) for k, v in trained.items() if k.startswith("G."))

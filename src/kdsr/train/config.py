@@ -117,6 +117,9 @@ class GanSection:
     # each batch, their targets the HR's low frequencies plus the teacher's detail where the teacher agrees with the
     # HR within teacher_tolerance (0-1 values, averaged over each LR pixel; kdsr.data.teacher_targets)
     teacher_targets: str = ""
+    # the whole encoder (its compression to D included) kept as distill.init's: the fine-tune runs under the faithful
+    # model's IDR exactly, so that `kdsr upscale --detail` blends two generators under one encoder
+    freeze_encoder: bool = False
     teacher_share: float = 0.5
     teacher_tolerance: float = 0.04
     d_features: int = 64

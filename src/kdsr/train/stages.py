@@ -235,6 +235,8 @@ class GanStage(StudentStage):
             vgg = load_vgg19(gan.vgg_weights, tuple(gan.perceptual_layers)).to(device)
             self.perceptual = PerceptualLoss(vgg, gan.perceptual_layers)
         super().__init__(config, device)
+        if gan.freeze_encoder:
+            self.model.encoder.requires_grad_(False)
         torch.manual_seed(config.seed + 1)
         self.disc = UNetDiscriminatorSN(features=gan.d_features).to(device).train()
         self.disc_net: nn.Module = self.disc
