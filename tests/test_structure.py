@@ -77,11 +77,14 @@ def test_a_mistake_is_answered_before_torch_or_opencv_load(tmp_path):
         "assert main(['upscale', '-i', 'a.png', '-o', 'a_out.png']) == 1\n"  # exists
         "assert main(['upscale', '-i', 'a.png', '-o', 'b.png']) == 1\n"  # not an image
         "assert main(['upscale', '-i', 'bomb.png', '-o', 'c.png']) == 1\n"  # over --max-pixels, from its header
+        "assert main(['export', '-n', 'nothere.pt', '-o', 'x.onnx']) == 1\n"
+        "assert main(['degrade', '-i', 'missing', '-o', 'deg']) == 1\n"
+        "assert main(['degrade', '-i', '.', '-o', 'deg', '--blur', 'iso', '--sigma', '0']) == 1\n"
         "print(sorted(m for m in ('torch', 'cv2') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
-    assert done.stderr.count("kdsr: error:") == 5
+    assert done.stderr.count("kdsr: error:") == 8 and "unknown model 'nothere.pt'" in done.stderr
     assert "a.png: not a readable image" in done.stderr and "30000x30000 is over the limit" in done.stderr
 
 

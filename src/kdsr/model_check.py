@@ -49,12 +49,18 @@ _TORCH_DTYPES = {"float32", "float16", "bfloat16", "float64", "int64", "int32", 
 
 
 def check_model_source(source: str | os.PathLike | None) -> None:
-    """:func:`check_model_file` when ``source`` names a model file (not a bundled model, preset, folder or graph)."""
+    """:func:`check_model_file` when ``source`` names a model file (not a bundled model, preset, folder or graph);
+    a name that is none of these is refused too, all before torch loads."""
+    from kdsr.architecture import PRESETS
     from kdsr.bundled import bundled_models
 
-    if source is None or str(source) in bundled_models():
+    bundled = bundled_models()
+    if source is None or str(source) in bundled or str(source) in PRESETS:
         return
     path = Path(source)
+    if not path.exists():
+        known = ", ".join([*bundled, *PRESETS])
+        raise CheckpointError(f"unknown model '{source}': not a bundled model, preset or file (known: {known})")
     if path.is_file() and path.suffix.lower() not in (".onnx", ".xml", ".bin"):
         check_model_file(path)
 

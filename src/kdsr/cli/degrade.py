@@ -51,21 +51,32 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """The mistakes answered before torch loads: a missing folder, out-of-range noise, scale or blur."""
+    if not Path(args.input).is_dir():
+        raise KDSRError(f"{args.input}: not a folder")
+    if args.noise < 0 or args.scale < 1:
+        raise KDSRError("--noise must be >= 0 and --scale >= 1")
+    if args.realworld:
+        return
+    if args.blur == "iso" and (args.sigma is None or args.sigma <= 0):
+        raise KDSRError("--blur iso needs --sigma > 0")
+    if args.blur == "aniso" and (args.lambda1 is None or args.lambda2 is None or min(args.lambda1, args.lambda2) <= 0):
+        raise KDSRError("--blur aniso needs --lambda1 > 0 and --lambda2 > 0")
+
+
 def _kernel(args: argparse.Namespace) -> torch.Tensor | None:
     from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
 
     if args.blur == "iso":
-        if args.sigma is None or args.sigma <= 0:
-            raise KDSRError("--blur iso needs --sigma > 0")
         return isotropic_gaussian(args.sigma)[0]
     if args.blur == "aniso":
-        if args.lambda1 is None or args.lambda2 is None or min(args.lambda1, args.lambda2) <= 0:
-            raise KDSRError("--blur aniso needs --lambda1 > 0 and --lambda2 > 0")
         return anisotropic_gaussian(args.lambda1, args.lambda2, args.theta * math.pi / 180)[0]
     return None
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_arguments(args)
     import torch
 
     from kdsr.degradations import classic, realworld
@@ -75,10 +86,6 @@ def run(args: argparse.Namespace) -> int:
     from kdsr.outputs import check_output, check_outputs
 
     source, output = Path(args.input), Path(args.output)
-    if not source.is_dir():
-        raise KDSRError(f"{source}: not a folder")
-    if args.noise < 0 or args.scale < 1:
-        raise KDSRError("--noise must be >= 0 and --scale >= 1")
     kernel = None if args.realworld else _kernel(args)
     lr_dir, hr_dir = (output / "LR", output / "HR") if args.paired else (output, None)
     check_output(output, [source], overwrite=True, folder=True)
