@@ -150,7 +150,7 @@ def test_the_comfyui_node_runs_the_whole_image_pipeline(spandrel, tmp_path):
     other = types.SimpleNamespace(model=torch.nn.Identity())
     with pytest.raises(ValueError, match="needs a KDSR model"):
         node.upscale(other, batch)
-    with pytest.raises(ValueError, match="steer a bundled kdsr model"):
+    with pytest.raises(ValueError, match="need a bundled kdsr model"):
         node.upscale(descriptor, batch, denoise=0.5)
 
 

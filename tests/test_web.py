@@ -185,6 +185,7 @@ def test_page_in_a_real_browser(tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=[*flags, "--no-first-run", "--disable-sync"])
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/")
+            page.set_default_timeout(120_000)  # a loaded CI machine: the page and the upload can take a while
             page.locator("#inputs input[type=file]").set_input_files(str(image))
             page.wait_for_selector("#inputs :text('photo.png')")
             # the noise dial opens at what the model reads off the image (the fixture's estimator: about 10)
