@@ -188,3 +188,50 @@ def test_the_comfyui_nodes_detail_input_runs_the_blend_of_upscale_detail(spandre
     torch.testing.assert_close(sharp[0], expected[0].permute(1, 2, 0), rtol=0, atol=1e-5)
     assert node.upscale(descriptor, batch, detail=0.6)[0].equal(sharp)  # the blend kept for the next run
     assert (node.upscale(descriptor, batch)[0] - sharp).abs().max() > 1 / 255
+
+
+def test_the_comfyui_node_reports_progress_stops_on_interrupt_and_offloads(spandrel, tmp_path, monkeypatch):
+    """Inside ComfyUI (its modules faked here): a progress bar over every tile of the batch, ComfyUI's interrupt
+    checked between tiles, and the model moved to ComfyUI's offload device after the run, as its own upscale node."""
+    from kdsr.integrations.comfyui import KDSRUpscaleImage
+
+    class Interrupted(Exception):
+        pass
+
+    events = {"total": None, "updates": 0, "checks": 0, "stop_after": None, "moved_to": []}
+
+    class ProgressBar:
+        def __init__(self, total):
+            events["total"] = total
+
+        def update(self, n):
+            events["updates"] += n
+
+    def check():
+        events["checks"] += 1
+        if events["stop_after"] is not None and events["checks"] > events["stop_after"]:
+            raise Interrupted
+
+    comfy = types.ModuleType("comfy")
+    management = types.SimpleNamespace(
+        get_torch_device=lambda: torch.device("cpu"),
+        unet_offload_device=lambda: torch.device("cpu"),
+        throw_exception_if_processing_interrupted=check,
+    )
+    comfy.model_management, comfy.utils = management, types.SimpleNamespace(ProgressBar=ProgressBar)
+    monkeypatch.setitem(sys.modules, "comfy", comfy)
+    monkeypatch.setitem(sys.modules, "comfy.model_management", management)
+    monkeypatch.setitem(sys.modules, "comfy.utils", comfy.utils)
+    save_model(tiny_model(), tmp_path / "m.safetensors")
+    descriptor = spandrel.ModelLoader().load_from_file(tmp_path / "m.safetensors")
+    descriptor.model.tile = 32  # 40x56 + 2 x 8 border: 2 x 3 tiles per image
+    real_to = descriptor.model.to
+    monkeypatch.setattr(descriptor.model, "to", lambda *a, **k: events["moved_to"].append(a) or real_to(*a, **k))
+    batch = torch.from_numpy(np.stack([synthetic_image(40, 56, seed=s) for s in (0, 1)])).float() / 255
+    KDSRUpscaleImage().upscale(descriptor, batch)
+    assert events["total"] == 12 and events["updates"] == 12 and events["checks"] == 12
+    assert events["moved_to"][-1] == (torch.device("cpu"),)  # offloaded last
+    events.update(checks=0, stop_after=3, moved_to=[])
+    with pytest.raises(Interrupted):
+        KDSRUpscaleImage().upscale(descriptor, batch)
+    assert events["checks"] == 4 and events["moved_to"][-1] == (torch.device("cpu"),)  # offloaded on the way out

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -54,7 +54,8 @@ class Tiling(NamedTuple):
 class TiledBackend:
     """A student (a torch module already on ``device`` in ``dtype``, or split ONNX / OpenVINO graphs such as
     :class:`~kdsr.inference.onnx_runtime.OnnxGraphs`): the IDR once per image (bounded view, exact tiled encoder),
-    then the generator tile by tile with blended overlaps."""
+    then the generator tile by tile with blended overlaps. ``on_tile`` is called after each generator tile of
+    :meth:`super_resolve` (a host's progress bar and interrupt check)."""
 
     def __init__(
         self,
@@ -65,11 +66,13 @@ class TiledBackend:
         tile_pad: int,
         tile_overlap: int,
         idr_view: int,
+        on_tile: Callable[[], object] | None = None,
     ) -> None:
         self.model = network
         self.device, self.dtype = device, dtype
         self.tile, self.tile_pad, self.tile_overlap, self.idr_view = tile, tile_pad, tile_overlap, idr_view
         self.scale = network.scale
+        self.on_tile = on_tile
 
     def estimate_idr(self, lr: torch.Tensor) -> torch.Tensor:
         return self.estimate_full_idr(lr).d
@@ -88,6 +91,7 @@ class TiledBackend:
         _, _, height, width = padded.shape
         d = d.to(self.device, self.dtype).expand(padded.shape[0], -1)
         with tile_bar(count_tiles(height, width, self.tile, self.tile_overlap), progress) as bar:
+            callbacks = [c for c in (bar.update if bar else None, self.on_tile) if c is not None]
             return tiled_super_resolve(
                 self.model,
                 padded,
@@ -97,7 +101,7 @@ class TiledBackend:
                 self.tile_overlap,
                 self.device,
                 self.dtype,
-                on_tile=bar.update if bar else None,
+                on_tile=(lambda: [c() for c in callbacks]) if callbacks else None,
             )
 
 

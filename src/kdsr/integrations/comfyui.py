@@ -15,6 +15,8 @@ import copy
 import torch
 
 from kdsr.bundled import bundled_models
+from kdsr.constants import BORDER_PAD, TILE_OVERLAP
+from kdsr.inference.tile_plan import count_tiles, runs_whole
 from kdsr.insight.steering import MAX_DENOISE, Steerer, Steering
 from kdsr.integrations.spandrel import KDSRUpscale
 
@@ -80,11 +82,22 @@ class KDSRUpscaleImage:
         device = _device(model)
         model.to(device).eval()
         dtype = next(model.parameters()).dtype
+        height, width = image.shape[1:3]
+        pad = 2 * BORDER_PAD
+        tiles = (
+            1
+            if runs_whole(height + pad, width + pad, model.tile)
+            else count_tiles(height + pad, width + pad, model.tile, TILE_OVERLAP)
+        )
+        on_tile = _host_progress(tiles * len(image))
         outputs = []
-        with torch.no_grad():
-            for frame in image:  # one image at a time: each gets its own IDR
-                lr = frame[..., :3].movedim(-1, 0)[None].to(device, dtype)
-                outputs.append(model(lr, steerer)[0].movedim(0, -1).float().clamp(0, 1).cpu())
+        try:
+            with torch.no_grad():
+                for frame in image:  # one image at a time: each gets its own IDR
+                    lr = frame[..., :3].movedim(-1, 0)[None].to(device, dtype)
+                    outputs.append(model(lr, steerer, on_tile)[0].movedim(0, -1).float().clamp(0, 1).cpu())
+        finally:
+            model.to(_offload_device(model))  # as ComfyUI's own upscale node: the model leaves the GPU after the run
         return (torch.stack(outputs),)
 
     def _with_detail(self, model: KDSRUpscale, detail: float) -> KDSRUpscale:
@@ -99,6 +112,32 @@ class KDSRUpscaleImage:
             blended.load_state_dict(load_model(with_detail(_bundled_twin(model), detail)).state_dict())
             self._blend_key, self._blend = key, blended
         return self._blend
+
+
+def _offload_device(model: torch.nn.Module) -> torch.device:
+    """ComfyUI's device for idle models when running inside ComfyUI, else where the model is."""
+    try:
+        import comfy.model_management as management
+    except ImportError:
+        return next(model.parameters()).device
+    return management.unet_offload_device()
+
+
+def _host_progress(total: int):
+    """A per-tile callback for ComfyUI: its progress bar advances and a user's interrupt stops the run between
+    tiles (ComfyUI's InterruptProcessingException); None outside ComfyUI."""
+    try:
+        import comfy.model_management as management
+        import comfy.utils
+    except ImportError:
+        return None
+    bar = comfy.utils.ProgressBar(total)
+
+    def on_tile() -> None:
+        management.throw_exception_if_processing_interrupted()
+        bar.update(1)
+
+    return on_tile
 
 
 def _bundled_twin(model: torch.nn.Module) -> str:

@@ -47,10 +47,10 @@ class KDSRUpscale(KDSRStudent):
         super().__init__(config)
         self.tile, self.idr_view = tile, idr_view
 
-    def forward(self, lr: torch.Tensor, steerer=None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, lr: torch.Tensor, steerer=None, on_tile=None) -> torch.Tensor:  # type: ignore[override]
         """``steerer``: a :class:`~kdsr.insight.steering.Steerer` that moves each image's IDR (the ComfyUI node's
-        dials), or None."""
-        backend = TiledBackend(self, lr.device, lr.dtype, self.tile, TILE_PAD, TILE_OVERLAP, self.idr_view)
+        dials), or None; ``on_tile``: called after each generator tile (a host's progress and interrupt check)."""
+        backend = TiledBackend(self, lr.device, lr.dtype, self.tile, TILE_PAD, TILE_OVERLAP, self.idr_view, on_tile)
         idr = steered_idr(backend, steerer, lr)[0] if steerer is not None else None
         return run_pipeline(backend, lr, idr=idr).to(lr.dtype)
 
