@@ -188,6 +188,10 @@ def test_the_comfyui_nodes_detail_input_runs_the_blend_of_upscale_detail(spandre
     torch.testing.assert_close(sharp[0], expected[0].permute(1, 2, 0), rtol=0, atol=1e-5)
     assert node.upscale(descriptor, batch, detail=0.6)[0].equal(sharp)  # the blend kept for the next run
     assert (node.upscale(descriptor, batch)[0] - sharp).abs().max() > 1 / 255
+    (both,) = node.upscale(descriptor, batch, detail=0.6, denoise=0.0)  # the dials steer the blend too
+    steered = Upscaler("kdsr-real-x4", device="cpu", precision="fp32", backend="torch", detail=0.6, denoise=0.0)
+    expected = steered.upscale_tensor(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    torch.testing.assert_close(both[0], expected[0].permute(1, 2, 0), rtol=0, atol=1e-5)
 
 
 def test_the_comfyui_node_reports_progress_stops_on_interrupt_and_offloads(spandrel, tmp_path, monkeypatch):

@@ -74,11 +74,11 @@ class KDSRUpscaleImage:
                 "Upscale Image (KDSR, whole image) needs a KDSR model; use ComfyUI's Upscale Image (using Model) "
                 "for others"
             )
-        if detail > 0:
-            model = self._with_detail(model, detail)
         assume = {key: value for key, value in (("noise", noise), ("jpeg", jpeg_quality), ("blur", blur)) if value >= 0}
         steering = Steering.from_options(assume, denoise)
-        steerer = Steerer.for_model(_bundled_twin(model), steering) if steering.active else None
+        steerer = Steerer.for_model(_bundled_twin(model), steering) if steering.active else None  # the loaded twin's
+        if detail > 0:
+            model = self._with_detail(model, detail)
         device = _device(model)
         model.to(device).eval()
         dtype = next(model.parameters()).dtype
