@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from kdsr.atomic import atomic_path
 from kdsr.bundled import bundled_models
 from kdsr.errors import CheckpointError, UntrainedModelWarning, shortened
-from kdsr.model_check import ZIP_MAGIC, check_model_file
+from kdsr.model_check import ZIP_MAGIC, check_model_file, unknown_model
 from kdsr.models import PRESETS, KDSRConfig, KDSRStudent, KDSRTeacher, build_model, create_model, preset_name
 
 FORMAT_VERSION = "1"
@@ -90,8 +90,7 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") ->
     else:
         path = Path(source)
         if not path.is_file():
-            known = ", ".join([*bundled, *PRESETS])
-            raise CheckpointError(f"unknown model '{name}': not a bundled model, preset or file (known: {known})")
+            raise unknown_model(name)
     config, state_dict = read_checkpoint(path)
     with torch.device("meta"):  # check every key and shape before a single weight is allocated
         check_state_dict(build_model(config).state_dict(), state_dict, source=str(path))

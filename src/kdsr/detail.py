@@ -11,23 +11,18 @@ cache included) takes it. Torch-free: the weights are blended with numpy.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from kdsr.atomic import atomic_write_bytes
 from kdsr.bundled import default_model_name, model_file
 from kdsr.errors import KDSRError
-from kdsr.inference.graph_files import cache_root
+from kdsr.inference.graph_files import cache_root, file_digest
 
 #: faithful bundled model -> its sharp partner
 DETAIL_PARTNERS = {"kdsr-real-x4": "kdsr-real-x4-gan"}
 #: D is rounded to this many decimals: finer steps change nothing one can see, and each value is a cached file
 DETAIL_DECIMALS = 2
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def blend_files(faithful: Path, sharp: Path, detail: float, target: Path) -> None:
@@ -69,7 +64,8 @@ def with_detail(model: str | os.PathLike | None, detail: float) -> str | None:
         raise KDSRError(f"--detail needs the bundled models {name} and {partner}; this installation lacks one")
     if detail == 1:
         return str(sharp)
-    target = cache_root() / "detail" / f"{name}-detail{detail:.2f}-{_digest(faithful)}{_digest(sharp)}.safetensors"
+    digests = file_digest(faithful, 12) + file_digest(sharp, 12)  # a new version of either: a new blend
+    target = cache_root() / "detail" / f"{name}-detail{detail:.2f}-{digests}.safetensors"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         blend_files(faithful, sharp, detail, target)

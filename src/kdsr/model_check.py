@@ -54,15 +54,22 @@ def check_model_source(source: str | os.PathLike | None) -> None:
     from kdsr.architecture import PRESETS
     from kdsr.bundled import bundled_models
 
-    bundled = bundled_models()
-    if source is None or str(source) in bundled or str(source) in PRESETS:
+    if source is None or str(source) in bundled_models() or str(source) in PRESETS:
         return
     path = Path(source)
     if not path.exists():
-        known = ", ".join([*bundled, *PRESETS])
-        raise CheckpointError(f"unknown model '{source}': not a bundled model, preset or file (known: {known})")
+        raise unknown_model(source)
     if path.is_file() and path.suffix.lower() not in (".onnx", ".xml", ".bin"):
         check_model_file(path)
+
+
+def unknown_model(source: str | os.PathLike) -> CheckpointError:
+    """The error for a model name that is no bundled model, preset or file."""
+    from kdsr.architecture import PRESETS
+    from kdsr.bundled import bundled_models
+
+    known = ", ".join([*bundled_models(), *PRESETS])
+    return CheckpointError(f"unknown model '{source}': not a bundled model, preset or file (known: {known})")
 
 
 def check_model_file(path: str | os.PathLike) -> None:

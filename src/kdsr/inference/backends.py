@@ -91,7 +91,13 @@ class TiledBackend:
         _, _, height, width = padded.shape
         d = d.to(self.device, self.dtype).expand(padded.shape[0], -1)
         with tile_bar(count_tiles(height, width, self.tile, self.tile_overlap), progress) as bar:
-            callbacks = [c for c in (bar.update if bar else None, self.on_tile) if c is not None]
+
+            def on_tile() -> None:
+                if bar:
+                    bar.update()
+                if self.on_tile:
+                    self.on_tile()
+
             return tiled_super_resolve(
                 self.model,
                 padded,
@@ -101,7 +107,7 @@ class TiledBackend:
                 self.tile_overlap,
                 self.device,
                 self.dtype,
-                on_tile=(lambda: [c() for c in callbacks]) if callbacks else None,
+                on_tile=on_tile,
             )
 
 

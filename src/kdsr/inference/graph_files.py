@@ -42,10 +42,14 @@ def read_split_config(folder: str | os.PathLike) -> tuple[Path, dict]:
     return folder, config
 
 
+def file_digest(path: Path, length: int = 16) -> str:
+    """The first ``length`` hex digits of a file's SHA-256: what kdsr's caches are keyed by."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:length]
+
+
 def cached_split_folder(model_path: Path) -> Path:
     """Where the split ONNX export of a model file is cached (it may not exist yet)."""
-    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
-    return cache_root() / "onnx-split" / f"{model_path.stem}-{digest}"
+    return cache_root() / "onnx-split" / f"{model_path.stem}-{file_digest(model_path)}"
 
 
 def is_complete_split(folder: Path) -> bool:

@@ -15,8 +15,7 @@ import copy
 import torch
 
 from kdsr.bundled import bundled_models
-from kdsr.constants import BORDER_PAD, TILE_OVERLAP
-from kdsr.inference.tile_plan import count_tiles, runs_whole
+from kdsr.detail import DETAIL_DECIMALS
 from kdsr.insight.steering import MAX_DENOISE, Steerer, Steering
 from kdsr.integrations.spandrel import KDSRUpscale
 
@@ -82,14 +81,7 @@ class KDSRUpscaleImage:
         device = _device(model)
         model.to(device).eval()
         dtype = next(model.parameters()).dtype
-        height, width = image.shape[1:3]
-        pad = 2 * BORDER_PAD
-        tiles = (
-            1
-            if runs_whole(height + pad, width + pad, model.tile)
-            else count_tiles(height + pad, width + pad, model.tile, TILE_OVERLAP)
-        )
-        on_tile = _host_progress(tiles * len(image))
+        on_tile = _host_progress(model.tile_count(*image.shape[1:3]) * len(image))
         outputs = []
         try:
             with torch.no_grad():
@@ -106,7 +98,7 @@ class KDSRUpscaleImage:
         from kdsr.checkpoint import load_model
         from kdsr.detail import with_detail
 
-        key = (id(model), round(detail, 2))
+        key = (id(model), round(detail, DETAIL_DECIMALS))
         if getattr(self, "_blend_key", None) != key:
             blended = copy.deepcopy(model)
             blended.load_state_dict(load_model(with_detail(_bundled_twin(model), detail)).state_dict())

@@ -20,9 +20,10 @@ from spandrel import MAIN_REGISTRY, ArchRegistry, ArchSupport, ImageModelDescrip
 from spandrel.util import KeyCondition, store_hyperparameters
 
 from kdsr.checkpoint import infer_config
-from kdsr.constants import DEFAULT_IDR_VIEW, TILE_OVERLAP, TILE_PAD
+from kdsr.constants import BORDER_PAD, DEFAULT_IDR_VIEW, TILE_OVERLAP, TILE_PAD
 from kdsr.errors import CheckpointError
 from kdsr.inference.backends import TiledBackend
+from kdsr.inference.tile_plan import count_tiles
 from kdsr.inference.upscaler import run_pipeline, steered_idr
 from kdsr.models import KDSRConfig, KDSRStudent
 
@@ -46,6 +47,11 @@ class KDSRUpscale(KDSRStudent):
     def __init__(self, *, config: KDSRConfig, tile: int = TILE, idr_view: int = DEFAULT_IDR_VIEW) -> None:
         super().__init__(config)
         self.tile, self.idr_view = tile, idr_view
+
+    def tile_count(self, height: int, width: int) -> int:
+        """The generator tiles :meth:`forward` runs for one ``height`` x ``width`` image (its border padding
+        included): what a host's progress bar counts."""
+        return count_tiles(height + 2 * BORDER_PAD, width + 2 * BORDER_PAD, self.tile, TILE_OVERLAP)
 
     def forward(self, lr: torch.Tensor, steerer=None, on_tile=None) -> torch.Tensor:  # type: ignore[override]
         """``steerer``: a :class:`~kdsr.insight.steering.Steerer` that moves each image's IDR (the ComfyUI node's

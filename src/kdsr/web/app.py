@@ -40,12 +40,12 @@ class Server:
     def upscaler(self, label: str, precision: str, tile: int, detail: float = 0.0):
         """One loaded model per (model, precision, tile, detail), kept for the next job: on the torch-free path when
         the model's graphs are cached (:mod:`kdsr.inference.fastpath`), else the fastest installed backend."""
-        from kdsr.detail import with_detail
+        from kdsr.detail import DETAIL_DECIMALS, with_detail
         from kdsr.inference.fastpath import fast_backend, open_fast_upscaler
 
         if label not in self.models:
             raise KDSRError(f"unknown model {label!r}")
-        key = (label, precision, tile, round(detail, 2))
+        key = (label, precision, tile, round(detail, DETAIL_DECIMALS))
         with self._lock:
             if key not in self._upscalers:
                 model = with_detail(self.models[label], detail)
