@@ -86,7 +86,6 @@ def test_upscale_ext_suffix_and_alpha_forces_png(tmp_path, model_file):
         (["-t", "-5"], ">= 0"),
         (["-s", "0"], "outscale must be > 0"),
         (["-s", "-2"], "outscale must be > 0"),
-        (["--backend", "onnx"], "the onnx backend needs a `kdsr export` .onnx file"),  # no -n: not the cwd as a folder
     ],
 )
 def test_user_errors_are_one_line(tmp_path, capsys, args, message):

@@ -30,18 +30,18 @@ def _rgba(image: np.ndarray) -> np.ndarray:
     return np.concatenate([image, alpha], axis=2)
 
 
+@pytest.mark.parametrize("runtime", ["openvino", "onnx"])
 @pytest.mark.parametrize("name", sorted(bundled_models()))
-def test_fast_path_matches_the_torch_backend_on_every_bundled_model(name, cache, monkeypatch):
-    pytest.importorskip("openvino")
+def test_fast_path_matches_the_torch_backend_on_every_bundled_model(name, runtime, cache, monkeypatch):
+    pytest.importorskip("openvino" if runtime == "openvino" else "onnxruntime")
     from kdsr.inference.fastpath import open_fast_upscaler
 
-    monkeypatch.setenv("KDSR_CACHE", str(cache))
+    monkeypatch.setenv("KDSR_CACHE", str(cache))  # empty: the graphs shipped with the package are used
     image = read_image(ASSETS / "sample.png")
     grey = image.mean(axis=2).astype(np.uint8)
     settings = {"tile": 32, "tile_pad": 6, "tile_overlap": 4, "idr_view": 40}  # tiles and a bounded IDR view
-    assert open_fast_upscaler(name, "openvino", "fp32", **settings) is None  # nothing cached: the torch-aware path
-    Upscaler(name, backend="openvino", **settings)  # builds the cache
-    fast = open_fast_upscaler(name, "openvino", "fp32", **settings)
+    fast = open_fast_upscaler(name, runtime, "fp32", **settings)
+    assert not (cache / "onnx-split").exists()
     torch_path = Upscaler(name, backend="torch", precision="fp32", **settings)
     for picture in (image, grey, _rgba(image)):
         ours, reference = fast.upscale(picture), torch_path.upscale(picture)
@@ -91,24 +91,24 @@ def _cli(tmp_path, cache, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code, "upscale", *args], capture_output=True, text=True, env=env)
 
 
-def test_cli_builds_the_cache_once_then_never_imports_torch(tmp_path):
+def test_cli_runs_bundled_models_torch_free_and_builds_other_models_graphs_once(tmp_path):
     pytest.importorskip("openvino")
     cache, source = tmp_path / "cache", tmp_path / "in.png"
     write_image(source, synthetic_image(24, 30))
     first = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "a.png"), "--backend", "auto", "-v")
     assert first.returncode == 0, first.stderr
-    assert "backend openvino, cpu, fp32" in first.stderr and "TORCH" in first.stderr  # cold cache: exported
-    second = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "b.png"))  # the default backend: auto
-    assert second.returncode == 0, second.stderr
-    assert "NO-TORCH" in second.stderr
-    a, b = read_image(tmp_path / "a.png"), read_image(tmp_path / "b.png")
-    assert a.shape == (96, 120, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
-    refused = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "b.png"))
+    assert "backend openvino (torch-free path), cpu, fp32" in first.stderr and "NO-TORCH" in first.stderr  # shipped
+    refused = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "a.png"))
     assert refused.returncode == 1 and "output file(s) exist" in refused.stderr and "NO-TORCH" in refused.stderr
-    iso = ["-i", str(source), "-n", "kdsr-iso-x4"]
-    assert _cli(tmp_path, cache, *iso, "-o", str(tmp_path / "iso1.png")).returncode == 0  # builds its graphs
-    verbose = _cli(tmp_path, cache, *iso, "-o", str(tmp_path / "iso2.png"), "-v")
+    checkpoint = tmp_path / "mine.safetensors"  # not a bundled file: its graphs are exported once, with torch
+    checkpoint.write_bytes(bundled_models()["kdsr-iso-x4"].read_bytes())
+    own = ["-i", str(source), "-n", str(checkpoint)]
+    built = _cli(tmp_path, cache, *own, "-o", str(tmp_path / "own1.png"), "-v")
+    assert built.returncode == 0 and "TORCH" in built.stderr and "NO-TORCH" not in built.stderr, built.stderr
+    verbose = _cli(tmp_path, cache, *own, "-o", str(tmp_path / "own2.png"), "-v")
     assert "torch-free path" in verbose.stderr and "in.png: blur sigma (HR px)" in verbose.stderr
     assert "NO-TORCH" in verbose.stderr  # the estimator reads the graphs' IDR
+    a, b = read_image(tmp_path / "own1.png"), read_image(tmp_path / "own2.png")
+    assert a.shape == (96, 120, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
     forced = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "c.png"), "--backend", "torch", "-v")
     assert "backend torch, cpu" in forced.stderr and "TORCH" in forced.stderr

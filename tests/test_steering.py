@@ -232,6 +232,36 @@ def test_training_with_counterfactual_pairs_runs_and_keeps_the_encoders_d_prime(
         load_config(None, [*overrides, "stage=teacher"])
 
 
+def test_the_counterfactual_extra_losses_weigh_the_jpeg_pairs_and_the_told_idrs_change(data_dir, tmp_path):
+    """jpeg_weight counts the JPEG pairs' L1 again; the difference loss compares what the told IDR changes in the
+    output with what the told degradation keeps, the output with the LRs' own IDR held fixed."""
+    pytest.importorskip("yaml")
+    from kdsr.train.config import load_config
+    from kdsr.train.stages import ToldPairs, build_stage
+
+    student = tmp_path / "student.safetensors"
+    save_model(tiny_model(encoder="energy"), student)
+    config = load_config(None, [
+        "stage=student", f"data.train=[{data_dir}]", "distill.weight=0", f"distill.init={student}",
+        "model.encoder=energy", "degradation.kind=mixture", "counterfactual.fraction=0.5",
+        "counterfactual.jpeg_share=0.5", "counterfactual.jpeg_weight=3", "counterfactual.difference_weight=2",
+    ])  # fmt: skip
+    stage = build_stage(config, torch.device("cpu"))
+    hr = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    pairs = counterfactual_pairs(hr[:2], config.counterfactual, 4, torch.Generator().manual_seed(1))
+    lr = torch.cat([pairs.lr, imresize(hr[2:], 1 / 4)])
+    batch_hr = torch.cat([pairs.target, hr[2:]])
+    losses, sr = stage.losses(lr, batch_hr, 0, None, ToldPairs(pairs.told, hr[:2]))
+    with torch.no_grad():
+        own = stage.model(lr[:2])
+    expected_jpeg = 2 * torch.nn.functional.l1_loss(sr[:1], batch_hr[:1]) * (1 / 4)  # one JPEG pair of four
+    expected_difference = 2 * torch.nn.functional.l1_loss(sr[:2] - own, pairs.target - hr[:2]) * (2 / 4)
+    torch.testing.assert_close(losses["l1_jpeg"], expected_jpeg)
+    torch.testing.assert_close(losses["difference"], expected_difference)
+    losses["difference"].backward()  # the told branch trains; the own-IDR output is a fixed reference
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stage.model.G.parameters())
+
+
 def test_the_conditioning_layers_can_learn_faster(data_dir, tmp_path):
     """optim.conditioning_lr_scale puts the encoder's D' -> D compression in a parameter group of its own."""
     pytest.importorskip("yaml")

@@ -1,9 +1,10 @@
 """Reading and writing images as numpy arrays: RGB(A) channel order, uint8 or uint16, EXIF orientation applied.
 
-OpenCV does the decoding (16-bit PNG, alpha, JPEG, WebP); Pillow only reads the header (size, frames, and the EXIF
-orientation tag, which OpenCV ignores when asked to keep alpha and bit depth), from the bytes read once. PNGs are
-written by :mod:`kdsr.png_stream` band by band, other formats by OpenCV (Pillow where metadata must be embedded).
-Writes are atomic: a temp file, then a rename.
+OpenCV does the decoding where it is installed (16-bit PNG and TIFF, alpha, JPEG, WebP), Pillow where it is not (it
+cannot hold 16-bit colour: such files then need OpenCV, said in one line); Pillow reads the header (size, frames, and
+the EXIF orientation tag, which OpenCV ignores when asked to keep alpha and bit depth), from the bytes read once.
+PNGs are written by :mod:`kdsr.png_stream` band by band, other formats by OpenCV where installed, else (and where
+metadata must be embedded) by Pillow. Writes are atomic: a temp file, then a rename.
 """
 
 from __future__ import annotations
@@ -192,18 +193,84 @@ def _png_metadata_chunks(metadata: ImageMetadata | None) -> bytes:
     return chunks
 
 
-def _pillow_encode(image: np.ndarray, ext: str, quality: int, metadata: ImageMetadata) -> bytes:
-    """8-bit JPEG/WebP with ICC and EXIF, through Pillow (OpenCV cannot embed them)."""
+def _pillow_encode(image: np.ndarray, ext: str, quality: int, metadata: ImageMetadata | None) -> bytes:
+    """JPEG/WebP (with ICC and EXIF, which OpenCV cannot embed), BMP and TIFF through Pillow: 8-bit, and 16-bit grey
+    TIFF (Pillow holds no 16-bit colour)."""
     from PIL import Image
 
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[image.shape[2]]
-    picture = Image.fromarray(image[:, :, 0] if mode == "L" else image, mode)
+    if image.dtype == np.uint16 and image.shape[2] != 1:
+        raise ImageError(f"16-bit colour '{ext}' output needs OpenCV (pip install opencv-python-headless); a 16-bit "
+                         "PNG needs nothing more")  # fmt: skip
+    picture = Image.fromarray(np.ascontiguousarray(image[:, :, 0]) if image.shape[2] == 1 else image)
+    metadata = metadata or ImageMetadata(None, None)
     extra = {k: v for k, v in (("icc_profile", metadata.icc_profile), ("exif", metadata.exif)) if v}
+    if ext in (".jpg", ".jpeg", ".webp"):
+        extra["quality"] = min(quality, 100)
     if ext == ".webp" and quality > 100:
         extra["lossless"] = True
     buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG" if ext in (".jpg", ".jpeg") else "WEBP", quality=min(quality, 100), **extra)
+    formats = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+    picture.save(buffer, format=formats[ext], **extra)
     return buffer.getvalue()
+
+
+def opencv():
+    """OpenCV's ``cv2`` module, or None where it is not installed (kdsr then decodes, encodes and resizes with
+    Pillow and numpy)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+#: Pillow modes read as they are (uint8 grey, RGB, RGBA; uint16 grey); the others are converted
+_PILLOW_MODES = {"L": None, "RGB": None, "RGBA": None, "I;16": None, "I;16L": None, "I;16B": None, "1": "L",
+                 "P": "RGB", "PA": "RGBA", "LA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "RGBX": "RGB"}  # fmt: skip
+
+
+def _pillow_decode(data: np.ndarray, path: Path) -> np.ndarray:
+    """The first frame of an image file's bytes as (H, W, C) uint8 / uint16 grey, through Pillow."""
+    from PIL import Image
+
+    if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" and data.size > 25 and data[24] == 16 and data[25] in (2, 6):
+        raise ImageError(f"{path}: a 16-bit colour PNG; reading it needs OpenCV (pip install opencv-python-headless)")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format == "TIFF" and max(im.tag_v2.get(258, (8,)) or (8,)) > 8 and im.mode != "I;16":
+                raise ImageError(f"{path}: a high-bit-depth colour TIFF; reading it needs OpenCV "
+                                 "(pip install opencv-python-headless)")  # fmt: skip
+            mode = im.mode
+            if mode == "P" and "transparency" in im.info:
+                mode = "PA"
+            if mode == "I":  # 16-bit grey as older Pillows open it
+                image = np.asarray(im)
+                if image.max(initial=0) > 65535 or image.min(initial=0) < 0:
+                    raise ImageError(f"{path}: unsupported sample type (8- and 16-bit images are supported)")
+                image = image.astype(np.uint16)
+            elif mode in _PILLOW_MODES:
+                image = np.asarray(im if _PILLOW_MODES[mode] is None else im.convert(_PILLOW_MODES[mode]))
+            else:
+                raise ImageError(f"{path}: unsupported image mode {im.mode} (8- and 16-bit images are supported)")
+    except (OSError, ValueError, SyntaxError, EOFError):
+        raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)") from None
+    image = image.astype(np.uint16) if image.dtype.byteorder == ">" else image  # I;16B: native order
+    return image[:, :, None] if image.ndim == 2 else image
+
+
+def _opencv_decode(cv2, data: np.ndarray, path: Path) -> np.ndarray:
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageError(f"{path}: unsupported sample type {image.dtype} (8- and 16-bit images are supported)")
+    if image.ndim == 2:
+        return image[:, :, None]
+    if image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    raise ImageError(f"{path}: unsupported channel count {image.shape[2]}")
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -212,8 +279,6 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     The size in the header is checked against ``max_pixels`` before decoding. Of an animated or multi-page file only
     the first frame is read, with a warning.
     """
-    import cv2  # here, not at import: argument and path checks answer without loading OpenCV
-
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -224,19 +289,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     info = probe_within_limit(data, max_pixels, name=path)
     if info.frames > 1:
         warnings.warn(f"{path}: has {info.frames} frames or pages; only the first is used", stacklevel=2)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)")
-    if image.dtype not in (np.uint8, np.uint16):
-        raise ImageError(f"{path}: unsupported sample type {image.dtype} (8- and 16-bit images are supported)")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    elif image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-    else:
-        raise ImageError(f"{path}: unsupported channel count {image.shape[2]}")
+    cv2 = opencv()  # here, not at import: argument and path checks answer without loading OpenCV
+    image = _opencv_decode(cv2, data, path) if cv2 is not None else _pillow_decode(data, path)
     return np.ascontiguousarray(apply_exif_orientation(image, info.orientation))
 
 
@@ -262,8 +316,6 @@ def write_image(
     ``quality`` (1-100) is for JPEG and WebP (101: lossless WebP, OpenCV's convention); ``metadata`` (ICC profile,
     EXIF) is embedded in PNG, JPEG and WebP. A writeable ``image`` has its red and blue swapped in place while it
     is encoded (restored before this returns): a large output is never copied whole."""
-    import cv2
-
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
@@ -281,7 +333,8 @@ def write_image(
     if ext == ".png":  # encoded band by band into the file: never held encoded in memory
         png_stream.write_png(path, image, _png_metadata_chunks(metadata))
         return
-    if metadata and ext in (".jpg", ".jpeg", ".webp"):
+    cv2 = opencv()
+    if cv2 is None or (metadata and ext in (".jpg", ".jpeg", ".webp")):
         atomic_write_bytes(path, _pillow_encode(image, ext, quality, metadata))
         return
     params: list[int] = []

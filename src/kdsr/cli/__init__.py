@@ -54,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     except KDSRError as e:
         print(f"kdsr: error: {e}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as e:
+        if e.name != "torch":
+            raise
+        from kdsr.inference.settings import needs_torch
+
+        print(f"kdsr: error: {needs_torch(f'kdsr {args.command}')}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("kdsr: interrupted", file=sys.stderr)
         return 130

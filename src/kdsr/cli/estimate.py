@@ -93,9 +93,7 @@ def _estimate(args: argparse.Namespace) -> int:
     if len(paths) == 1 and images:  # one image: refuse a bad one before the model loads
         probe_within_limit(images[0], DEFAULT_MAX_PIXELS)
     name = args.model or default_model_name()
-    from kdsr.insight.estimator import load_estimator
-
-    estimate = load_estimator(name)
+    estimate = _reader(name)
     if estimate is None:
         raise KDSRError(f"{name} has no degradation estimator; fit one with `kdsr estimate --fit HR_DIR -o FILE`")
     for path in images:
@@ -111,6 +109,19 @@ def _estimate(args: argparse.Namespace) -> int:
     for message in failed:
         print(f"kdsr: error: {message}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _reader(name: str):
+    """``image -> estimate`` of the model's estimator (None when it carries none): its IDR computed by the model's
+    graphs where they exist (no torch), else by torch."""
+    from kdsr.inference.settings import UpscaleSettings, open_upscaler
+
+    upscaler = open_upscaler(name, UpscaleSettings())
+    if hasattr(upscaler, "degradation_reader"):
+        return upscaler.degradation_reader(name)
+    from kdsr.insight.estimator import load_estimator
+
+    return load_estimator(name)
 
 
 def _fit(args: argparse.Namespace) -> int:

@@ -59,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise KDSRError("--width and --height must be >= 1")
     if args.outscale and (args.width or args.height):
         raise KDSRError("give -s or --width/--height, not both")
-    from kdsr.insight.steering import Steering
-
-    Steering.from_options(args.assume, args.denoise)  # a bad --assume / --denoise is answered here
+    settings = _settings(args)  # a bad setting (--assume, --denoise, --tile, ...) is answered here
     from kdsr.inference.planning import is_video, plan_outputs
 
     plan = plan_outputs(  # inputs, output names and refusals, before torch and the model load
@@ -83,14 +81,16 @@ def run(args: argparse.Namespace) -> int:
     args.model = with_detail(args.model, args.detail)  # D > 0: a blend of the model and its sharp partner, cached
     check_model_source(args.model)  # a file that is no model is refused before torch loads
     if args.ray is not None:
-        return _report(_run_on_ray(args, plan))
+        return _report(_run_on_ray(args, plan, settings))
     from kdsr.heap import release_large_buffers
+    from kdsr.inference.fastpath import FastUpscaler
     from kdsr.inference.files import upscale_files
+    from kdsr.inference.settings import open_upscaler
 
     release_large_buffers()
 
-    fast = _fast_upscaler(args, plan)
-    upscaler = fast or _torch_upscaler(args)
+    upscaler = open_upscaler(args.model, settings, video=any(is_video(path) for path, _ in plan.jobs))
+    fast = upscaler if isinstance(upscaler, FastUpscaler) else None
     if args.verbose:
         path = " (torch-free path)" if fast else ""
         where = f"{upscaler.backend_name}{path}, {upscaler.device_name}, {upscaler.precision}"
@@ -135,7 +135,20 @@ def _report(result) -> int:
     return 1 if result.failed else 0
 
 
-def _run_on_ray(args: argparse.Namespace, plan):
+def _settings(args: argparse.Namespace):
+    """The run's :class:`~kdsr.inference.settings.UpscaleSettings` (``--detail`` is blended into the model file
+    before, so it is 0 here)."""
+    from kdsr.inference.settings import UpscaleSettings
+
+    return UpscaleSettings(
+        device=args.device, precision="fp32" if args.fp32 else args.precision, backend=args.backend,
+        tile=args.tile, tile_pad=args.tile_pad, tile_overlap=args.tile_overlap, idr_view=args.idr_view,
+        border_pad=args.border_pad, fix_color=args.fix_color, alpha_upsampler=args.alpha_upsampler,
+        calibration=args.calibration, assume=args.assume, denoise=args.denoise,
+    )  # fmt: skip
+
+
+def _run_on_ray(args: argparse.Namespace, plan, settings):
     """``--ray``: the plan's images upscaled by Ray actors (:mod:`kdsr.inference.ray_batch`)."""
     from kdsr.bundled import model_file
     from kdsr.inference.files import ImageJob, taken_paths
@@ -144,56 +157,11 @@ def _run_on_ray(args: argparse.Namespace, plan):
     path = model_file(args.model or default_model_name())
     if not path.is_file():
         raise KDSRError(f"--ray ships a model file to its workers: {path} is not one (a bundled model or checkpoint)")
-    upscaler = {
-        "device": args.device, "precision": "fp32" if args.fp32 else args.precision, "tile": args.tile,
-        "tile_pad": args.tile_pad, "tile_overlap": args.tile_overlap, "alpha_upsampler": args.alpha_upsampler,
-        "backend": args.backend, "idr_view": args.idr_view, "border_pad": args.border_pad,
-        "fix_color": args.fix_color, "calibration": args.calibration, "assume": args.assume, "denoise": args.denoise,
-    }  # fmt: skip
     job = ImageJob(
         args.outscale, args.overwrite, args.max_pixels, args.quality, args.width, args.height, taken_paths(plan)
     )
-    settings = WorkerSettings(upscaler, job, args.ray_threads)
     address = None if args.ray == "local" else args.ray
-    return upscale_plan_on_ray(plan, path, settings, address, args.ray_actors)
-
-
-def _fast_upscaler(args: argparse.Namespace, plan):
-    """The torch-free path (:mod:`kdsr.inference.fastpath`) when the options and the model's graphs allow it: an
-    OpenVINO or ONNX backend on the CPU whose graphs exist already, and no video in the run; else None."""
-    from kdsr.inference.fastpath import fast_backend, open_fast_upscaler
-    from kdsr.inference.planning import is_video
-
-    precision = "fp32" if args.fp32 else args.precision
-    backend = fast_backend(args.backend, args.device, precision)
-    if backend is None or any(is_video(path) for path, _ in plan.jobs):
-        return None
-    return open_fast_upscaler(
-        args.model, backend, precision, tile=args.tile, alpha_upsampler=args.alpha_upsampler, tile_pad=args.tile_pad,
-        tile_overlap=args.tile_overlap, idr_view=args.idr_view, border_pad=args.border_pad, fix_color=args.fix_color,
-        assume=args.assume, denoise=args.denoise,
-    )  # fmt: skip
-
-
-def _torch_upscaler(args: argparse.Namespace):
-    from kdsr.inference.upscaler import Upscaler
-
-    return Upscaler(
-        args.model,
-        device=args.device,
-        precision="fp32" if args.fp32 else args.precision,
-        tile=args.tile,
-        tile_pad=args.tile_pad,
-        tile_overlap=args.tile_overlap,
-        alpha_upsampler=args.alpha_upsampler,
-        backend=args.backend,
-        idr_view=args.idr_view,
-        border_pad=args.border_pad,
-        fix_color=args.fix_color,
-        calibration=args.calibration,
-        assume=args.assume,
-        denoise=args.denoise,
-    )
+    return upscale_plan_on_ray(plan, path, WorkerSettings(settings, job, args.ray_threads), address, args.ray_actors)
 
 
 def _degradation_reporter(model: str | None, fast=None, steerer=None):

@@ -36,7 +36,11 @@ MIN_TOLD_BLUR = 0.2
 @dataclasses.dataclass(frozen=True)
 class CounterfactualConfig:
     """``fraction`` of each training batch becomes counterfactual pairs, ``jpeg_share`` of them JPEG ones and the
-    rest blur + noise; ``truth_prob`` of each told quantity is the truth (so every mix of told and true occurs)."""
+    rest blur + noise; ``truth_prob`` of each told quantity is the truth (so every mix of told and true occurs);
+    ``jpeg_weight``: the JPEG pairs' L1 counts this many times (the blocking they ask to keep is a few levels of 8x8
+    structure, a small signal beside the kept blur and grain); ``difference_weight``: an L1 between what the told
+    IDR changes in the output (told output minus the output with the LR's own IDR, held fixed) and what the told
+    degradation keeps (target minus HR), in which the content error of both outputs cancels."""
 
     fraction: float = 0.0
     jpeg_share: float = 0.4
@@ -45,11 +49,15 @@ class CounterfactualConfig:
     noise_range: tuple[float, float] = (0.0, 30.0)
     jpeg_range: tuple[float, float] = (25.0, 95.0)
     gray_noise_prob: float = 0.4
+    jpeg_weight: float = 1.0
+    difference_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("fraction", "jpeg_share", "truth_prob", "gray_noise_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"counterfactual.{name} must be in [0, 1]")
+        if min(self.jpeg_weight, self.difference_weight) < 0:
+            raise ValueError("counterfactual.jpeg_weight and difference_weight must be >= 0")
         for name, floor, ceiling in (("blur_range", 0, 20), ("noise_range", 0, 255), ("jpeg_range", 1, 100)):
             low, high = getattr(self, name)
             if not floor <= low <= high <= ceiling:
@@ -124,10 +132,15 @@ def jpeg_pairs(hr: torch.Tensor, config: CounterfactualConfig, scale: int, gener
     return CounterfactualBatch(lr, told, target.clamp(0, 1))
 
 
+def jpeg_pair_count(n_pairs: int, config: CounterfactualConfig) -> int:
+    """How many of ``n_pairs`` counterfactual pairs (the first ones) are JPEG pairs."""
+    return round(config.jpeg_share * n_pairs)
+
+
 def counterfactual_pairs(hr: torch.Tensor, config: CounterfactualConfig, scale: int, generator) -> CounterfactualBatch:
-    """Counterfactual pairs of a batch of HR patches: the first ``round(jpeg_share * B)`` JPEG, the rest blur +
+    """Counterfactual pairs of a batch of HR patches: the first :func:`jpeg_pair_count` JPEG, the rest blur +
     noise."""
-    n_jpeg = round(config.jpeg_share * hr.shape[0])
+    n_jpeg = jpeg_pair_count(hr.shape[0], config)
     parts = []
     if n_jpeg:
         parts.append(jpeg_pairs(hr[:n_jpeg], config, scale, generator))

@@ -10,7 +10,9 @@ _LAZY = {
     "estimate_idr": "kdsr.inference.tiling",
     "tiled_super_resolve": "kdsr.inference.tiling",
     "Upscaler": "kdsr.inference.upscaler",
-    "upscale": "kdsr.inference.upscaler",
+    "upscale": "kdsr.inference.settings",
+    "open_upscaler": "kdsr.inference.settings",
+    "UpscaleSettings": "kdsr.inference.settings",
 }
 
 __all__ = list(_LAZY)

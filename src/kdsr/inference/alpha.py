@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
+
+from kdsr.image_ops import cubic_upscale, local_min_max, smooth
 
 if TYPE_CHECKING:
     from kdsr.inference.layout import StreamRGB
@@ -25,8 +26,8 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     filled = rgb.copy()
     todo = visible == 0
     for sigma in (2.0, 8.0, 32.0, 128.0):
-        weight = cv2.GaussianBlur(visible, (0, 0), sigma)
-        colour = cv2.GaussianBlur(rgb * visible[..., None], (0, 0), sigma)
+        weight = smooth(visible, sigma)
+        colour = smooth(rgb * visible[..., None], sigma)
         reached = todo & (weight > 1e-4)
         filled[reached] = colour[reached] / weight[reached][:, None]
         todo &= ~reached
@@ -42,10 +43,7 @@ class FlatAlpha:
     as they are made."""
 
     def __init__(self, alpha: np.ndarray, scale: int, radius: int = 2) -> None:
-        size = 2 * radius + 1
-        kernel = np.ones((size, size), np.uint8)
-        low = cv2.erode(alpha, kernel, borderType=cv2.BORDER_REPLICATE)
-        high = cv2.dilate(alpha, kernel, borderType=cv2.BORDER_REPLICATE)
+        low, high = local_min_max(alpha, radius)
         self.flat, self.alpha, self.scale = low == high, alpha, scale
 
     def apply(self, top: int, left: int, block: np.ndarray) -> np.ndarray:
@@ -61,10 +59,10 @@ class FlatAlpha:
 def bicubic_rows(channel: np.ndarray, scale: int, first: int, last: int) -> np.ndarray:
     """Output rows of LR rows ``[first, last)`` of the bicubic x ``scale`` upsampling (OpenCV's) of (H, W) float32
     ``channel``: the same as those rows of the whole image's, from the LR rows they need (a 4-tap kernel)."""
-    height, width = channel.shape
+    height = channel.shape[0]
     context = 3
     top, bottom = max(first - context, 0), min(last + context, height)
-    part = cv2.resize(channel[top:bottom], (width * scale, (bottom - top) * scale), interpolation=cv2.INTER_CUBIC)
+    part = cubic_upscale(channel[top:bottom], scale)
     return part[(first - top) * scale : (last - top) * scale]
 
 

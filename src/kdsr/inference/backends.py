@@ -149,12 +149,18 @@ def build_backend(
 ) -> tuple[Backend, torch.device, torch.dtype]:
     """(backend, device, dtype of the tensors it takes) for a model (bundled name, checkpoint, module, ONNX file or
     folder, OpenVINO export) on ``backend`` ("torch", "onnx" or "openvino"; "auto" resolved by the caller)."""
+    if backend == "onnx" and not isinstance(model, nn.Module):
+        source = str(model or default_model_name())
+        if not source.endswith(".onnx") and not Path(source).is_dir():
+            from kdsr.inference.openvino_runtime import split_graphs_for
+
+            model = split_graphs_for(source)  # a model file's graphs: shipped, cached, or exported once now
     named = isinstance(model, str | os.PathLike) and str(model) != ""  # Path("") would be the current folder
     split = backend == "onnx" and named and Path(model).is_dir()
     tile = tiling.tile
     if backend == "onnx":
         if not (split or (named and str(model).endswith(".onnx"))):
-            raise KDSRError("the onnx backend needs a `kdsr export` .onnx file or --split folder as the model (-n)")
+            raise KDSRError("the onnx backend needs a model file, a `kdsr export` .onnx file or --split folder")
         if tile and not split:
             raise KDSRError(
                 "a one-graph .onnx runs whole images (it estimates the IDR per input); use -t 0, or export with "

@@ -184,13 +184,22 @@ def openvino_on_x86() -> bool:
 
 def fast_backend(backend: str, device: str | None, precision: str) -> str | None:
     """The runtime the torch-free path would use for these options, or None when they need torch: ``openvino`` or
-    ``onnx`` asked on the CPU, or ``auto`` on an x86 CPU with OpenVINO installed and no NVIDIA GPU in sight (where
-    the torch-aware ``auto`` would pick CUDA). fp16 and a non-CPU device always need torch."""
+    ``onnx`` asked on the CPU; or ``auto``: OpenVINO on an x86 CPU where it is installed and no NVIDIA GPU is in
+    sight (where the torch-aware ``auto`` would pick CUDA), onnxruntime where torch is not installed. fp16 and a
+    non-CPU device always need torch."""
+    import importlib.util
+
     if precision not in OPENVINO_CPU_PRECISIONS or str(device or "auto") not in ("auto", "cpu"):
         return None
     if backend in ("openvino", "onnx"):
         return backend
-    if backend != "auto" or Path("/proc/driver/nvidia").exists():
+    if backend != "auto":
+        return None
+    if importlib.util.find_spec("torch") is None:
+        if openvino_on_x86():
+            return "openvino"
+        return "onnx" if importlib.util.find_spec("onnxruntime") is not None else None
+    if Path("/proc/driver/nvidia").exists():
         return None
     return "openvino" if openvino_on_x86() else None
 
@@ -218,7 +227,7 @@ def open_fast_upscaler(
     steering = Steering.from_options(assume, denoise)
     if not model_file(source).exists():
         return None  # a preset's name (an untrained network): torch builds it
-    found = find_graph_files(source) if backend == "openvino" or Path(source).is_dir() else None
+    found = find_graph_files(source)
     if found is None:
         return None
     if backend == "openvino":

@@ -1,7 +1,9 @@
-"""Where the split graphs of a model live, found without torch: an exported folder (split ONNX or OpenVINO IR), or
-the cache of a bundled model or checkpoint (``$KDSR_CACHE``, default ``~/.cache/kdsr``, keyed by the model file's
-SHA-256). Building a missing cache needs torch (:func:`kdsr.inference.openvino_runtime.split_graphs_for`); finding
-one does not, which is what lets :mod:`kdsr.inference.fastpath` start without it."""
+"""Where the split graphs of a model live, found without torch: an exported folder (split ONNX or OpenVINO IR), the
+graphs shipped in the package beside the bundled models (``kdsr/graphs/NAME``, written by
+``scripts/build_graphs.py``), or the cache of any other model file (``$KDSR_CACHE``, default ``~/.cache/kdsr``, keyed
+by the model file's SHA-256). Building a missing cache needs torch
+(:func:`kdsr.inference.openvino_runtime.split_graphs_for`); finding graphs does not, which is what lets
+:mod:`kdsr.inference.fastpath` run where torch is not installed."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ SPLIT_CONFIG = "kdsr_config.json"
 IR_GRAPHS = tuple(name.replace(".onnx", ".xml") for name in SPLIT_GRAPHS)
 #: What an OpenVINO export holds beyond the graphs: {"int8": whether the generator is quantised}.
 IR_INFO = "openvino.json"
+#: Beside a bundled model's shipped graphs: {"weights": the :func:`file_digest` of the model file they were built from}
+SHIPPED_SOURCE = "source.json"
 
 
 def cache_root() -> Path:
@@ -52,6 +56,27 @@ def cached_split_folder(model_path: Path) -> Path:
     return cache_root() / "onnx-split" / f"{model_path.stem}-{file_digest(model_path)}"
 
 
+def shipped_graphs_root() -> Path:
+    """Where the package keeps the bundled models' split graphs (one folder per model name)."""
+    return Path(__file__).resolve().parent.parent / "graphs"
+
+
+def shipped_split_folder(model_path: Path) -> Path | None:
+    """The split graphs shipped for a bundled model file, when they were built from exactly this file; else None
+    (another file, or a bundled model changed without ``scripts/build_graphs.py`` run again)."""
+    from kdsr.bundled import bundled_models
+
+    bundled = bundled_models().get(model_path.stem)
+    if bundled is None or bundled.resolve() != model_path.resolve():
+        return None
+    folder = shipped_graphs_root() / model_path.stem
+    try:
+        built_from = json.loads((folder / SHIPPED_SOURCE).read_text())["weights"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return folder if built_from == file_digest(model_path) and is_complete_split(folder) else None
+
+
 def is_complete_split(folder: Path) -> bool:
     return all((folder / name).is_file() for name in (*SPLIT_GRAPHS, SPLIT_CONFIG))
 
@@ -82,8 +107,9 @@ def read_openvino_export(folder: Path) -> GraphFiles:
 
 
 def find_graph_files(source: str | os.PathLike) -> GraphFiles | None:
-    """The graphs of an OpenVINO export folder, a split ONNX folder, or a bundled model / checkpoint whose split
-    export is cached; None when a model file's export is not cached yet (building it needs torch)."""
+    """The graphs of an OpenVINO export folder, a split ONNX folder, a bundled model (shipped with the package), or a
+    model file whose split export is cached; None when a model file's export is not cached yet (building it needs
+    torch)."""
     from kdsr.bundled import model_file
 
     folder = Path(source)
@@ -95,7 +121,7 @@ def find_graph_files(source: str | os.PathLike) -> GraphFiles | None:
     path = model_file(source)
     if not path.is_file():
         raise KDSRError(f"unknown model '{source}': not a bundled model, checkpoint or split ONNX folder")
-    folder = cached_split_folder(path)
+    folder = shipped_split_folder(path.resolve()) or cached_split_folder(path)
     if not is_complete_split(folder):
         return None
     folder, config = read_split_config(folder)

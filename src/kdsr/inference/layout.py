@@ -137,8 +137,7 @@ def upscale_array(
         lr /= np.float32(np.iinfo(image.dtype).max)
         stream_rgb(np.repeat(lr, 3, axis=0) if channels == 1 else lr, False, emit)
     if size is not None and size != (out.shape[1], out.shape[0]):
-        import cv2
+        from kdsr.image_ops import resize
 
-        interpolation = cv2.INTER_LANCZOS4 if size[0] * size[1] > out.shape[0] * out.shape[1] else cv2.INTER_AREA
-        out = cv2.resize(out, size, interpolation=interpolation).reshape(size[1], size[0], -1)
+        out = resize(out, size)
     return out

@@ -30,6 +30,7 @@ from kdsr.inference.graph_files import (
     find_graph_files,
     is_complete_split,
     read_split_config,
+    shipped_split_folder,
 )
 
 #: precision name -> OpenVINO inference precision hint (int8: the float layers at the plugin's default)
@@ -46,7 +47,7 @@ def split_graphs_for(source: str | os.PathLike) -> Path:
     path = model_file(source)
     if not path.is_file():
         raise KDSRError(f"unknown model '{source}': not a bundled model, checkpoint or split ONNX folder")
-    folder = cached_split_folder(path)
+    folder = shipped_split_folder(path.resolve()) or cached_split_folder(path)
     if not is_complete_split(folder):
         _build_split(path, folder)
     return folder

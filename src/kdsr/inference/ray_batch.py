@@ -32,6 +32,7 @@ from kdsr.atomic import remove_stale_temporaries
 from kdsr.errors import KDSRError
 from kdsr.inference.files import BatchResult, ImageJob, failure_message, upscale_image_file
 from kdsr.inference.planning import Plan, is_video
+from kdsr.inference.settings import UpscaleSettings
 
 #: Ray's restarts of a worker that died, and retries of the image it was working on
 MAX_RESTARTS = 3
@@ -47,10 +48,10 @@ def ray_module():
 
 @dataclasses.dataclass(frozen=True)
 class WorkerSettings:
-    """What each worker builds its upscaler with (``Upscaler`` keyword arguments; the backend ``auto`` takes the
-    torch-free path when the worker has the graphs) and how it writes images."""
+    """What each worker builds its upscaler with (:func:`~kdsr.inference.settings.open_upscaler`: the backend
+    ``auto`` takes the torch-free path when the worker has the graphs) and how it writes images."""
 
-    upscaler: dict
+    upscaler: UpscaleSettings
     job: ImageJob
     threads: int = 1
 
@@ -67,13 +68,13 @@ class UpscaleWorker:
         self.folder = Path(tempfile.mkdtemp(prefix="kdsr-ray-"))
         model_path = self.folder / f"model{suffix}"
         model_path.write_bytes(model_bytes)
-        import torch
+        from kdsr.inference.settings import open_upscaler, torch_installed
 
-        from kdsr.inference.upscaler import Upscaler
+        if settings.threads and torch_installed():
+            import torch
 
-        if settings.threads:
             torch.set_num_threads(settings.threads)
-        self.upscaler = Upscaler(str(model_path), **settings.upscaler)
+        self.upscaler = open_upscaler(str(model_path), settings.upscaler)
         self.job = settings.job
 
     def close(self) -> None:

@@ -43,13 +43,12 @@ def color_fix_radius(sigma: float = COLOR_FIX_SIGMA) -> int:
 
 def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian low-pass of (H, W, C) float32 with edge-replicated borders (a flat image stays flat)."""
-    import cv2
+    from kdsr.image_ops import separable_filter
 
     radius = color_fix_radius(sigma)
     taps = np.arange(-radius, radius + 1, dtype=np.float32)
     kernel = np.exp(-(taps**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).astype(np.float32)
-    return cv2.sepFilter2D(x, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REPLICATE).reshape(x.shape)
+    return separable_filter(x, (kernel / kernel.sum()).astype(np.float32))
 
 
 def bilinear_block(lr: np.ndarray, rows: tuple[int, int], columns: tuple[int, int], scale: int) -> np.ndarray:

@@ -9,15 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdsr.constants import (
-    ALPHA_UPSAMPLERS,
-    BACKENDS,
-    BORDER_PAD,
-    DEFAULT_IDR_VIEW,
-    OPENVINO_ONLY_PRECISIONS,
-    TILE_OVERLAP,
-    TILE_PAD,
-)
+from kdsr.constants import BORDER_PAD, DEFAULT_IDR_VIEW, OPENVINO_ONLY_PRECISIONS, TILE_OVERLAP, TILE_PAD
 from kdsr.detail import with_detail
 from kdsr.devices import resolve_device
 from kdsr.errors import KDSRError
@@ -26,6 +18,7 @@ from kdsr.inference.backends import Backend, TiledBackend, Tiling, build_backend
 from kdsr.inference.fidelity import color_fix, pad_border
 from kdsr.inference.layout import upscale_array
 from kdsr.inference.onnx_runtime import OnnxGraphs
+from kdsr.inference.settings import UpscaleSettings
 from kdsr.inference.streaming import Emit, Layout, stream_upscale
 from kdsr.inference.tile_plan import count_tiles
 from kdsr.insight.steering import SteeredIDR, Steerer, Steering
@@ -114,21 +107,20 @@ class Upscaler:
         denoise: float | None = None,
         detail: float = 0.0,
     ) -> None:
+        UpscaleSettings(  # the checks of every setting, in one place
+            precision=precision, backend=backend, tile=tile, tile_pad=tile_pad, tile_overlap=tile_overlap,
+            idr_view=idr_view, border_pad=border_pad, alpha_upsampler=alpha_upsampler, assume=assume,
+            denoise=denoise, detail=detail,
+        )  # fmt: skip
         steering = Steering.from_options(assume, denoise)
         if detail:
             if isinstance(model, nn.Module):
                 raise KDSRError("detail blends model files (a bundled model and its sharp partner), not a module")
             model = with_detail(model, detail)
-        if backend not in (*BACKENDS, "auto"):
-            raise KDSRError(f"unknown backend '{backend}' (use auto, {', '.join(BACKENDS)})")
         if backend == "auto":
             backend = auto_backend(model, device, precision)
         if precision in OPENVINO_ONLY_PRECISIONS and backend != "openvino":
             raise KDSRError(f"--precision {precision} runs on the OpenVINO backend: add --backend openvino")
-        if (tile is not None and tile < 0) or min(tile_pad, tile_overlap, idr_view, border_pad) < 0:
-            raise KDSRError("tile, tile pad, tile overlap, IDR view and border pad must be >= 0")
-        if alpha_upsampler not in ALPHA_UPSAMPLERS:
-            raise KDSRError(f"unknown alpha upsampler '{alpha_upsampler}' (use {' or '.join(ALPHA_UPSAMPLERS)})")
         tiling = Tiling(tile, tile_pad, tile_overlap, idr_view)
         self.backend, self.device, self.dtype = build_backend(model, backend, device, precision, tiling, calibration)
         self.backend_name = backend
@@ -237,18 +229,3 @@ def _steerer(model, steering: Steering, backend: Backend) -> Steerer | None:
     from kdsr.bundled import default_model_name
 
     return Steerer.for_model(model or default_model_name(), steering)
-
-
-def upscale(
-    image: np.ndarray | str | os.PathLike,
-    model: str | nn.Module | None = None,
-    *,
-    outscale: float | None = None,
-    **settings,
-) -> np.ndarray:
-    """One-call API: upscale an array or image file with ``model`` (default: the bundled real-world model).
-
-    ``settings`` are :class:`Upscaler` keyword arguments (device, precision, tile, tile_pad, ...). For many images,
-    build one :class:`Upscaler` and reuse it.
-    """
-    return Upscaler(model, **settings).upscale(image, outscale=outscale)

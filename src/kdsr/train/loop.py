@@ -38,10 +38,10 @@ from kdsr.train.runstate import (
     prepare_run_dir,
     run_lock,
 )
-from kdsr.train.stages import Stage, build_stage
+from kdsr.train.stages import Stage, ToldPairs, build_stage
 
-#: the told LRs of a batch's counterfactual pairs (its first images), or None
-Told = torch.Tensor | None
+#: the told LRs and HRs of a batch's counterfactual pairs (its first images), or None
+Told = ToldPairs | None
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -278,10 +278,11 @@ def _batch(run: _Run, hr: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.
         else:
             lr = sample_lr(config.degradation, hr[n_told:], config.data.scale, generator) if n_told < len(hr) else None
         if n_told:
-            pairs = counterfactual_pairs(hr[:n_told], config.counterfactual, config.data.scale, generator)
+            hr_pairs = hr[:n_told]
+            pairs = counterfactual_pairs(hr_pairs, config.counterfactual, config.data.scale, generator)
             lr = pairs.lr if lr is None else torch.cat([pairs.lr, lr])
             hr = torch.cat([pairs.target, hr[n_told:]])
-            told = pairs.told.contiguous(memory_format=torch.channels_last)
+            told = ToldPairs(pairs.told.contiguous(memory_format=torch.channels_last), hr_pairs)
         lr, hr = run.stage.mix_in(lr, hr, generator)
     channels_last = torch.channels_last
     return lr.contiguous(memory_format=channels_last), hr.contiguous(memory_format=channels_last), labels, told

@@ -6,6 +6,7 @@ optimiser, mixed precision, logging, validation, checkpoints and DDP.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,7 @@ from torch import nn
 
 from kdsr.checkpoint import load_model
 from kdsr.data.teacher_targets import TeacherTargets
+from kdsr.degradations.counterfactual import jpeg_pair_count
 from kdsr.degradations.mixture import MIXTURE_CASES
 from kdsr.degradations.sharpen import unsharp_mask
 from kdsr.errors import KDSRError
@@ -152,10 +154,10 @@ class Stage:
         hr: torch.Tensor,
         step: int,
         labels: torch.Tensor | None = None,
-        told: torch.Tensor | None = None,
+        told: ToldPairs | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The weighted losses of one batch (summed into the generator's loss) and the SR output; ``labels`` are the
-        batch's degradation labels when :attr:`wants_labels`; ``told``, the told LRs of the batch's first images
+        batch's degradation labels when :attr:`wants_labels`; ``told``, the told LRs and HRs of the batch's first images
         (counterfactual pairs, student stage: those images are super-resolved with the told LRs' IDR)."""
         raise NotImplementedError
 
@@ -195,6 +197,14 @@ class TeacherStage(Stage):
         return losses, sr
 
 
+class ToldPairs(NamedTuple):
+    """The counterfactual pairs at the head of a batch: their told LRs (whose IDR super-resolves them) and their HRs
+    (in the batch, their targets stand in place of the HRs)."""
+
+    lr: torch.Tensor
+    hr: torch.Tensor
+
+
 class StudentStage(Stage):
     """KD-IDE_S + SR network on the LR: KD towards the frozen teacher's D' plus L1 (after the optional KD-only
     warm-up); without a teacher, L1 alone."""
@@ -213,7 +223,7 @@ class StudentStage(Stage):
         if warming_up and self.net is self.model:  # KD-only warm-up: the generator is not needed
             sr, idr = None, self.model.encode(lr)
         else:
-            sr, idr = self.net(lr, return_idr=True, idr_from=told)
+            sr, idr = self.net(lr, return_idr=True, idr_from=told.lr if told is not None else None)
         losses = self.degradation_loss(idr.d, labels)
         if self.teacher is not None:
             with torch.no_grad():
@@ -221,7 +231,24 @@ class StudentStage(Stage):
             losses["kd"] = distill.weight * kd_loss(idr.d_prime, target, distill.loss, distill.temperature)
         if not warming_up:
             losses["l1"] = F.l1_loss(sr.float(), hr)
+            if told is not None:
+                losses.update(self._counterfactual_losses(lr, hr, sr, told))
         return losses, sr
+
+    def _counterfactual_losses(self, lr, hr, sr, told: ToldPairs) -> dict[str, torch.Tensor]:
+        """The counterfactual pairs' extra terms (:class:`~kdsr.degradations.counterfactual.CounterfactualConfig`):
+        the JPEG pairs' L1 counted ``jpeg_weight`` times in all, and the difference loss."""
+        config, n, losses = self.config.counterfactual, len(told.lr), {}
+        n_jpeg = jpeg_pair_count(n, config)
+        if n_jpeg and config.jpeg_weight != 1:
+            share = n_jpeg / len(hr)
+            losses["l1_jpeg"] = (config.jpeg_weight - 1) * F.l1_loss(sr[:n_jpeg].float(), hr[:n_jpeg]) * share
+        if config.difference_weight:
+            with torch.no_grad():
+                own = self.net(lr[:n]).float()  # the same LRs with their own IDR: held fixed
+            kept = hr[:n] - told.hr  # what the told degradation keeps (the target minus the HR)
+            losses["difference"] = config.difference_weight * F.l1_loss(sr[:n].float() - own, kept) * (n / len(hr))
+        return losses
 
 
 class GanStage(StudentStage):

@@ -16,6 +16,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from kdsr.constants import DEFAULT_MAX_PIXELS
 from kdsr.errors import KDSRError
 
@@ -38,24 +40,19 @@ class Server:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def upscaler(self, label: str, precision: str, tile: int, detail: float = 0.0):
-        """One loaded model per (model, precision, tile, detail), kept for the next job: on the torch-free path when
-        the model's graphs are cached (:mod:`kdsr.inference.fastpath`), else the fastest installed backend."""
-        from kdsr.detail import DETAIL_DECIMALS, with_detail
-        from kdsr.inference.fastpath import fast_backend, open_fast_upscaler
+        """One loaded model per (model, precision, tile, detail), kept for the next job
+        (:func:`~kdsr.inference.settings.open_upscaler`: the torch-free path where the model's graphs exist)."""
+        from kdsr.detail import DETAIL_DECIMALS
+        from kdsr.inference.settings import UpscaleSettings, open_upscaler
 
         if label not in self.models:
             raise KDSRError(f"unknown model {label!r}")
-        key = (label, precision, tile, round(detail, DETAIL_DECIMALS))
+        detail = round(detail, DETAIL_DECIMALS)
+        key = (label, precision, tile, detail)
         with self._lock:
             if key not in self._upscalers:
-                model = with_detail(self.models[label], detail)
-                backend = fast_backend("auto", None, precision)
-                upscaler = open_fast_upscaler(model, backend, precision, tile=tile) if backend else None
-                if upscaler is None:
-                    from kdsr.inference.upscaler import Upscaler
-
-                    upscaler = Upscaler(model, precision=precision, tile=tile, backend="auto")
-                self._upscalers[key] = upscaler
+                settings = UpscaleSettings(precision=precision, tile=tile, detail=detail)
+                self._upscalers[key] = open_upscaler(self.models[label], settings)
             return self._upscalers[key]
 
     def estimator(self, label: str, upscaler):
@@ -100,8 +97,6 @@ class Server:
         """Upscale the uploaded files into a fresh job folder; returns the slider pair (bicubic, kdsr) of the first
         image, every result, a zip of them, and one line per file (bad files are reported, not raised).
         ``assume`` / ``denoise`` / ``detail``: ``kdsr upscale --assume / --denoise / --detail``."""
-        import cv2
-
         from kdsr.image_io import read_image, read_image_metadata, write_image
         from kdsr.inference.planning import output_path
         from kdsr.insight.steering import Steerer, Steering
@@ -140,9 +135,7 @@ class Server:
                 line += f"; detail {detail:g}"
             lines.append(line)
             if slider is None:
-                size = (out.shape[1], out.shape[0])
-                bicubic = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC).reshape(out.shape)
-                write_image(job / f"{source.stem}_bicubic.png", bicubic)
+                write_image(job / f"{source.stem}_bicubic.png", _bicubic_preview(image, (out.shape[1], out.shape[0])))
                 slider = (str(job / f"{source.stem}_bicubic.png"), str(target))
         archive = None
         if results:
@@ -283,3 +276,14 @@ def serve(
             app.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _bicubic_preview(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The image enlarged to ``size`` (width, height) by plain bicubic, 8-bit: the slider's "before" side."""
+    from PIL import Image
+
+    from kdsr.image_io import to_uint8
+
+    small = to_uint8(image)
+    picture = Image.fromarray(small[:, :, 0] if small.shape[2] == 1 else small)
+    return np.asarray(picture.resize(size, Image.Resampling.BICUBIC)).reshape(size[1], size[0], -1)
