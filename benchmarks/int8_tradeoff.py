@@ -41,10 +41,9 @@ def main() -> None:
 
     from kdsr.evaluation import run_benchmark
     from kdsr.inference import Upscaler
-    from kdsr.inference.backends import TiledBackend
+    from kdsr.inference.backends import OpenVinoGraphs, TiledBackend
     from kdsr.inference.graph_files import SPLIT_GRAPHS
     from kdsr.inference.int8 import calibration_pairs, case_psnr, quantize_generator
-    from kdsr.inference.onnx_runtime import OpenVinoGraphs
     from kdsr.inference.openvino_runtime import split_graphs_for
     from kdsr.inference.upscaler import run_pipeline
 

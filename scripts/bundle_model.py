@@ -25,8 +25,8 @@ def _insight(model, source: str) -> dict[str, str]:
     D, which it maps to) of another model file."""
     from kdsr.bundled import model_file
     from kdsr.checkpoint import load_model, read_metadata
-    from kdsr.insight.head import HEAD_KEY
-    from kdsr.insight.steering import MAP_KEY
+    from kdsr.readout.head import HEAD_KEY
+    from kdsr.readout.steering import MAP_KEY
 
     path = model_file(source)
     theirs = load_model(path).encoder.state_dict()
@@ -54,9 +54,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from kdsr.checkpoint import load_model, read_metadata, save_model
-    from kdsr.insight.head import HEAD_KEY
-    from kdsr.insight.steering import MAP_KEY
     from kdsr.models import KDSRStudent
+    from kdsr.readout.head import HEAD_KEY
+    from kdsr.readout.steering import MAP_KEY
 
     model = load_model(args.checkpoint)
     if not isinstance(model, KDSRStudent):

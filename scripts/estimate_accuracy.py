@@ -28,7 +28,7 @@ def main() -> None:
     from kdsr.image_io import list_images
     from kdsr.insight.collect import Degradation
     from kdsr.insight.estimator import head_errors
-    from kdsr.insight.head import read_head
+    from kdsr.readout.head import read_head
 
     head = read_head(args.model)
     if head is None:

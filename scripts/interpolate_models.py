@@ -25,7 +25,7 @@ def main() -> None:
         raise SystemExit("alpha must lie in [0, 1]")
 
     from kdsr.checkpoint import load_model, save_model
-    from kdsr.insight.head import HEAD_KEY, read_head
+    from kdsr.readout.head import HEAD_KEY, read_head
 
     sharp, base = load_model(args.sharp), load_model(args.base)
     if sharp.config != base.config or type(sharp) is not type(base):

@@ -31,9 +31,9 @@ def main() -> None:
     from kdsr.data.patches import load_rgb_folder
     from kdsr.degradations.mixture import degrade
     from kdsr.image_tensor import image_to_tensor
-    from kdsr.insight.head import HEAD_KEY
-    from kdsr.insight.steering import MAP_KEY
     from kdsr.models.grow import sensitise
+    from kdsr.readout.head import HEAD_KEY
+    from kdsr.readout.steering import MAP_KEY
 
     model = load_model(args.checkpoint)
     images = [image for image in load_rgb_folder([args.data])[: args.images] if min(image.shape[:2]) >= CROP]

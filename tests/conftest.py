@@ -39,7 +39,7 @@ STEERED_TARGETS = ["blur_sigma", "noise", "jpeg_quality"]
 
 def random_idr_map(channels: int, seed: int = 0):
     """An IDR map of blur, noise and JPEG with random coefficients (a stand-in for a fitted one)."""
-    from kdsr.insight.steering import IDRMap, label_terms
+    from kdsr.readout.steering import IDRMap, label_terms
 
     rng = np.random.default_rng(seed)
     terms = label_terms(np.zeros((1, 3)), STEERED_TARGETS).shape[1]
@@ -50,7 +50,7 @@ def random_idr_map(channels: int, seed: int = 0):
 
 def random_estimator(features: int, seed: int = 1):
     """A degradation estimator on D' with random coefficients, reading about blur 1.5, noise 10, JPEG 70."""
-    from kdsr.insight.head import DegradationEstimator
+    from kdsr.readout.head import DegradationEstimator
 
     rng = np.random.default_rng(seed)
     coef = rng.normal(0, 1, (3, features)).tolist()
@@ -62,8 +62,8 @@ def steerable_model(path: Path) -> Path:
     """A tiny energy model file at ``path`` that carries an estimator and an IDR map (``--assume`` / ``--denoise``
     work on it)."""
     from kdsr.checkpoint import save_model
-    from kdsr.insight.head import HEAD_KEY
-    from kdsr.insight.steering import MAP_KEY
+    from kdsr.readout.head import HEAD_KEY
+    from kdsr.readout.steering import MAP_KEY
 
     metadata = {HEAD_KEY: random_estimator(4 * 8).to_json(), MAP_KEY: random_idr_map(8).to_json()}
     save_model(tiny_model(encoder="energy"), path, metadata=metadata)

@@ -24,7 +24,8 @@ from kdsr.inference.graph_files import (
     shipped_graphs_root,
     shipped_split_folder,
 )
-from kdsr.inference.settings import UpscaleSettings, open_upscaler
+from kdsr.inference.opening import open_upscaler
+from kdsr.inference.settings import UpscaleSettings
 
 from .conftest import ASSETS, synthetic_image
 

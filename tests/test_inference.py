@@ -292,7 +292,8 @@ def test_openvino_generator_runs_its_tail_in_bands_with_the_same_result(tmp_path
     from kdsr.checkpoint import save_model
     from kdsr.constants import TAIL_BAND
     from kdsr.inference import openvino_runtime
-    from kdsr.inference.openvino_runtime import as_infer, banded_generator, compile_graph, graph_files, split_generator
+    from kdsr.inference.openvino_core import as_infer, compile_graph
+    from kdsr.inference.openvino_runtime import banded_generator, graph_files, split_generator
 
     monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
     save_model(tiny_model(), tmp_path / "m.safetensors")

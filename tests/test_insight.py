@@ -10,7 +10,7 @@ from kdsr.cli import main
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.insight.collect import Degradation, IDRSamples, collect_idr
 from kdsr.insight.estimator import FitRanges, fit_ridge, write_head
-from kdsr.insight.head import DegradationEstimator, read_head
+from kdsr.readout.head import DegradationEstimator, read_head
 from tests.conftest import synthetic_image, tiny_model
 
 pytest.importorskip("sklearn")
@@ -105,7 +105,7 @@ def test_cross_validated_errors_with_a_single_target():
 
 
 def test_readings_outside_the_fitted_range_say_so():
-    from kdsr.insight.head import describe
+    from kdsr.readout.head import describe
 
     rng = np.random.default_rng(1)
     sigma, noise = rng.uniform(0.2, 4, 200), rng.uniform(0, 20, 200)

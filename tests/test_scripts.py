@@ -52,8 +52,8 @@ def test_interpolate_models_blends_weights_and_can_keep_the_base_encoder(tmp_pat
 
     from kdsr.checkpoint import save_model
     from kdsr.insight.estimator import fit_ridge
-    from kdsr.insight.head import HEAD_KEY, read_head
     from kdsr.models import create_model
+    from kdsr.readout.head import HEAD_KEY, read_head
 
     torch.manual_seed(0)
     sharp, base = (create_model("kdsr-s", n_feats=8, n_blocks=2, n_resblocks=1) for _ in range(2))

@@ -22,7 +22,7 @@ from kdsr.degradations.kernels import isotropic_gaussian
 from kdsr.degradations.resize import imresize
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.image_tensor import image_to_tensor
-from kdsr.insight.steering import IDRMap, Steerer, Steering, parse_assume, read_idr_map
+from kdsr.readout.steering import IDRMap, Steerer, Steering, parse_assume, read_idr_map
 
 from .conftest import random_estimator as _head
 from .conftest import random_idr_map as _map

@@ -38,6 +38,41 @@ def test_inference_does_not_import_the_exporters(path):
     assert not {m for m in _imported_modules(path) if m == "kdsr.export" or m.startswith("kdsr.export.")}
 
 
+@pytest.mark.parametrize("path", INFERENCE, ids=lambda p: p.name)
+def test_inference_does_not_import_insight(path):
+    """insight/ fits estimators and IDR maps (torch, scikit-learn) on top of inference; what inference reads of them
+    (their file format, the read-out, steering) lives in the torch-free readout/."""
+    assert not {m for m in _imported_modules(path) if m == "kdsr.insight" or m.startswith("kdsr.insight.")}
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """kdsr module -> the kdsr modules it imports (``from a import b`` counts ``a.b`` where that is a module)."""
+    paths = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in PACKAGE.rglob("*.py")}  # fmt: skip
+    graph = {}
+    for name, path in paths.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = {m for m in found if m in paths and m != name}
+    return graph
+
+
+def test_no_import_circle():
+    import graphlib
+
+    graph = _module_graph()
+    assert "kdsr.inference.openvino_runtime" in graph["kdsr.inference.int8"] | graph["kdsr.inference.backends"]
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as circle:
+        pytest.fail(f"import circle: {' -> '.join(circle.args[1])}")
+
+
 def test_no_function_is_longer_than_80_lines():
     long = []
     for path in PACKAGE.rglob("*.py"):

@@ -83,7 +83,7 @@ def _estimate(args: argparse.Namespace) -> int:
     from kdsr.bundled import default_model_name
     from kdsr.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, probe_within_limit, read_image
     from kdsr.inference.planning import collect_inputs
-    from kdsr.insight.head import describe
+    from kdsr.readout.head import describe
 
     results, failed = {}, []
     paths = collect_inputs(args.input)
@@ -114,7 +114,8 @@ def _estimate(args: argparse.Namespace) -> int:
 def _reader(name: str):
     """``image -> estimate`` of the model's estimator (None when it carries none): its IDR computed by the model's
     graphs where they exist (no torch), else by torch."""
-    from kdsr.inference.settings import UpscaleSettings, open_upscaler
+    from kdsr.inference.opening import open_upscaler
+    from kdsr.inference.settings import UpscaleSettings
 
     upscaler = open_upscaler(name, UpscaleSettings())
     if hasattr(upscaler, "degradation_reader"):
@@ -161,7 +162,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _fit_map(model, name: str, paths: list[Path], ranges, args: argparse.Namespace, progress: bool) -> int:
     from kdsr.insight.estimator import fit_idr_map, write_metadata_entry
-    from kdsr.insight.steering import MAP_KEY
+    from kdsr.readout.steering import MAP_KEY
 
     idr_map = fit_idr_map(model, paths, ranges, args.per_image, args.crop, args.seed, progress=progress)
     write_metadata_entry(name, MAP_KEY, idr_map.to_json(), args.output)

@@ -84,7 +84,7 @@ def _run_openvino(args: argparse.Namespace) -> int:
         import torch
 
         from kdsr.checkpoint import load_model
-        from kdsr.inference.onnx_runtime import OpenVinoGraphs
+        from kdsr.inference.backends import OpenVinoGraphs
 
         model = load_model(args.model)
         lr = torch.rand(1, 3, 37, 53, generator=torch.Generator().manual_seed(0))

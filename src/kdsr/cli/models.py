@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     # no torch: the presets are plain configs and a model's card and summary sit in its file's header
     from kdsr.architecture import PRESETS
-    from kdsr.insight.head import safetensors_metadata as read_metadata
+    from kdsr.readout.head import safetensors_metadata as read_metadata
 
     bundled = bundled_models()
     if args.name:

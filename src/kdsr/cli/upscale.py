@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from kdsr.heap import release_large_buffers
     from kdsr.inference.fastpath import FastUpscaler
     from kdsr.inference.files import upscale_files
-    from kdsr.inference.settings import open_upscaler
+    from kdsr.inference.opening import open_upscaler
 
     release_large_buffers()
 
@@ -168,7 +168,7 @@ def _degradation_reporter(model: str | None, fast=None, steerer=None):
     """``-v``: print the degradation the model's estimator reads off each image (stderr; stdout lists outputs); on the
     torch-free path (``fast``) its graphs compute the IDR; with a ``steerer`` (--assume / --denoise) also what the
     image is restored as."""
-    from kdsr.insight.head import describe
+    from kdsr.readout.head import describe
 
     name = model or default_model_name()
     if fast is not None:

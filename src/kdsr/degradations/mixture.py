@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from kdsr.degradations import realworld
+import kdsr.degradations.realworld as realworld
 from kdsr.degradations.classic import blur, quantize
 from kdsr.degradations.jpeg import libjpeg
 from kdsr.degradations.kernels import isotropic_gaussian

@@ -11,7 +11,8 @@ from pathlib import Path
 from kdsr.atomic import atomic_folder
 from kdsr.errors import KDSRError
 from kdsr.inference.graph_files import IR_GRAPHS, IR_INFO, SPLIT_CONFIG
-from kdsr.inference.openvino_runtime import openvino_module, read_graphs
+from kdsr.inference.openvino_core import openvino_module
+from kdsr.inference.openvino_runtime import read_graphs
 
 
 def export_openvino(

@@ -10,8 +10,8 @@ _LAZY = {
     "estimate_idr": "kdsr.inference.tiling",
     "tiled_super_resolve": "kdsr.inference.tiling",
     "Upscaler": "kdsr.inference.upscaler",
-    "upscale": "kdsr.inference.settings",
-    "open_upscaler": "kdsr.inference.settings",
+    "upscale": "kdsr.inference.opening",
+    "open_upscaler": "kdsr.inference.opening",
     "UpscaleSettings": "kdsr.inference.settings",
 }
 

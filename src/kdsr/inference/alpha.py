@@ -12,7 +12,7 @@ import numpy as np
 from kdsr.image_ops import cubic_upscale, local_min_max, smooth
 
 if TYPE_CHECKING:
-    from kdsr.inference.layout import StreamRGB
+    from kdsr.inference.streaming import StreamRGB
 
 
 def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:

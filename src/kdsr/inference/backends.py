@@ -19,7 +19,7 @@ from kdsr.bundled import default_model_name
 from kdsr.checkpoint import load_model
 from kdsr.devices import resolve_device, resolve_dtype
 from kdsr.errors import KDSRError
-from kdsr.inference.onnx_runtime import OnnxGraphs
+from kdsr.inference.onnx_runtime import OnnxGraphs, SplitGraphs, architecture
 from kdsr.inference.tile_plan import count_tiles
 from kdsr.inference.tiling import estimate_idr, tiled_super_resolve
 from kdsr.models import KDSRStudent
@@ -171,8 +171,6 @@ def build_backend(
     tile = (512 if device.type == "cuda" else 256) if tile is None else tile
     settings = (tile, tiling.pad, tiling.overlap, tiling.idr_view)
     if backend == "openvino":
-        from kdsr.inference.onnx_runtime import OpenVinoGraphs
-
         device, dtype = torch.device("cpu"), torch.float32  # tensors in fp32; OpenVINO runs its own precision
         graphs = OpenVinoGraphs(
             model or default_model_name(), "fp32" if precision == "auto" else precision, calibration
@@ -191,3 +189,21 @@ def build_backend(
     # channels_last: oneDNN (CPU) and cuDNN (GPU) run these convolutions markedly faster in NHWC.
     network = loaded.to(device, dtype).to(memory_format=torch.channels_last).eval()
     return TiledBackend(network, device, dtype, *settings), device, dtype
+
+
+class OpenVinoGraphs(SplitGraphs):
+    """Split graphs compiled by OpenVINO (:func:`kdsr.inference.openvino_runtime.compile_split`: ``fp32``, ``bf16``
+    or ``int8``); ``precision`` is what runs (``int8`` for an export whose generator is INT8)."""
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        precision: str = "fp32",
+        calibration: str | os.PathLike | None = None,
+        max_drop: float | None = None,
+    ) -> None:
+        from kdsr.inference.openvino_runtime import compile_split
+
+        compiled = compile_split(source, precision, calibration, max_drop)
+        super().__init__(*compiled.infers, architecture(compiled.config, source))
+        self.precision = compiled.precision

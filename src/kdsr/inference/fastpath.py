@@ -105,7 +105,7 @@ class FastUpscaler:
         self.pipeline, self.backend_name, self.precision = pipeline, backend, precision
         self.alpha_upsampler = alpha_upsampler
         self.device_name = "cpu"
-        #: a :class:`~kdsr.insight.steering.Steerer` (``assume`` / ``denoise``), or None
+        #: a :class:`~kdsr.readout.steering.Steerer` (``assume`` / ``denoise``), or None
         self.steerer = steerer
         #: what the last steered image's estimator read and what it was restored as
         self.last_steering = None
@@ -126,7 +126,7 @@ class FastUpscaler:
         graphs (as :func:`kdsr.insight.estimator.load_estimator` computes it with torch), or None when the file
         carries none."""
         from kdsr.constants import DEFAULT_IDR_VIEW, IDR_FEATURES
-        from kdsr.insight.head import as_rgb, read_head
+        from kdsr.readout.head import as_rgb, read_head
 
         head = read_head(model)
         if head is None:
@@ -221,7 +221,7 @@ def open_fast_upscaler(
     ``pipeline_settings``: :class:`GraphPipeline`'s."""
     from kdsr.bundled import default_model_name, model_file
     from kdsr.inference.graph_files import find_graph_files
-    from kdsr.insight.steering import Steerer, Steering
+    from kdsr.readout.steering import Steerer, Steering
 
     source = model or default_model_name()
     steering = Steering.from_options(assume, denoise)

@@ -18,7 +18,7 @@ from kdsr.atomic import atomic_folder
 from kdsr.errors import KDSRError
 from kdsr.inference.graph_files import cache_root
 from kdsr.inference.onnx_runtime import SplitGraphs, architecture
-from kdsr.inference.openvino_runtime import as_infer, compile_graph, openvino_module
+from kdsr.inference.openvino_core import as_infer, compile_graph, openvino_module
 
 #: default PSNR budget (dB) of the INT8 generator against the fp32 one on the worst calibration case: 0.02 on six
 #: calibration photos kept kdsr-iso-x4 within 0.05 dB on Set5 and Set14 (0.05 did not: -0.09 on Set5)

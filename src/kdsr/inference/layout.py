@@ -6,22 +6,16 @@ by the torch :class:`~kdsr.inference.upscaler.Upscaler` and the torch-free
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import numpy as np
 
 from kdsr.errors import ImageError
 from kdsr.image_io import from_float, read_image, to_float
 from kdsr.inference.alpha import upscale_rgba
-from kdsr.inference.streaming import Emit
+from kdsr.inference.streaming import Emit, StreamRGB
 
 #: Largest output we agree to build (pixels); a 16384x16384 result already needs about 4 GB of accumulators.
 MAX_OUTPUT_PIXELS = 16384 * 16384
-
-#: ``stream_rgb(lr, own_idr, emit)``: (3, H, W) float32 in [0, 1] upscaled, its final blocks handed to ``emit``
-#: (:data:`kdsr.inference.streaming.Emit`); ``own_idr`` asks for the image's own IDR (the alpha
-#: channel) instead of the caller's choice.
-StreamRGB = Callable[[np.ndarray, bool, Emit], None]
 
 
 def fit_size(width: int, height: int, target_width: int | None, target_height: int | None) -> tuple[int, int] | None:

@@ -207,21 +207,3 @@ class OnnxGraphs(SplitGraphs):
         folder, config = read_split_folder(folder)
         sessions = [_session(folder / name, threads)[0] for name in SPLIT_GRAPHS]
         super().__init__(*(lambda feeds, session=session: session.run(None, feeds) for session in sessions), config)
-
-
-class OpenVinoGraphs(SplitGraphs):
-    """Split graphs compiled by OpenVINO (:func:`kdsr.inference.openvino_runtime.compile_split`: ``fp32``, ``bf16``
-    or ``int8``); ``precision`` is what runs (``int8`` for an export whose generator is INT8)."""
-
-    def __init__(
-        self,
-        source: str | os.PathLike,
-        precision: str = "fp32",
-        calibration: str | os.PathLike | None = None,
-        max_drop: float | None = None,
-    ) -> None:
-        from kdsr.inference.openvino_runtime import compile_split
-
-        compiled = compile_split(source, precision, calibration, max_drop)
-        super().__init__(*compiled.infers, architecture(compiled.config, source))
-        self.precision = compiled.precision

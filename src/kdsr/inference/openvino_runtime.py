@@ -32,9 +32,7 @@ from kdsr.inference.graph_files import (
     read_split_config,
     shipped_split_folder,
 )
-
-#: precision name -> OpenVINO inference precision hint (int8: the float layers at the plugin's default)
-PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": None}
+from kdsr.inference.openvino_core import PRECISION_HINTS, as_infer, compile_graph, openvino_module
 
 
 def split_graphs_for(source: str | os.PathLike) -> Path:
@@ -75,25 +73,6 @@ def _build_split(path: Path, folder: Path) -> None:
         if bar:
             bar.close()
             print(f"kdsr: prepared in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-
-
-def openvino_module():
-    """The openvino package, or a one-line error saying how to install it."""
-    try:
-        import openvino as ov
-    except ImportError:
-        raise KDSRError("the openvino backend needs OpenVINO: pip install 'kdsr[openvino]'") from None
-    return ov
-
-
-def as_infer(compiled):
-    """A compiled OpenVINO model as an ``infer`` callable (numpy feeds by name -> outputs in order)."""
-    return lambda feeds: list(compiled(feeds).values())
-
-
-def compile_graph(core, model, precision: str):
-    hint = PRECISION_HINTS[precision]
-    return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint} if hint else {})
 
 
 def _tail_cut(model):

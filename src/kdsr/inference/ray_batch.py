@@ -48,7 +48,7 @@ def ray_module():
 
 @dataclasses.dataclass(frozen=True)
 class WorkerSettings:
-    """What each worker builds its upscaler with (:func:`~kdsr.inference.settings.open_upscaler`: the backend
+    """What each worker builds its upscaler with (:func:`~kdsr.inference.opening.open_upscaler`: the backend
     ``auto`` takes the torch-free path when the worker has the graphs) and how it writes images."""
 
     upscaler: UpscaleSettings
@@ -68,7 +68,8 @@ class UpscaleWorker:
         self.folder = Path(tempfile.mkdtemp(prefix="kdsr-ray-"))
         model_path = self.folder / f"model{suffix}"
         model_path.write_bytes(model_bytes)
-        from kdsr.inference.settings import open_upscaler, torch_installed
+        from kdsr.inference.opening import open_upscaler
+        from kdsr.inference.settings import torch_installed
 
         if settings.threads and torch_installed():
             import torch

@@ -35,6 +35,10 @@ TileFunction = Callable[[np.ndarray], np.ndarray]
 #: (``top``, ``left``); the blocks tile the output exactly once
 Emit = Callable[[int, int, np.ndarray], None]
 
+#: ``stream_rgb(lr, own_idr, emit)``: (3, H, W) float32 in [0, 1] upscaled, its final blocks handed to ``emit``;
+#: ``own_idr`` asks for the image's own IDR (the alpha channel) instead of the caller's choice.
+StreamRGB = Callable[[np.ndarray, bool, Emit], None]
+
 
 def color_fix_radius(sigma: float = COLOR_FIX_SIGMA) -> int:
     """LR pixels either side that the colour fix's Gaussian reaches."""

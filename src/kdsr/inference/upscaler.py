@@ -21,8 +21,8 @@ from kdsr.inference.onnx_runtime import OnnxGraphs
 from kdsr.inference.settings import UpscaleSettings
 from kdsr.inference.streaming import Emit, Layout, stream_upscale
 from kdsr.inference.tile_plan import count_tiles
-from kdsr.insight.steering import SteeredIDR, Steerer, Steering
 from kdsr.models import KDSRStudent
+from kdsr.readout.steering import SteeredIDR, Steerer, Steering
 
 
 def auto_backend(model, device, precision: str) -> str:
@@ -63,7 +63,7 @@ def run_pipeline(
 
 
 def steered_idr(backend: TiledBackend, steerer: Steerer, lr: torch.Tensor) -> tuple[torch.Tensor, list[SteeredIDR]]:
-    """The IDR of each image of ``lr`` moved by ``steerer`` (:mod:`kdsr.insight.steering`), on the IDR's device and
+    """The IDR of each image of ``lr`` moved by ``steerer`` (:mod:`kdsr.readout.steering`), on the IDR's device and
     dtype, and each image's reading. Shared by :class:`Upscaler` and the spandrel integration."""
     idr = backend.estimate_full_idr(lr)
     steered, readings = steerer.steer_rows(idr.d.float().cpu().numpy(), idr.d_prime.float().cpu().numpy())
@@ -83,7 +83,7 @@ class Upscaler:
     are not smudged and flat colours stay flat. ``assume`` (e.g. ``{"noise": 10, "jpeg": 60}`` or
     ``"noise=10,jpeg=60"``; keys noise, jpeg, blur) states what is known of the degradation and ``denoise`` how
     strongly to restore it (1: as estimated; 0: keep noise and JPEG; up to 2: stronger); they steer the IDR through
-    the model's estimator and IDR map (:mod:`kdsr.insight.steering`), and :attr:`last_steering` tells what was
+    the model's estimator and IDR map (:mod:`kdsr.readout.steering`), and :attr:`last_steering` tells what was
     estimated and used for the last image. ``detail`` (0-1) blends a bundled model with its sharp GAN partner
     (:mod:`kdsr.detail`; 0: the model itself, 1: the partner).
     """

@@ -1,7 +1,7 @@
 """Fitting and using a model's degradation estimator with torch: a ridge regression that reads the degradation
 (blur width, noise level, JPEG quality) off the IDR, fitted on synthetic degradations of HR images in ``kdsr degrade``
 units and stored as JSON under the ``degradation_head`` metadata key of the model file, so a bundled model carries
-it. The estimator itself and reading it need numpy only (:mod:`kdsr.insight.head`).
+it. The estimator itself and reading it need numpy only (:mod:`kdsr.readout.head`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from kdsr.errors import KDSRError
 from kdsr.image_tensor import image_to_tensor
 from kdsr.insight._optional import require
 from kdsr.insight.collect import Degradation, collect_idr, encode
-from kdsr.insight.head import (
+from kdsr.models import KDSRTeacher
+from kdsr.readout.head import (
     HEAD_KEY,
     NO_JPEG_QUALITY,
     TARGETS,
@@ -28,8 +29,7 @@ from kdsr.insight.head import (
     read_head,
     read_out_terms,
 )
-from kdsr.insight.steering import IDRMap, label_terms
-from kdsr.models import KDSRTeacher
+from kdsr.readout.steering import IDRMap, label_terms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,7 @@ def fit_ridge(
     terms: str = "linear",
 ) -> DegradationEstimator:
     """Standardise the features and fit one ridge regression per target on their ``terms`` (linear or quadratic,
-    see :func:`~kdsr.insight.head.read_out_terms`), each with its regularisation chosen by leave-one-out
+    see :func:`~kdsr.readout.head.read_out_terms`), each with its regularisation chosen by leave-one-out
     (scikit-learn's RidgeCV). With ``groups`` (the image of each row), ``fitted_on`` also gets each
     target's cross-validated MAE (5 folds of whole images) next to that of a constant guess (the training mean),
     which says whether the IDR carries the degradation at all."""
@@ -153,7 +153,7 @@ def write_metadata_entry(source: str | os.PathLike, key: str, text: str, output:
 def fit_idr_map(
     model, hr_paths: Sequence[Path], ranges: FitRanges, per_image: int = 8, crop: int = 384, seed: int = 0, **kw
 ) -> IDRMap:
-    """The inverse read-out (:class:`~kdsr.insight.steering.IDRMap`): degrade each HR image ``per_image`` times with
+    """The inverse read-out (:class:`~kdsr.readout.steering.IDRMap`): degrade each HR image ``per_image`` times with
     draws from ``ranges``, collect the compact IDR ``d`` of each, and fit ``d`` on the degradations' terms by ridge
     regression; ``fitted_on`` records the share of the IDR's variance the degradation explains (R^2, 5 folds of
     whole images)."""

@@ -16,8 +16,8 @@ import torch
 
 from kdsr.bundled import bundled_models
 from kdsr.detail import DETAIL_DECIMALS
-from kdsr.insight.steering import MAX_DENOISE, Steerer, Steering
 from kdsr.integrations.spandrel import KDSRUpscale
+from kdsr.readout.steering import MAX_DENOISE, Steerer, Steering
 
 
 def _device(model: torch.nn.Module) -> torch.device:

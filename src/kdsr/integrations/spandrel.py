@@ -54,7 +54,7 @@ class KDSRUpscale(KDSRStudent):
         return count_tiles(height + 2 * BORDER_PAD, width + 2 * BORDER_PAD, self.tile, TILE_OVERLAP)
 
     def forward(self, lr: torch.Tensor, steerer=None, on_tile=None) -> torch.Tensor:  # type: ignore[override]
-        """``steerer``: a :class:`~kdsr.insight.steering.Steerer` that moves each image's IDR (the ComfyUI node's
+        """``steerer``: a :class:`~kdsr.readout.steering.Steerer` that moves each image's IDR (the ComfyUI node's
         dials), or None; ``on_tile``: called after each generator tile (a host's progress and interrupt check)."""
         backend = TiledBackend(self, lr.device, lr.dtype, self.tile, TILE_PAD, TILE_OVERLAP, self.idr_view, on_tile)
         idr = steered_idr(backend, steerer, lr)[0] if steerer is not None else None

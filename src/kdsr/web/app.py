@@ -41,9 +41,10 @@ class Server:
 
     def upscaler(self, label: str, precision: str, tile: int, detail: float = 0.0):
         """One loaded model per (model, precision, tile, detail), kept for the next job
-        (:func:`~kdsr.inference.settings.open_upscaler`: the torch-free path where the model's graphs exist)."""
+        (:func:`~kdsr.inference.opening.open_upscaler`: the torch-free path where the model's graphs exist)."""
         from kdsr.detail import DETAIL_DECIMALS
-        from kdsr.inference.settings import UpscaleSettings, open_upscaler
+        from kdsr.inference.opening import open_upscaler
+        from kdsr.inference.settings import UpscaleSettings
 
         if label not in self.models:
             raise KDSRError(f"unknown model {label!r}")
@@ -99,7 +100,7 @@ class Server:
         ``assume`` / ``denoise`` / ``detail``: ``kdsr upscale --assume / --denoise / --detail``."""
         from kdsr.image_io import read_image, read_image_metadata, write_image
         from kdsr.inference.planning import output_path
-        from kdsr.insight.steering import Steerer, Steering
+        from kdsr.readout.steering import Steerer, Steering
 
         if not paths:
             raise KDSRError("add one or more images first")
@@ -125,7 +126,7 @@ class Server:
             results.append(str(target))
             line = f"{source.name}: {image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]}"
             if estimator is not None:
-                from kdsr.insight.head import describe
+                from kdsr.readout.head import describe
 
                 reading = estimator(image)
                 line += f"; the model sees {describe(reading)}"

@@ -1,7 +1,7 @@
 """Dials in readable units: steer the IDR a model restores with by what the user states about the degradation.
 
 A model file may carry, next to its degradation estimator (IDR -> blur, noise, JPEG quality;
-:mod:`kdsr.insight.head`), an *IDR map*: the inverse read-out, degradation -> the mean compact IDR ``d`` of images
+:mod:`kdsr.readout.head`), an *IDR map*: the inverse read-out, degradation -> the mean compact IDR ``d`` of images
 under it, fitted by ``kdsr estimate --fit ... --idr-map``. Steering moves an image's own IDR by the difference the
 map predicts between the degradation the user wants restored and the one the estimator read::
 
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from kdsr.errors import CheckpointError, KDSRError
-from kdsr.insight.head import (
+from kdsr.readout.head import (
     NO_JPEG_QUALITY,
     TARGETS,
     DegradationEstimator,
