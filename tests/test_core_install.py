@@ -187,3 +187,13 @@ def test_without_opencv_a_16_bit_colour_file_is_one_line_error(tmp_path, monkeyp
     with pytest.raises(ImageError, match="16-bit colour '.tif' output needs OpenCV"):
         write_image(tmp_path / "deep.tif", rgb16)
     assert not (tmp_path / "deep.tif").exists()
+
+
+@pytest.mark.slow
+def test_the_python_api_upscales_a_file_without_importing_torch():
+    code = (
+        "import sys, kdsr; out = kdsr.upscale(sys.argv[1]); "
+        "assert out.shape == (320, 480, 3), out.shape; assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(ASSETS / "sample.png")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -124,6 +124,12 @@ def test_loads_correctly_in_spandrels_sense(spandrel, overrides):
         assert loaded.model.hyperparameters == built.hyperparameters
         assert loaded.scale == config.scale
     assert isinstance(DETECT, KeyCondition) and DETECT(state) and arch.detect(state)
+    tuned = KDSRUpscale(config=config, tile=96, idr_view=128)  # a host's own settings survive a save and a load
+    tuned.load_state_dict({k: v for k, v in built.state_dict().items() if not k.startswith("kdsr_")})  # keeps 96
+    for loaded in (arch.load(tuned.state_dict()), arch.load(safetensors.torch.load(safetensors.torch.save(
+            tuned.state_dict())))):  # fmt: skip
+        assert loaded.model.hyperparameters == {"config": config, "tile": 96, "idr_view": 128}
+        assert (loaded.model.tile, loaded.model.idr_view) == (96, 128)
 
 
 def test_the_comfyui_node_runs_the_whole_image_pipeline(spandrel, tmp_path):

@@ -34,6 +34,9 @@ except ImportError:  # pragma: no cover - older spandrel
 
 #: LR tile size of the descriptor's own tiling (0 would run whole images at once)
 TILE = 256
+#: State-dict keys that carry ``tile`` and ``idr_view`` through a save and a load (absent from other checkpoints: the
+#: defaults then)
+TILE_KEY, IDR_VIEW_KEY = "kdsr_tile", "kdsr_idr_view"
 
 
 @store_hyperparameters()
@@ -47,6 +50,16 @@ class KDSRUpscale(KDSRStudent):
     def __init__(self, *, config: KDSRConfig, tile: int = TILE, idr_view: int = DEFAULT_IDR_VIEW) -> None:
         super().__init__(config)
         self.tile, self.idr_view = tile, idr_view
+        for key, value in ((TILE_KEY, tile), (IDR_VIEW_KEY, idr_view)):  # saved with the weights, read by the loader
+            self.register_buffer(key, torch.tensor(value, dtype=torch.int64))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        """Plain student weights (no settings keys) load as well, keeping this model's settings; weights saved from
+        a :class:`KDSRUpscale` bring theirs."""
+        for key in (TILE_KEY, IDR_VIEW_KEY):
+            state_dict.setdefault(prefix + key, getattr(self, key))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self.tile, self.idr_view = int(getattr(self, TILE_KEY)), int(getattr(self, IDR_VIEW_KEY))
 
     def tile_count(self, height: int, width: int) -> int:
         """The generator tiles :meth:`forward` runs for one ``height`` x ``width`` image (its border padding
@@ -79,7 +92,9 @@ class KDSRArch(Architecture[KDSRUpscale]):
             raise ValueError(str(e)) from None
         if config.teacher:
             raise ValueError("a KDSR teacher needs the HR image; only students upscale")
-        model = KDSRUpscale(config=config)
+        settings = {name: int(state_dict.get(key, default)) for name, key, default in
+                    (("tile", TILE_KEY, TILE), ("idr_view", IDR_VIEW_KEY, DEFAULT_IDR_VIEW))}  # fmt: skip
+        model = KDSRUpscale(config=config, **settings)
         model.load_state_dict(state_dict, strict=True)
         model.eval()
         return ImageModelDescriptor(
