@@ -133,8 +133,8 @@ def test_loads_correctly_in_spandrels_sense(spandrel, overrides):
 
 
 def test_the_comfyui_node_runs_the_whole_image_pipeline(spandrel, tmp_path):
-    """The shipped ComfyUI node (integrations/comfyui/kdsr_spandrel.py) on ComfyUI's (B, H, W, C) IMAGE tensors gives
-    what kdsr.Upscaler gives for each image, with one IDR per image (not per 512-px tile as ComfyUI's own node)."""
+    """The shipped ComfyUI node package (integrations/comfyui/kdsr-upscale) on ComfyUI's (B, H, W, C) IMAGE tensors
+    gives what kdsr.Upscaler gives for each image, with one IDR per image (not per 512-px tile as ComfyUI's node)."""
     import runpy
 
     from tests.conftest import REPO
@@ -142,7 +142,7 @@ def test_the_comfyui_node_runs_the_whole_image_pipeline(spandrel, tmp_path):
     model = tiny_model(encoder="energy")
     save_model(model, tmp_path / "m.safetensors")
     descriptor = spandrel.ModelLoader().load_from_file(tmp_path / "m.safetensors")
-    node_file = runpy.run_path(str(REPO / "integrations" / "comfyui" / "kdsr_spandrel.py"))
+    node_file = runpy.run_path(str(REPO / "integrations" / "comfyui" / "kdsr-upscale" / "__init__.py"))
     node = node_file["NODE_CLASS_MAPPINGS"]["KDSRUpscaleImage"]()
     assert node_file["NODE_DISPLAY_NAME_MAPPINGS"]["KDSRUpscaleImage"] == "Upscale Image (KDSR, whole image)"
     images = [synthetic_image(40, 56, seed=s) for s in (0, 1)]
@@ -245,3 +245,80 @@ def test_the_comfyui_node_reports_progress_stops_on_interrupt_and_offloads(spand
     with pytest.raises(Interrupted):
         KDSRUpscaleImage().upscale(descriptor, batch)
     assert events["checks"] == 4 and events["moved_to"][-1] == (torch.device("cpu"),)  # offloaded on the way out
+
+
+def _torchvision_stand_in(folder) -> None:
+    """The stand-in of the fixture above as files, for a fresh interpreter."""
+    functional = folder / "torchvision" / "transforms"
+    functional.mkdir(parents=True)
+    (folder / "torchvision" / "__init__.py").write_text("")
+    (functional / "__init__.py").write_text("")
+    (functional / "functional.py").write_text(
+        "import types\n\ndef rotate(*a, **k):\n    raise RuntimeError('stand-in')\n\nnormalize = rotate\n"
+        "InterpolationMode = types.SimpleNamespace(BILINEAR='bilinear', NEAREST='nearest')\n"
+    )
+
+
+@pytest.mark.slow
+def test_the_start_up_hook_registers_kdsr_when_a_host_imports_spandrel(spandrel, tmp_path):
+    """chaiNNer has no plug-in hook: kdsr-spandrel.pth in its Python registers KDSR the moment spandrel is imported,
+    and imports neither torch nor spandrel nor kdsr's models at start-up."""
+    import subprocess
+
+    from kdsr.integrations.spandrel_hook import PTH_LINE, PTH_NAME
+
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    (site_dir / PTH_NAME).write_text(PTH_LINE)
+    stubs = tmp_path / "stubs"
+    _torchvision_stand_in(stubs)  # first on the path: KDSR never uses torchvision, spandrel imports it
+    code = (
+        f"import site, sys; sys.path.insert(0, {str(stubs)!r}); site.addsitedir({str(site_dir)!r}); "
+        "assert not {'torch', 'spandrel', 'kdsr.integrations.spandrel'} & set(sys.modules), 'imported at start-up'; "
+        "import spandrel; "
+        "assert 'KDSR' in [a.architecture.id for a in spandrel.MAIN_REGISTRY.architectures()], 'not registered'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_comfyui_node_package_meets_the_registrys_rules():
+    """integrations/comfyui/kdsr-upscale/pyproject.toml as the ComfyUI registry specifies it: a node id of letters,
+    digits and single - _ . (not starting with either, no "ComfyUI"), a three-number version, a publisher and a
+    display name; its requirements install kdsr with the spandrel extra."""
+    import re
+
+    from tests.conftest import REPO
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    folder = REPO / "integrations" / "comfyui" / "kdsr-upscale"
+    spec = tomllib.loads((folder / "pyproject.toml").read_text())
+    name, version = spec["project"]["name"], spec["project"]["version"]
+    assert re.fullmatch(r"[A-Za-z](?:[A-Za-z0-9]|[-_.](?=[A-Za-z0-9]))*", name) and len(name) < 100
+    assert "comfyui" not in name.lower() and re.fullmatch(r"\d+\.\d+\.\d+", version)
+    assert spec["tool"]["comfy"]["PublisherId"] and spec["tool"]["comfy"]["DisplayName"]
+    assert spec["project"]["dependencies"] == ["kdsr[spandrel]>=0.1"]
+    assert (folder / "requirements.txt").read_text().split() == spec["project"]["dependencies"]
+
+
+@pytest.mark.parametrize("name", ["kdsr-real-x4", "kdsr-iso-x4"])
+def test_the_upstream_contributions_network_gives_the_bundled_models_output(spandrel, name):
+    """integrations/spandrel (the architecture in spandrel's own layout, torch only) holds the bundled weights as
+    they are and computes what kdsr's student computes."""
+    from kdsr.bundled import bundled_models
+    from kdsr.checkpoint import load_model
+    from tests.conftest import REPO
+
+    path = REPO / "integrations/spandrel/libs/spandrel/spandrel/architectures/KDSR/__arch/kdsr.py"
+    spec = importlib.util.spec_from_file_location("kdsr_upstream_arch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ours = load_model(bundled_models()[name]).eval()
+    config = ours.config
+    theirs = module.KDSR(n_feats=config.n_feats, n_blocks=config.n_blocks, n_resblocks=config.n_resblocks,
+                         scale=config.scale, energy=config.encoder == "energy").eval()  # fmt: skip
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    lr = torch.rand(2, 3, 24, 20, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(lr), ours(lr), atol=1e-5, rtol=0)
