@@ -44,7 +44,7 @@ def test_energy_student_ignores_contrast_and_pools_log_energy():
 
 def test_energy_teacher_sees_the_lr_and_the_residual_to_the_box_downscaled_hr():
     lr, hr = torch.rand(2, 3, 6, 5), torch.rand(2, 3, 24, 20)
-    packed = pack_teacher_input(lr, hr, 4, "energy")
+    packed = pack_teacher_input(lr, hr, 4, residual=True)
     std = lr.flatten(1).std(dim=1)[:, None, None, None] + 0.01
     torch.testing.assert_close(packed[:, :3], standardise(lr))
     torch.testing.assert_close(packed[:, 3:], (lr - F.avg_pool2d(hr, 4)) / std)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
-from kdsr.models import PRESETS, KDSRConfig, create_model, list_models, pack_teacher_input
+from kdsr.architecture import ENCODER_VARIANTS
+from kdsr.models import PRESETS, KDSRConfig, build_model, create_model, list_models, pack_teacher_input
 from tests.conftest import official_keys, tiny_model
 
 # Official totals (student, teacher), which include the 24 frozen mean-shift values we keep as buffers.
@@ -155,3 +158,31 @@ def test_models_say_what_they_support():
     assert resolve_dtype("auto", cuda, Capabilities()) == torch.float16
     assert resolve_dtype("auto", cuda, Capabilities(supports_half=False)) == torch.float32
     assert resolve_dtype("auto", torch.device("cpu"), Capabilities()) == torch.float32
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("teacher", [False, True])
+@pytest.mark.parametrize("variant", sorted(ENCODER_VARIANTS))
+def test_every_encoder_variant_builds_runs_and_is_read_back_from_its_weights(variant, teacher, scale):
+    """The contract of an entry of kdsr.architecture.ENCODER_VARIANTS (timm's way: every entry, no new test code):
+    the network builds and runs at every scale, student and teacher; its state dict says its architecture back
+    (infer_config, as spandrel detects from keys and shapes); and a split export's config says what a runtime must do
+    to the input."""
+    from kdsr.checkpoint import infer_config
+    from kdsr.inference.graph_files import split_config_json, standardises_input
+
+    config = KDSRConfig(8, 2, 1, scale=scale, teacher=teacher, encoder=variant)
+    model = build_model(config).eval()
+    torch.manual_seed(0)
+    lr = torch.rand(2, 3, 10, 12)
+    with torch.no_grad():
+        sr, idr = (
+            model(lr, torch.rand(2, 3, 10 * scale, 12 * scale), return_idr=True)
+            if teacher
+            else model(lr, return_idr=True)
+        )
+    assert sr.shape == (2, 3, 10 * scale, 12 * scale) and idr.d.shape == (2, 8) and idr.d_prime.shape == (2, 32)
+    assert infer_config(model.state_dict()) == config
+    exported = json.loads(split_config_json(config))
+    assert standardises_input(exported) == ENCODER_VARIANTS[variant].standardised_input
+    assert model.encoder.standardise_input == (ENCODER_VARIANTS[variant].standardised_input and not teacher)

@@ -11,10 +11,47 @@ import dataclasses
 MAX_SIZES = {"n_feats": 512, "n_blocks": 512, "n_resblocks": 64}
 #: Scales the sub-pixel upsampler supports.
 SCALES = (2, 3, 4, 8)
-#: KD-IDE variants: ``official`` (raw pixels in, mean of rectified features pooled: the paper's, loads official
-#: checkpoints) and ``energy`` (each image standardised at the input, the log of the features' mean energy pooled;
-#: the teacher sees the LR and the residual LR - box(HR) instead of the pixel-unshuffled HR). See KDIDE.
-ENCODERS = ("official", "energy")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderVariant:
+    """What a KD-IDE variant changes, read by the networks (:class:`~kdsr.models.encoder.KDIDE`), the exporters
+    (the split graphs' config says it) and the runtimes, instead of comparing names.
+
+    ``standardised_input``: the student's image is standardised (minus its mean, over its standard deviation) before
+    the convolutions, which a runtime of the split graphs must do too; ``energy_pool``: the log of the features' mean
+    square is pooled (else their mean); ``residual_teacher``: the teacher sees the LR and the residual LR - box(HR)
+    (6 channels) instead of the LR and the pixel-unshuffled HR."""
+
+    name: str
+    standardised_input: bool
+    energy_pool: bool
+    residual_teacher: bool
+    description: str
+
+
+#: KD-IDE variants by name (see KDIDE); a new one is a new entry here and a branch in KDIDE where it computes
+#: something new (the contract tests of tests/test_models.py run over every entry)
+ENCODER_VARIANTS = {
+    v.name: v
+    for v in (
+        EncoderVariant(
+            "official",
+            False,
+            False,
+            False,
+            "raw pixels in, mean of rectified features pooled: the paper's; loads official checkpoints",
+        ),  # fmt: skip
+        EncoderVariant(
+            "energy",
+            True,
+            True,
+            True,
+            "each image standardised at the input, the log of the features' mean energy pooled",
+        ),  # fmt: skip
+    )
+}
+ENCODERS = tuple(ENCODER_VARIANTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +85,11 @@ class KDSRConfig:
         6 (LR + residual LR - box(HR)) for the energy encoder."""
         if not self.teacher:
             return 3
-        return 6 if self.encoder == "energy" else 3 + 3 * self.scale**2
+        return 6 if self.variant.residual_teacher else 3 + 3 * self.scale**2
+
+    @property
+    def variant(self) -> EncoderVariant:
+        return ENCODER_VARIANTS[self.encoder]
 
 
 @dataclasses.dataclass(frozen=True)

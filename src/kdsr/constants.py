@@ -16,6 +16,9 @@ BACKENDS = ("torch", "onnx", "openvino")
 #: LR pixels per side the IDR is estimated from by default; the README section "Speed" has the measurements behind it.
 DEFAULT_IDR_VIEW = 256
 #: LR context pixels each tile sees beyond its borders, and pixels blended between adjacent tiles.
+#: LR tile size when none is given, by device type (CUDA: larger tiles, fewer launches; memory allows it)
+DEFAULT_TILES = {"cuda": 512}
+DEFAULT_TILE = 256
 TILE_PAD = 24
 TILE_OVERLAP = 8
 #: LR rows per band of the generator's upsampling tail at inference (``KDSRGenerator._upsample`` in torch, the

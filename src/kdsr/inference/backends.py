@@ -20,6 +20,7 @@ from kdsr.checkpoint import load_model
 from kdsr.devices import resolve_device, resolve_dtype
 from kdsr.errors import KDSRError
 from kdsr.inference.onnx_runtime import OnnxGraphs, SplitGraphs, architecture
+from kdsr.inference.settings import default_tile
 from kdsr.inference.tile_plan import count_tiles
 from kdsr.inference.tiling import estimate_idr, tiled_super_resolve
 from kdsr.models import KDSRStudent
@@ -168,7 +169,7 @@ def build_backend(
             )
         tile, device, precision = (tile if split else 0), "cpu", "fp32"
     device = resolve_device(device)
-    tile = (512 if device.type == "cuda" else 256) if tile is None else tile
+    tile = default_tile(device.type) if tile is None else tile
     settings = (tile, tiling.pad, tiling.overlap, tiling.idr_view)
     if backend == "openvino":
         device, dtype = torch.device("cpu"), torch.float32  # tensors in fp32; OpenVINO runs its own precision

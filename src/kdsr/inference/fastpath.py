@@ -24,7 +24,7 @@ from kdsr.constants import (
     TILE_PAD,
 )
 from kdsr.errors import KDSRError
-from kdsr.inference.graph_files import onnxruntime_session
+from kdsr.inference.graph_files import onnxruntime_session, standardises_input
 from kdsr.inference.layout import upscale_array
 from kdsr.inference.streaming import Emit, Layout, stream_upscale
 from kdsr.inference.tile_plan import encoder_tiles, runs_whole, view_regions
@@ -60,7 +60,7 @@ class GraphPipeline:
     ) -> None:
         self.features, self.head, self.generator = infers
         self.scale = int(config["scale"])
-        self.standardise_input = config.get("encoder") == "energy"
+        self.standardise_input = standardises_input(config)
         self.receptive_radius = 2 * int(config["n_resblocks"]) + 4
         self.tile, self.tile_pad, self.tile_overlap, self.idr_view = tile, tile_pad, tile_overlap, idr_view
         self.border_pad, self.fix_color = border_pad, fix_color
@@ -221,6 +221,7 @@ def open_fast_upscaler(
     ``pipeline_settings``: :class:`GraphPipeline`'s."""
     from kdsr.bundled import default_model_name, model_file
     from kdsr.inference.graph_files import find_graph_files
+    from kdsr.inference.settings import default_tile
     from kdsr.readout.steering import Steerer, Steering
 
     source = model or default_model_name()
@@ -246,6 +247,6 @@ def open_fast_upscaler(
         if found.files[0].suffix != ".onnx" or precision not in ("auto", "fp32"):
             return None
         infers, config, precision = _onnxruntime_infers(found.files), found.config, "fp32"
-    pipeline = GraphPipeline(infers, config, 256 if tile is None else tile, **pipeline_settings)
+    pipeline = GraphPipeline(infers, config, default_tile("cpu") if tile is None else tile, **pipeline_settings)
     steerer = Steerer.for_model(source, steering) if steering.active else None
     return FastUpscaler(pipeline, backend, precision, alpha_upsampler, steerer)

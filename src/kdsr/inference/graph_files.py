@@ -46,6 +46,31 @@ def read_split_config(folder: str | os.PathLike) -> tuple[Path, dict]:
     return folder, config
 
 
+#: In a split export's config beside the architecture: what a runtime must do to the input before the features
+#: graph (the architecture's encoder variant decides it; older exports lack the key, and their variant says it)
+STANDARDISE_KEY = "standardise_input"
+
+
+def split_config_json(config) -> bytes:
+    """A :class:`~kdsr.architecture.KDSRConfig` as a split export writes it: its fields and what the runtime does."""
+    import dataclasses
+
+    return json.dumps({**dataclasses.asdict(config), STANDARDISE_KEY: config.variant.standardised_input}).encode()
+
+
+def standardises_input(config: dict) -> bool:
+    """Whether the split export's features graph expects the standardised image (see :data:`STANDARDISE_KEY`)."""
+    from kdsr.architecture import ENCODER_VARIANTS
+
+    variant = ENCODER_VARIANTS.get(config.get("encoder", "official"))
+    return bool(config.get(STANDARDISE_KEY, variant is not None and variant.standardised_input))
+
+
+def architecture_fields(config: dict) -> dict:
+    """The :class:`~kdsr.architecture.KDSRConfig` fields of a split export's config (without what the runtime does)."""
+    return {key: value for key, value in config.items() if key != STANDARDISE_KEY}
+
+
 def file_digest(path: Path, length: int = 16) -> str:
     """The first ``length`` hex digits of a file's SHA-256: what kdsr's caches are keyed by."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:length]

@@ -29,7 +29,14 @@ import torch
 
 from kdsr.atomic import atomic_path, atomic_write_bytes
 from kdsr.errors import CheckpointError, KDSRError
-from kdsr.inference.graph_files import SPLIT_CONFIG, SPLIT_GRAPHS, onnxruntime_session, read_split_config
+from kdsr.inference.graph_files import (
+    SPLIT_CONFIG,
+    SPLIT_GRAPHS,
+    architecture_fields,
+    onnxruntime_session,
+    read_split_config,
+    split_config_json,
+)
 from kdsr.models import IDR, KDSRConfig, KDSRStudent
 from kdsr.models.encoder import standardise
 
@@ -112,7 +119,7 @@ def export_onnx_split(
     export_graph(_Generator(model), (sample, torch.rand(1, c)), folder / SPLIT_GRAPHS[2], (["lr", "d"], ["sr"]),
             {"lr": spatial, "sr": {2: "out_height", 3: "out_width"}}, model.config, opset)  # fmt: skip
     on_graph()
-    atomic_write_bytes(folder / SPLIT_CONFIG, json.dumps(dataclasses.asdict(model.config)).encode())
+    atomic_write_bytes(folder / SPLIT_CONFIG, split_config_json(model.config))
 
 
 def _session(path: str | os.PathLike, threads: int = 0):
@@ -152,7 +159,7 @@ class _SplitEncoder:
     def __init__(self, features, head, config: KDSRConfig) -> None:
         self.features, self.head = features, head
         self.receptive_radius = 2 * config.n_resblocks + 4
-        self.standardise_input = config.encoder == "energy"
+        self.standardise_input = config.variant.standardised_input
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """As :meth:`kdsr.models.KDIDE.prepare` (outside the graphs: it needs the whole image's statistics)."""
@@ -172,7 +179,7 @@ class _SplitEncoder:
 def architecture(config: dict, where: str | os.PathLike) -> KDSRConfig:
     """A split export's architecture (``kdsr_config.json`` fields) as a :class:`KDSRConfig`."""
     try:
-        return KDSRConfig(**config)
+        return KDSRConfig(**architecture_fields(config))
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{where}: unreadable architecture ({e})") from None
 

@@ -13,6 +13,8 @@ from kdsr.constants import (
     BACKENDS,
     BORDER_PAD,
     DEFAULT_IDR_VIEW,
+    DEFAULT_TILE,
+    DEFAULT_TILES,
     OPENVINO_ONLY_PRECISIONS,
     TILE_OVERLAP,
     TILE_PAD,
@@ -24,6 +26,11 @@ TORCH_ADVICE = (
     "pip install 'kdsr[torch]' (on a machine without an NVIDIA GPU, the CPU build first: pip install torch "
     "--index-url https://download.pytorch.org/whl/cpu)"
 )
+
+
+def default_tile(device_type: str) -> int:
+    """The LR tile size a run uses when none is given (the one place it is decided)."""
+    return DEFAULT_TILES.get(device_type, DEFAULT_TILE)
 
 
 def torch_installed() -> bool:

@@ -97,14 +97,15 @@ class KDIDE(nn.Module):
         return self.from_pooled(self.E(x).flatten(1))
 
 
-def pack_teacher_input(lr: torch.Tensor, hr: torch.Tensor, scale: int, encoder: str = "official") -> torch.Tensor:
-    """The teacher encoder's input. ``official``: LR (channels 0-2) then PixelUnshuffle(scale) of the HR,
-    colour-major, i.e. channel ``3 + c*s*s + i*s + j`` holds ``hr[c, i::s, j::s]``. ``energy``: the standardised LR
-    and the residual LR - (s x s mean of the HR), divided by the same standard deviation: the residual is what the
-    degradation did, handed to the encoder instead of 48 raw channels it would have to relate to the LR itself."""
+def pack_teacher_input(lr: torch.Tensor, hr: torch.Tensor, scale: int, residual: bool = False) -> torch.Tensor:
+    """The teacher encoder's input. Official: LR (channels 0-2) then PixelUnshuffle(scale) of the HR,
+    colour-major, i.e. channel ``3 + c*s*s + i*s + j`` holds ``hr[c, i::s, j::s]``. ``residual`` (the energy
+    variant's): the standardised LR and the residual LR - (s x s mean of the HR), divided by the same standard
+    deviation: the residual is what the degradation did, handed to the encoder instead of 48 raw channels it would
+    have to relate to the LR itself."""
     if hr.shape[-2:] != (lr.shape[-2] * scale, lr.shape[-1] * scale):
         raise ValueError(f"HR size {tuple(hr.shape[-2:])} must be {scale}x the LR size {tuple(lr.shape[-2:])}")
-    if encoder == "energy":
+    if residual:
         mean, std = _mean_and_scale(lr)
         residual = lr.float() - F.avg_pool2d(hr.float(), scale)
         return torch.cat([(lr.float() - mean) / std, residual / std], dim=1).to(lr.dtype)

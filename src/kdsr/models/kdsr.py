@@ -101,9 +101,9 @@ class KDSRStudent(_KDSRBase):
         if config.teacher:
             raise ValueError("KDSRStudent needs a student config (teacher=False)")
         super().__init__(config)
-        energy = config.encoder == "energy"
-        self.E_st = KDIDE(in_channels=3, n_feats=config.n_feats, n_resblocks=config.n_resblocks, energy=energy,
-                          standardise_input=energy)  # fmt: skip
+        variant = config.variant
+        self.E_st = KDIDE(in_channels=3, n_feats=config.n_feats, n_resblocks=config.n_resblocks,
+                          energy=variant.energy_pool, standardise_input=variant.standardised_input)  # fmt: skip
 
     @property
     def encoder(self) -> KDIDE:
@@ -146,7 +146,7 @@ class KDSRTeacher(_KDSRBase):
             in_channels=config.encoder_in_channels,
             n_feats=config.n_feats,
             n_resblocks=config.n_resblocks,
-            energy=config.encoder == "energy",
+            energy=config.variant.energy_pool,
         )
 
     @property
@@ -154,7 +154,7 @@ class KDSRTeacher(_KDSRBase):
         return self.E
 
     def encode(self, lr: torch.Tensor, hr: torch.Tensor) -> IDR:
-        return self.E(pack_teacher_input(lr, hr, self.scale, self.config.encoder))
+        return self.E(pack_teacher_input(lr, hr, self.scale, self.config.variant.residual_teacher))
 
     @overload
     def forward(
