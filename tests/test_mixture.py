@@ -16,6 +16,7 @@ from kdsr.degradations.classic import quantize
 from kdsr.degradations.jpeg import libjpeg
 from kdsr.degradations.recipes import EVERYDAY_CASES, everyday_lr
 from kdsr.degradations.resize import imresize
+from kdsr.degradations.sampling import DEGRADATION_KINDS
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
 from kdsr.train import load_config
 from tests.conftest import synthetic_image
@@ -147,3 +148,29 @@ def test_labels_say_what_was_done():
     for i, (case, _, _, quality) in enumerate(labels.tolist()):
         expected = clean[i : i + 1] if case == 0 else libjpeg(clean[i : i + 1], quality)
         assert torch.equal(lr[i : i + 1], expected)
+
+
+@pytest.mark.parametrize("kind", sorted(DEGRADATION_KINDS))
+def test_every_degradation_kind_degrades_a_batch_the_same_way_per_seed(kind):
+    """The contract of an entry of kdsr.degradations.sampling.DEGRADATION_KINDS (no new test code for a new one):
+    its default settings degrade a batch to the LR size in [0, 1], the same for the same seed; a kind that declares
+    labels gives one row per image from the same draws."""
+    from kdsr.degradations.sampling import DegradationSampling, sample_lr, sample_lr_with_labels
+
+    sampling = DegradationSampling(kind=kind)
+    hr = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    a, b = (sample_lr(sampling, hr, 4, torch.Generator().manual_seed(5)) for _ in range(2))
+    assert a.shape == (3, 3, 16, 16) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
+    if DEGRADATION_KINDS[kind].with_labels is None:
+        with pytest.raises(ValueError, match="no degradation labels"):
+            sample_lr_with_labels(sampling, hr, 4, torch.Generator().manual_seed(5))
+    else:
+        lr, labels = sample_lr_with_labels(sampling, hr, 4, torch.Generator().manual_seed(5))
+        assert lr.shape == a.shape and labels.shape[0] == 3
+
+
+def test_every_training_stage_name_has_its_stage():
+    from kdsr.train.config import STAGES
+    from kdsr.train.stages import STAGE_CLASSES
+
+    assert tuple(STAGE_CLASSES) == STAGES

@@ -262,6 +262,45 @@ def test_the_counterfactual_extra_losses_weigh_the_jpeg_pairs_and_the_told_idrs_
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stage.model.G.parameters())
 
 
+def test_map_told_steps_move_the_own_idr_as_the_dials_do(data_dir, tmp_path):
+    """counterfactual.map_share: a step's pairs are super-resolved with their own IDR moved by the model's IDR map
+    from the estimated to the told degradation: the Steerer's arithmetic with --assume set to the told values."""
+    pytest.importorskip("yaml")
+    from kdsr.train.config import load_config
+    from kdsr.train.stages import ToldPairs, build_stage
+
+    model_path = steerable_model(tmp_path / "steerable.safetensors")
+    overrides = [
+        "stage=student", f"data.train=[{data_dir}]", "distill.weight=0", f"distill.init={model_path}",
+        "model.encoder=energy", "degradation.kind=mixture", "counterfactual.fraction=0.5", "counterfactual.map_share=1",
+    ]  # fmt: skip
+    stage = build_stage(load_config(None, overrides), torch.device("cpu"))
+    hr = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    pairs = counterfactual_pairs(hr[:2], stage.config.counterfactual, 4, torch.Generator().manual_seed(1))
+    assert [sorted(v) for v in pairs.told_values] == [["jpeg_quality", "noise"], ["blur_sigma", "noise"]]
+    lr = torch.cat([pairs.lr, imresize(hr[2:], 1 / 4)])
+    told = ToldPairs(pairs.told, hr[:2], pairs.told_values, by_map=True)
+    offset = stage._told_idr(lr, told)["idr_offset"]
+    with torch.no_grad():
+        own = stage.model.encode(lr)
+    for k in range(2):
+        steering = Steering.from_options({key: pairs.told_values[k][name] for key, name in
+                                          (("noise", "noise"), ("jpeg", "jpeg_quality"), ("blur", "blur_sigma"))
+                                          if name in pairs.told_values[k]})  # fmt: skip
+        steerer = Steerer(_head(4 * 8), _map(8), steering)
+        expected = steerer.steer(own.d[k].numpy(), own.d_prime[k].numpy()).d - own.d[k].numpy()
+        np.testing.assert_allclose(offset[k].numpy(), expected, atol=1e-5)
+    with torch.no_grad():
+        steered = stage.model(lr, idr_offset=offset)
+        reference = stage.model.G(lr, torch.cat([own.d[:2] + offset, own.d[2:]]))
+    torch.testing.assert_close(steered, reference)
+    with pytest.raises(KDSRError, match="map_share needs distill.init with a degradation estimator"):
+        student = tmp_path / "plain.safetensors"
+        save_model(tiny_model(encoder="energy"), student)
+        build_stage(load_config(None, [*overrides[:3], f"distill.init={student}", *overrides[4:]]),
+                    torch.device("cpu"))  # fmt: skip
+
+
 def test_the_conditioning_layers_can_learn_faster(data_dir, tmp_path):
     """optim.conditioning_lr_scale puts the encoder's D' -> D compression in a parameter group of its own."""
     pytest.importorskip("yaml")

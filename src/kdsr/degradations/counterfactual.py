@@ -40,7 +40,10 @@ class CounterfactualConfig:
     ``jpeg_weight``: the JPEG pairs' L1 counts this many times (the blocking they ask to keep is a few levels of 8x8
     structure, a small signal beside the kept blur and grain); ``difference_weight``: an L1 between what the told
     IDR changes in the output (told output minus the output with the LR's own IDR, held fixed) and what the told
-    degradation keeps (target minus HR), in which the content error of both outputs cancels."""
+    degradation keeps (target minus HR), in which the content error of both outputs cancels; ``map_share``: the
+    share of steps whose pairs are told through the model's IDR map instead of the told LR's IDR: the LR's own IDR
+    moved from its estimated degradation to the told one, as ``--assume`` / ``--denoise`` move it, so that the dials
+    themselves are trained."""
 
     fraction: float = 0.0
     jpeg_share: float = 0.4
@@ -51,9 +54,10 @@ class CounterfactualConfig:
     gray_noise_prob: float = 0.4
     jpeg_weight: float = 1.0
     difference_weight: float = 0.0
+    map_share: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("fraction", "jpeg_share", "truth_prob", "gray_noise_prob"):
+        for name in ("fraction", "jpeg_share", "truth_prob", "gray_noise_prob", "map_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"counterfactual.{name} must be in [0, 1]")
         if min(self.jpeg_weight, self.difference_weight) < 0:
@@ -66,11 +70,13 @@ class CounterfactualConfig:
 
 @dataclasses.dataclass(frozen=True)
 class CounterfactualBatch:
-    """(B, 3, h, w) LRs, the told LRs (whose IDR the generator gets), and the (B, 3, H, W) targets."""
+    """(B, 3, h, w) LRs, the told LRs (whose IDR the generator gets), the (B, 3, H, W) targets, and per pair the told
+    degradation in the IDR map's units (what it states; the rest is as estimated)."""
 
     lr: torch.Tensor
     told: torch.Tensor
     target: torch.Tensor
+    told_values: tuple[dict[str, float], ...] = ()
 
 
 def _uniform(b: int, bounds: tuple[float, float], generator, device) -> torch.Tensor:
@@ -115,7 +121,8 @@ def blur_noise_pairs(hr: torch.Tensor, config: CounterfactualConfig, scale: int,
     sharp = rest < 1e-3  # told the whole blur: the target is the HR itself
     blurred = blur(hr, isotropic_gaussian(rest.clamp(min=1e-3)).to(hr))
     target = torch.where(sharp.to(device).view(b, 1, 1, 1), hr, blurred) + imresize(kept, scale)
-    return CounterfactualBatch(lr, told, target.clamp(0, 1))
+    values = tuple({"blur_sigma": float(t), "noise": float(n)} for t, n in zip(told_sigma, told_noise, strict=True))
+    return CounterfactualBatch(lr, told, target.clamp(0, 1), values)
 
 
 def jpeg_pairs(hr: torch.Tensor, config: CounterfactualConfig, scale: int, generator) -> CounterfactualBatch:
@@ -129,7 +136,8 @@ def jpeg_pairs(hr: torch.Tensor, config: CounterfactualConfig, scale: int, gener
     told = libjpeg(clean, told_quality.clamp(max=99))
     told = torch.where(uncompressed.to(device).view(b, 1, 1, 1), clean, told)
     target = hr + imresize(lr - told, scale)
-    return CounterfactualBatch(lr, told, target.clamp(0, 1))
+    values = tuple({"jpeg_quality": float(min(q, 100.0)), "noise": 0.0} for q in told_quality.cpu())
+    return CounterfactualBatch(lr, told, target.clamp(0, 1), values)
 
 
 def jpeg_pair_count(n_pairs: int, config: CounterfactualConfig) -> int:
@@ -146,4 +154,5 @@ def counterfactual_pairs(hr: torch.Tensor, config: CounterfactualConfig, scale: 
         parts.append(jpeg_pairs(hr[:n_jpeg], config, scale, generator))
     if n_jpeg < hr.shape[0]:
         parts.append(blur_noise_pairs(hr[n_jpeg:], config, scale, generator))
-    return CounterfactualBatch(*(torch.cat([getattr(p, f) for p in parts]) for f in ("lr", "told", "target")))
+    tensors = (torch.cat([getattr(p, f) for p in parts]) for f in ("lr", "told", "target"))
+    return CounterfactualBatch(*tensors, tuple(v for p in parts for v in p.told_values))

@@ -6,6 +6,7 @@ classic one, the Real-ESRGAN real-world one, or the everyday mixture), and how d
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 
@@ -14,8 +15,28 @@ from kdsr.degradations.classic import ClassicSampling
 from kdsr.degradations.mixture import MixtureConfig
 from kdsr.degradations.realworld import RealWorldConfig
 
-KINDS = ("classic", "realworld", "mixture")
 GROUP_MODES = ("replay", "strip")
+
+
+@dataclasses.dataclass(frozen=True)
+class DegradationKind:
+    """A training pipeline: ``degrade(hr, settings, scale, generator)`` -> LR batch; ``with_labels`` the same draws
+    plus the labels the degradation head learns (None where the pipeline has none); ``settings`` the name of its
+    section in :class:`DegradationSampling`."""
+
+    degrade: Callable
+    with_labels: Callable | None
+    settings: str
+
+
+#: The training pipelines by ``degradation.kind``: a new one is a module of its own, a section in
+#: :class:`DegradationSampling` and an entry here.
+DEGRADATION_KINDS = {
+    "classic": DegradationKind(classic.random_degrade, classic.random_degrade_with_labels, "classic"),
+    "realworld": DegradationKind(realworld.degrade, None, "realworld"),
+    "mixture": DegradationKind(mixture.degrade, mixture.degrade_with_labels, "mixture"),
+}
+KINDS = tuple(DEGRADATION_KINDS)
 
 
 @dataclasses.dataclass
@@ -36,11 +57,8 @@ class DegradationSampling:
 
 def _draw(sampling: DegradationSampling, hr: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
     """One batch through the ``kind``'s pipeline (per-image draws where the pipeline makes them)."""
-    if sampling.kind == "realworld":
-        return realworld.degrade(hr, sampling.realworld, scale, generator)
-    if sampling.kind == "mixture":
-        return mixture.degrade(hr, sampling.mixture, scale, generator)
-    return classic.random_degrade(hr, sampling.classic, scale, generator)
+    kind = DEGRADATION_KINDS[sampling.kind]
+    return kind.degrade(hr, getattr(sampling, kind.settings), scale, generator)
 
 
 def sample_lr(sampling: DegradationSampling, hr: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
@@ -69,8 +87,7 @@ def sample_lr_with_labels(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`sample_lr` (the same draws, ``group`` 1) plus the degradation labels the degradation head learns
     (mixture or classic kinds)."""
-    if sampling.kind == "classic":
-        return classic.random_degrade_with_labels(hr, sampling.classic, scale, generator)
-    if sampling.kind == "mixture":
-        return mixture.degrade_with_labels(hr, sampling.mixture, scale, generator)
-    raise ValueError(f"the {sampling.kind} pipeline has no degradation labels")
+    kind = DEGRADATION_KINDS[sampling.kind]
+    if kind.with_labels is None:
+        raise ValueError(f"the {sampling.kind} pipeline has no degradation labels")
+    return kind.with_labels(hr, getattr(sampling, kind.settings), scale, generator)

@@ -114,23 +114,39 @@ class KDSRStudent(_KDSRBase):
 
     @overload
     def forward(
-        self, lr: torch.Tensor, return_idr: Literal[False] = False, idr_from: torch.Tensor | None = None
+        self,
+        lr: torch.Tensor,
+        return_idr: Literal[False] = False,
+        idr_from: torch.Tensor | None = None,
+        idr_offset: torch.Tensor | None = None,
     ) -> torch.Tensor: ...
     @overload
     def forward(
-        self, lr: torch.Tensor, return_idr: Literal[True], idr_from: torch.Tensor | None = None
+        self,
+        lr: torch.Tensor,
+        return_idr: Literal[True],
+        idr_from: torch.Tensor | None = None,
+        idr_offset: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, IDR]: ...
 
     def forward(
-        self, lr: torch.Tensor, return_idr: bool = False, idr_from: torch.Tensor | None = None
+        self,
+        lr: torch.Tensor,
+        return_idr: bool = False,
+        idr_from: torch.Tensor | None = None,
+        idr_offset: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, IDR]:
         """``idr_from`` (B', 3, h', w'), B' <= B: the first B' inputs are super-resolved with the IDR of these
-        images instead of their own (counterfactual training, :mod:`kdsr.degradations.counterfactual`); the
-        returned IDR stays the inputs' own."""
+        images instead of their own (counterfactual training, :mod:`kdsr.degradations.counterfactual`);
+        ``idr_offset`` (B', C): with their own IDR plus this (the map-told steps); the returned IDR stays the
+        inputs' own."""
         idr = self.E_st(lr)
         d = idr.d
         if idr_from is not None:
             d = torch.cat([self.E_st(idr_from).d, d[idr_from.shape[0] :]])
+        if idr_offset is not None:
+            k = idr_offset.shape[0]
+            d = torch.cat([d[:k] + idr_offset.to(d.dtype), d[k:]])
         sr = self.G(lr, d)
         return (sr, idr) if return_idr else sr
 

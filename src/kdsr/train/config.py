@@ -13,7 +13,7 @@ from typing import Any
 
 from kdsr.architecture import ENCODERS, PRESETS, SCALES
 from kdsr.degradations.counterfactual import CounterfactualConfig
-from kdsr.degradations.sampling import GROUP_MODES, KINDS, DegradationSampling
+from kdsr.degradations.sampling import DEGRADATION_KINDS, GROUP_MODES, KINDS, DegradationSampling
 from kdsr.errors import KDSRError
 
 STAGES = ("teacher", "student", "gan")
@@ -228,7 +228,7 @@ class TrainConfig:
                 self.distill.degradation_weight == 0
                 or (
                     self.stage != "gan"
-                    and self.degradation.kind in ("mixture", "classic")
+                    and getattr(DEGRADATION_KINDS.get(self.degradation.kind), "with_labels", None) is not None
                     and self.degradation.group == 1
                 ),
                 "distill.degradation_weight is for the teacher and student stages with degradation.kind mixture or "

@@ -282,7 +282,11 @@ def _batch(run: _Run, hr: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.
             pairs = counterfactual_pairs(hr_pairs, config.counterfactual, config.data.scale, generator)
             lr = pairs.lr if lr is None else torch.cat([pairs.lr, lr])
             hr = torch.cat([pairs.target, hr[n_told:]])
-            told = ToldPairs(pairs.told.contiguous(memory_format=torch.channels_last), hr_pairs)
+            by_map = bool(torch.rand(1, generator=generator, device=hr.device) < config.counterfactual.map_share) if (
+                config.counterfactual.map_share
+            ) else False  # fmt: skip
+            told = ToldPairs(pairs.told.contiguous(memory_format=torch.channels_last), hr_pairs, pairs.told_values,
+                             by_map)  # fmt: skip
         lr, hr = run.stage.mix_in(lr, hr, generator)
     channels_last = torch.channels_last
     return lr.contiguous(memory_format=channels_last), hr.contiguous(memory_format=channels_last), labels, told

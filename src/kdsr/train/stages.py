@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -198,16 +199,33 @@ class TeacherStage(Stage):
 
 
 class ToldPairs(NamedTuple):
-    """The counterfactual pairs at the head of a batch: their told LRs (whose IDR super-resolves them) and their HRs
-    (in the batch, their targets stand in place of the HRs)."""
+    """The counterfactual pairs at the head of a batch: their told LRs (whose IDR super-resolves them), their HRs (in
+    the batch, their targets stand in place of the HRs), the told degradations (IDR map units) and whether this step
+    tells them through the IDR map instead of the told LRs."""
 
     lr: torch.Tensor
     hr: torch.Tensor
+    values: tuple[dict[str, float], ...] = ()
+    by_map: bool = False
 
 
 class StudentStage(Stage):
     """KD-IDE_S + SR network on the LR: KD towards the frozen teacher's D' plus L1 (after the optional KD-only
     warm-up); without a teacher, L1 alone."""
+
+    def __init__(self, config: TrainConfig, device: torch.device) -> None:
+        super().__init__(config, device)
+        #: the estimator and IDR map of ``distill.init`` (what --assume / --denoise steer with), for map-told steps
+        self.readout = None
+        if config.counterfactual.map_share:
+            from kdsr.readout.head import read_head
+            from kdsr.readout.steering import read_idr_map
+
+            head, idr_map = read_head(config.distill.init), read_idr_map(config.distill.init)
+            if head is None or idr_map is None:
+                raise KDSRError("counterfactual.map_share needs distill.init with a degradation estimator and an IDR "
+                                "map (kdsr estimate --fit ... --idr-map)")  # fmt: skip
+            self.readout = (head, idr_map)
 
     @property
     def warmup(self) -> bool:
@@ -223,7 +241,7 @@ class StudentStage(Stage):
         if warming_up and self.net is self.model:  # KD-only warm-up: the generator is not needed
             sr, idr = None, self.model.encode(lr)
         else:
-            sr, idr = self.net(lr, return_idr=True, idr_from=told.lr if told is not None else None)
+            sr, idr = self.net(lr, return_idr=True, **self._told_idr(lr, told))
         losses = self.degradation_loss(idr.d, labels)
         if self.teacher is not None:
             with torch.no_grad():
@@ -234,6 +252,24 @@ class StudentStage(Stage):
             if told is not None:
                 losses.update(self._counterfactual_losses(lr, hr, sr, told))
         return losses, sr
+
+    def _told_idr(self, lr: torch.Tensor, told: ToldPairs | None) -> dict[str, torch.Tensor]:
+        """How the counterfactual pairs get their told IDR: the told LRs' (``idr_from``), or, on a step told through
+        the map, their own IDR moved by the map from the estimated to the told degradation (``idr_offset``)."""
+        if told is None:
+            return {}
+        if not told.by_map:
+            return {"idr_from": told.lr}
+        head, idr_map = self.readout
+        with torch.no_grad():
+            d_prime = self.model.encode(lr[: len(told.lr)]).d_prime.float().cpu().numpy()
+        offsets = []
+        for row, values in zip(d_prime, told.values, strict=True):
+            read = head.predict(row)
+            estimated = idr_map.clip({name: read[name] for name in idr_map.targets})
+            used = idr_map.clip({**estimated, **values})
+            offsets.append(idr_map.predict(used) - idr_map.predict(estimated))
+        return {"idr_offset": torch.from_numpy(np.stack(offsets)).to(lr.device, torch.float32)}
 
     def _counterfactual_losses(self, lr, hr, sr, told: ToldPairs) -> dict[str, torch.Tensor]:
         """The counterfactual pairs' extra terms (:class:`~kdsr.degradations.counterfactual.CounterfactualConfig`):
@@ -339,8 +375,9 @@ class GanStage(StudentStage):
         self.scaler_d.load_state_dict(state.get("scaler_d", self.scaler_d.state_dict()))
 
 
-STAGES = {"teacher": TeacherStage, "student": StudentStage, "gan": GanStage}
+#: The stage classes by ``stage`` (the names are :data:`kdsr.train.config.STAGES`; a test holds the two together)
+STAGE_CLASSES = {"teacher": TeacherStage, "student": StudentStage, "gan": GanStage}
 
 
 def build_stage(config: TrainConfig, device: torch.device) -> Stage:
-    return STAGES[config.stage](config, device)
+    return STAGE_CLASSES[config.stage](config, device)
