@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,6 +104,9 @@ def test_without_torch_the_cli_upscales_and_estimates_and_names_what_needs_torch
     assert done.returncode == 0, done.stderr
     assert "torch-free path" in done.stderr and "restored as" in done.stderr
     assert read_image(tmp_path / "out.png").shape == (96, 120, 3)
+    sharper = _no_torch_cli(tmp_path, "upscale", "-i", str(source), "-o", str(tmp_path / "d.png"), "--backend", "onnx",
+                            "--detail", "0.5")  # fmt: skip
+    assert sharper.returncode == 0, sharper.stderr  # the blend's graphs blended from the shipped ones, no torch
     estimated = _no_torch_cli(tmp_path, "estimate", "-i", str(source), "--json", str(tmp_path / "e.json"))
     assert estimated.returncode == 0 and "noise (0-255)" in estimated.stdout, estimated.stderr
     for args, what in (
@@ -197,3 +201,30 @@ def test_the_python_api_upscales_a_file_without_importing_torch():
     )
     done = subprocess.run([sys.executable, "-c", code, str(ASSETS / "sample.png")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_detail_blends_graphs_are_blended_from_the_shipped_ones(tmp_path, monkeypatch):
+    """--detail between 0 and 1 without torch: the blend's split graphs are the faithful model's shipped graphs with
+    their float32 weights interpolated towards the sharp model's, and they run as the torch blend does."""
+    pytest.importorskip("onnxruntime")
+    from kdsr.detail import with_detail
+    from kdsr.inference.graph_blend import blend_graph, float_ranges
+    from kdsr.inference.graph_files import cached_split_folder
+    from kdsr.inference.upscaler import Upscaler
+
+    monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
+    blend = with_detail(None, 0.3)
+    assert (cached_split_folder(Path(blend)) / "generator.onnx").is_file()  # made with the blend, not exported
+    image = synthetic_image(20, 24)
+    fast = open_upscaler(None, UpscaleSettings(backend="onnx", detail=0.3, tile=32))
+    reference = Upscaler(None, backend="torch", precision="fp32", detail=0.3, tile=32).upscale(image)
+    assert np.abs(fast.upscale(image).astype(int) - reference.astype(int)).max() <= 1
+    graphs = shipped_graphs_root()
+    faithful = (graphs / "kdsr-real-x4" / "head.onnx").read_bytes()
+    sharp = (graphs / "kdsr-real-x4-gan" / "head.onnx").read_bytes()
+    start, end = float_ranges(faithful)[0]
+    assert blend_graph(faithful, sharp, 0.0) == faithful and blend_graph(faithful, sharp, 1.0) == sharp
+    changed = bytearray(sharp)
+    changed[start - 1] ^= 1  # a byte that is not a weight: another graph, not blendable
+    assert blend_graph(faithful, bytes(changed), 0.5) is None
+    assert blend_graph(faithful, sharp[:-1], 0.5) is None
