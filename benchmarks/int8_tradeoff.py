@@ -40,11 +40,11 @@ def main() -> None:
     import openvino as ov
 
     from kdsr.evaluation import run_benchmark
+    from kdsr.export.int8 import calibration_pairs, case_psnr, quantize_generator
     from kdsr.inference import Upscaler
     from kdsr.inference.backends import OpenVinoGraphs, TiledBackend
+    from kdsr.inference.graph_cache import split_graphs_for
     from kdsr.inference.graph_files import SPLIT_GRAPHS
-    from kdsr.inference.int8 import calibration_pairs, case_psnr, quantize_generator
-    from kdsr.inference.openvino_runtime import split_graphs_for
     from kdsr.inference.upscaler import run_pipeline
 
     core = ov.Core()

@@ -82,7 +82,7 @@ def _images(folder: Path, count: int) -> Path:
 
 
 def _warm(model: str, split: Path) -> None:
-    from kdsr.inference.onnx_runtime import export_onnx_split
+    from kdsr.export.onnx import export_onnx_split
     from kdsr.inference.upscaler import Upscaler
 
     Upscaler(model, backend="openvino", precision="fp32")  # exports the split graphs, OpenVINO caches its compile

@@ -14,8 +14,8 @@ import json
 from kdsr.atomic import atomic_folder
 from kdsr.bundled import bundled_models
 from kdsr.checkpoint import load_model
+from kdsr.export.onnx import export_onnx_split
 from kdsr.inference.graph_files import SHIPPED_SOURCE, file_digest, shipped_graphs_root
-from kdsr.inference.onnx_runtime import export_onnx_split
 
 
 def main() -> None:

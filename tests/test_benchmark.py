@@ -150,8 +150,8 @@ def test_benchmark_under_another_backend(tmp_path, data_dir, monkeypatch):
 def test_detail_metrics_in_the_everyday_benchmark(tmp_path, capsys):
     """``--detail``: NIQE, high-frequency ratio and colour error per case for the method and bicubic, and the LR
     consistency of the clean case only; the JSON carries every number."""
+    from kdsr.export.int8 import default_calibration_folder
     from kdsr.image_io import list_images, read_rgb8
-    from kdsr.inference.int8 import default_calibration_folder
 
     folder = tmp_path / "Photos"
     folder.mkdir()

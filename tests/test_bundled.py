@@ -157,8 +157,8 @@ def test_default_model_beats_bicubic_on_a_clean_downscaled_sample():
 def test_gan_model_is_sharper_than_the_default_and_stays_faithful():
     """The six photo crops shipped for int8 calibration, cleanly downscaled: finer detail than the default on every
     crop (means 0.28 / 0.22 of the HR's at bundling), PSNR within 1 dB of it and above bicubic, no sub-pixel grid."""
+    from kdsr.export.int8 import default_calibration_folder
     from kdsr.image_io import list_images
-    from kdsr.inference.int8 import default_calibration_folder
     from kdsr.metrics.detail import high_frequency_ratio, subpixel_grid
 
     psnrs, detail = {"bicubic": [], "kdsr-real-x4": [], "kdsr-real-x4-gan": []}, {}

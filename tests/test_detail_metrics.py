@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from kdsr.export.int8 import default_calibration_folder
 from kdsr.image_io import list_images, read_rgb8
-from kdsr.inference.int8 import default_calibration_folder
 from kdsr.metrics.detail import colour_error, high_frequency_ratio, lr_consistency, subpixel_grid
 from kdsr.metrics.niqe import PristineModel, default_model, fit_pristine, niqe
 

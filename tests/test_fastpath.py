@@ -63,8 +63,8 @@ def test_fast_path_matches_the_torch_backend_on_every_bundled_model(name, runtim
 
 def test_split_onnx_folder_runs_torch_free_with_onnxruntime(tmp_path):
     pytest.importorskip("onnxruntime")
+    from kdsr.export.onnx import export_onnx_split
     from kdsr.inference.fastpath import open_fast_upscaler
-    from kdsr.inference.onnx_runtime import export_onnx_split
 
     model = tiny_model(encoder="energy")
     export_onnx_split(model, tmp_path / "split")

@@ -292,8 +292,9 @@ def test_openvino_generator_runs_its_tail_in_bands_with_the_same_result(tmp_path
     from kdsr.checkpoint import save_model
     from kdsr.constants import TAIL_BAND
     from kdsr.inference import openvino_runtime
+    from kdsr.inference.graph_cache import graph_files
     from kdsr.inference.openvino_core import as_infer, compile_graph
-    from kdsr.inference.openvino_runtime import banded_generator, graph_files, split_generator
+    from kdsr.inference.openvino_runtime import banded_generator, split_generator
 
     monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
     save_model(tiny_model(), tmp_path / "m.safetensors")
@@ -321,7 +322,7 @@ def _int8_checks(tmp: str) -> None:
 
     tmp_path = Path(tmp)
     from kdsr.checkpoint import save_model
-    from kdsr.inference import int8 as openvino
+    from kdsr.export import int8 as openvino
 
     os.environ["KDSR_CACHE"] = str(tmp_path / "cache")
     model = tiny_model()
@@ -395,7 +396,7 @@ def test_openvino_int8_is_calibrated_checked_and_cached(tmp_path):
 
 
 def test_default_calibration_pairs_are_everyday_inputs():
-    from kdsr.inference.int8 import CALIBRATION_CASES, calibration_pairs, default_calibration_folder
+    from kdsr.export.int8 import CALIBRATION_CASES, calibration_pairs, default_calibration_folder
 
     model = tiny_model()
     with torch.no_grad():

@@ -33,9 +33,11 @@ INFERENCE = sorted((PACKAGE / "inference").glob("*.py"))
 
 
 @pytest.mark.parametrize("path", INFERENCE, ids=lambda p: p.name)
-def test_inference_does_not_import_the_exporters(path):
-    """Runtimes live in inference/; export/ writes files for other tools and may use them, not the other way."""
-    assert not {m for m in _imported_modules(path) if m == "kdsr.export" or m.startswith("kdsr.export.")}
+def test_inference_imports_the_exporters_only_to_build_a_missing_graph_cache(path):
+    """Runtimes live in inference/; export/ writes files (ONNX, OpenVINO IR, the INT8 generator) and may use them.
+    The one way back is the graph cache, which exports a model's graphs (and quantises its INT8 generator) once."""
+    exporters = {m for m in _imported_modules(path) if m == "kdsr.export" or m.startswith("kdsr.export.")}
+    assert not exporters or path.name == "graph_cache.py"
 
 
 @pytest.mark.parametrize("path", INFERENCE, ids=lambda p: p.name)
@@ -66,7 +68,7 @@ def test_no_import_circle():
     import graphlib
 
     graph = _module_graph()
-    assert "kdsr.inference.openvino_runtime" in graph["kdsr.inference.int8"] | graph["kdsr.inference.backends"]
+    assert "kdsr.inference.openvino_runtime" in graph["kdsr.inference.backends"]  # a lazy import, seen
     try:
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as circle:
@@ -132,10 +134,16 @@ TORCH_FREE = (
     "kdsr.cli.upscale",
     "kdsr.inference.fastpath",
     "kdsr.inference.files",
+    "kdsr.inference.graph_blend",
+    "kdsr.inference.graph_cache",
     "kdsr.inference.graph_files",
     "kdsr.inference.layout",
+    "kdsr.inference.opening",
     "kdsr.inference.openvino_runtime",
     "kdsr.inference.planning",
+    "kdsr.inference.settings",
+    "kdsr.image_ops",
+    "kdsr.readout.steering",
     "kdsr.inference.tile_plan",
     "kdsr.metrics.niqe",
 )

@@ -8,7 +8,7 @@ PROTOCOLS = ("gaussian8", "aniso", "paired", "everyday")
 CONVENTIONS = ("official", "basicsr")
 #: Inference precisions (each maps to a torch dtype in ``kdsr.devices.PRECISIONS``).
 PRECISION_NAMES = ("fp32", "fp16", "bf16")
-#: What the OpenVINO backend adds: the generator quantised to INT8 (``kdsr.inference.int8``).
+#: What the OpenVINO backend adds: the generator quantised to INT8 (``kdsr.export.int8``).
 OPENVINO_ONLY_PRECISIONS = ("int8",)
 ALPHA_UPSAMPLERS = ("kdsr", "bicubic")
 #: What runs the network (``kdsr.inference.backends``): torch, onnxruntime, OpenVINO.

@@ -1,5 +1,5 @@
 """``kdsr export --format openvino``: a model's split graphs written as OpenVINO IR into a folder, the generator
-optionally quantised to INT8 (:mod:`kdsr.inference.int8`); the OpenVINO runtime
+optionally quantised to INT8 (:mod:`kdsr.export.int8`); the OpenVINO runtime
 (:mod:`kdsr.inference.openvino_runtime`) runs such a folder as it runs a model."""
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def build_backend(
     if backend == "onnx" and not isinstance(model, nn.Module):
         source = str(model or default_model_name())
         if not source.endswith(".onnx") and not Path(source).is_dir():
-            from kdsr.inference.openvino_runtime import split_graphs_for
+            from kdsr.inference.graph_cache import split_graphs_for
 
             model = split_graphs_for(source)  # a model file's graphs: shipped, cached, or exported once now
     named = isinstance(model, str | os.PathLike) and str(model) != ""  # Path("") would be the current folder

@@ -45,7 +45,7 @@ def mean_and_scale(x: np.ndarray, band: int = 64) -> tuple[np.float64, np.float6
 
 class GraphPipeline:
     """kdsr's pipeline on the three split graphs (features, head, generator; see
-    :func:`kdsr.inference.onnx_runtime.export_onnx_split`), batch 1, float32 NCHW numpy."""
+    :func:`kdsr.export.onnx.export_onnx_split`), batch 1, float32 NCHW numpy."""
 
     def __init__(
         self,

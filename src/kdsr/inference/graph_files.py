@@ -2,7 +2,7 @@
 graphs shipped in the package beside the bundled models (``kdsr/graphs/NAME``, written by
 ``scripts/build_graphs.py``), or the cache of any other model file (``$KDSR_CACHE``, default ``~/.cache/kdsr``, keyed
 by the model file's SHA-256). Building a missing cache needs torch
-(:func:`kdsr.inference.openvino_runtime.split_graphs_for`); finding graphs does not, which is what lets
+(:func:`kdsr.inference.graph_cache.split_graphs_for`); finding graphs does not, which is what lets
 :mod:`kdsr.inference.fastpath` run where torch is not installed."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """OpenVINO itself, for the runtime (:mod:`kdsr.inference.openvino_runtime`) and the INT8 quantiser
-(:mod:`kdsr.inference.int8`) alike: the module, a graph compiled at a pinned precision, and a compiled graph as an
+(:mod:`kdsr.export.int8`) alike: the module, a graph compiled at a pinned precision, and a compiled graph as an
 ``infer`` callable. Imports nothing of kdsr's runtimes, so that neither imports the other through it."""
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """OpenVINO runtime for the split graphs (the ``openvino`` extra): the same tiling path as torch and ONNX, with
 OpenVINO's CPU plugin, which reaches a larger share of the CPU's peak.
 
-Nothing here imports torch except building a missing cache, so the torch-free path (:mod:`kdsr.inference.fastpath`)
-runs on it. A model given by name or file is exported to split ONNX graphs once and cached under ``$KDSR_CACHE``
-(default ``~/.cache/kdsr``), keyed by the model file's SHA-256, so the next run starts at once. The precision is
+Nothing here imports torch, so the torch-free path (:mod:`kdsr.inference.fastpath`) runs on it; a model's graphs come
+from :mod:`kdsr.inference.graph_cache` (shipped with the package, cached, or exported once with torch). The precision is
 pinned with ``INFERENCE_PRECISION_HINT``, so that fp32 means fp32 (the CPU plugin's default on bf16-capable CPUs is
-bf16). ``int8`` runs the generator quantised by :mod:`kdsr.inference.int8` (built on first use and cached).
+bf16). ``int8`` runs the generator quantised by :mod:`kdsr.export.int8` (built on first use and cached).
 """
 
 from __future__ import annotations
@@ -19,60 +18,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kdsr.atomic import atomic_folder
 from kdsr.constants import TAIL_BAND, TAIL_CONTEXT
 from kdsr.errors import KDSRError
+from kdsr.inference.graph_cache import graph_files, int8_generator_for
 from kdsr.inference.graph_files import (
-    SPLIT_GRAPHS,
     GraphFiles,
     cache_root,
-    cached_split_folder,
-    find_graph_files,
-    is_complete_split,
-    read_split_config,
-    shipped_split_folder,
 )
 from kdsr.inference.openvino_core import PRECISION_HINTS, as_infer, compile_graph, openvino_module
-
-
-def split_graphs_for(source: str | os.PathLike) -> Path:
-    """The split ONNX folder of a model: ``source`` itself when it is one, else a cached export of the bundled
-    model or checkpoint file (built on first use, atomically: a temp folder renamed into place)."""
-    from kdsr.bundled import model_file
-
-    if Path(source).is_dir():
-        return read_split_config(source)[0]
-    path = model_file(source)
-    if not path.is_file():
-        raise KDSRError(f"unknown model '{source}': not a bundled model, checkpoint or split ONNX folder")
-    folder = shipped_split_folder(path.resolve()) or cached_split_folder(path)
-    if not is_complete_split(folder):
-        _build_split(path, folder)
-    return folder
-
-
-def _build_split(path: Path, folder: Path) -> None:
-    """Export a model file's split graphs into the cache (seconds to a minute, once per model), saying so on a
-    terminal: one line, and a bar of the three graphs (scripts and logs stay as quiet as other runs)."""
-    import sys
-    import time
-
-    from kdsr.checkpoint import load_model
-    from kdsr.inference.onnx_runtime import export_onnx_split
-
-    bar, start = None, time.perf_counter()
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        print(f"kdsr: preparing {path.name} for its runtime (once; kept in {folder.parent})", file=sys.stderr)
-        bar = tqdm(total=len(SPLIT_GRAPHS), desc="graphs", unit="graph", leave=False)
-    try:
-        with atomic_folder(folder) as building:
-            export_onnx_split(load_model(path), building, on_graph=bar.update if bar else None)
-    finally:
-        if bar:
-            bar.close()
-            print(f"kdsr: prepared in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
 def _tail_cut(model):
@@ -131,15 +84,6 @@ def banded_generator(body: Callable[[dict], list], tail: Callable[[list], list],
     return infer
 
 
-def graph_files(source: str | os.PathLike) -> GraphFiles:
-    """The graphs of a source (see :func:`~kdsr.inference.graph_files.find_graph_files`), exporting a model file's
-    split graphs to the cache first when they are not there yet."""
-    found = find_graph_files(source)
-    if found is None:
-        found = find_graph_files(split_graphs_for(source))
-    return found
-
-
 class CompiledSplit(NamedTuple):
     """The three graphs compiled for the CPU as ``infer`` callables (numpy feeds by name -> outputs in order), the
     architecture (``KDSRConfig`` fields) and the precision they run at."""
@@ -156,7 +100,7 @@ def compile_split(
     max_drop: float | None = None,
 ) -> CompiledSplit:
     """A source's split graphs compiled by OpenVINO at a pinned precision (``fp32`` or ``bf16``), or with the
-    generator quantised to INT8 (``int8``; built on first use and cached, see :mod:`kdsr.inference.int8`). An
+    generator quantised to INT8 (``int8``; built on first use and cached, see :mod:`kdsr.export.int8`). An
     OpenVINO export whose generator is INT8 runs as it is, with its float layers at ``precision``."""
     ov = openvino_module()
     if precision not in PRECISION_HINTS:
@@ -208,7 +152,5 @@ def read_graphs(core, source, int8: bool, calibration, max_drop: float | None) -
         found = graph_files(source)
         models = _read_models(core, found)
     if int8 and not found.int8:
-        from kdsr.inference.int8 import int8_generator
-
-        models[2] = core.read_model(str(int8_generator(found.files, found.config, calibration, max_drop)))
+        models[2] = core.read_model(str(int8_generator_for(found, calibration, max_drop)))
     return models, found.config, int8 or found.int8

@@ -1,0 +1,78 @@
+"""A model's split graphs, found or built: the graphs shipped with the package or cached
+(:mod:`kdsr.inference.graph_files`, no torch), else exported once into the cache with torch
+(:func:`kdsr.export.onnx.export_onnx_split`); and the INT8 generator, quantised once by :mod:`kdsr.export.int8`. The
+one module of ``inference`` that imports ``export``, and only to build what is missing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kdsr.atomic import atomic_folder
+from kdsr.errors import KDSRError
+from kdsr.inference.graph_files import (
+    SPLIT_GRAPHS,
+    GraphFiles,
+    cached_split_folder,
+    find_graph_files,
+    is_complete_split,
+    read_split_config,
+    shipped_split_folder,
+)
+
+
+def split_graphs_for(source: str | os.PathLike) -> Path:
+    """The split ONNX folder of a model: ``source`` itself when it is one, else a cached export of the bundled
+    model or checkpoint file (built on first use, atomically: a temp folder renamed into place)."""
+    from kdsr.bundled import model_file
+
+    if Path(source).is_dir():
+        return read_split_config(source)[0]
+    path = model_file(source)
+    if not path.is_file():
+        raise KDSRError(f"unknown model '{source}': not a bundled model, checkpoint or split ONNX folder")
+    folder = shipped_split_folder(path.resolve()) or cached_split_folder(path)
+    if not is_complete_split(folder):
+        _build_split(path, folder)
+    return folder
+
+
+def _build_split(path: Path, folder: Path) -> None:
+    """Export a model file's split graphs into the cache (seconds to a minute, once per model), saying so on a
+    terminal: one line, and a bar of the three graphs (scripts and logs stay as quiet as other runs)."""
+    import sys
+    import time
+
+    from kdsr.checkpoint import load_model
+    from kdsr.export.onnx import export_onnx_split
+
+    bar, start = None, time.perf_counter()
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        print(f"kdsr: preparing {path.name} for its runtime (once; kept in {folder.parent})", file=sys.stderr)
+        bar = tqdm(total=len(SPLIT_GRAPHS), desc="graphs", unit="graph", leave=False)
+    try:
+        with atomic_folder(folder) as building:
+            export_onnx_split(load_model(path), building, on_graph=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+            print(f"kdsr: prepared in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+
+
+def graph_files(source: str | os.PathLike) -> GraphFiles:
+    """The graphs of a source (see :func:`~kdsr.inference.graph_files.find_graph_files`), exporting a model file's
+    split graphs to the cache first when they are not there yet."""
+    found = find_graph_files(source)
+    if found is None:
+        found = find_graph_files(split_graphs_for(source))
+    return found
+
+
+def int8_generator_for(found: GraphFiles, calibration, max_drop: float | None) -> Path:
+    """The INT8 generator graph of a model's float graphs (quantised on first use and cached,
+    :func:`kdsr.export.int8.int8_generator`)."""
+    from kdsr.export.int8 import int8_generator
+
+    return int8_generator(found.files, found.config, calibration, max_drop)
