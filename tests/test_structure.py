@@ -68,7 +68,7 @@ def test_no_import_circle():
     import graphlib
 
     graph = _module_graph()
-    assert "kdsr.inference.openvino_runtime" in graph["kdsr.inference.backends"]  # a lazy import, seen
+    assert "kdsr.inference.openvino_runtime" in graph["kdsr.inference.runtimes"]  # a lazy import, seen
     try:
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as circle:
@@ -160,3 +160,13 @@ def test_the_torch_free_path_imports_no_torch():
     result = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, check=True)
     lines = result.stdout.splitlines()  # `kdsr models` lists presets and bundled models without torch
     assert lines[-1] == "False" and any(line.startswith("kdsr-s ") for line in lines)
+
+
+def test_every_backend_but_torch_is_a_runtime_of_the_table():
+    """--backend's choices are torch and the graph runtimes of kdsr.inference.runtimes.RUNTIMES, whose entries serve
+    the torch-free and the torch pipeline alike."""
+    from kdsr.constants import BACKENDS
+    from kdsr.inference.runtimes import RUNTIMES
+
+    assert BACKENDS == ("torch", *RUNTIMES)
+    assert all(name == runtime.name and callable(runtime.open) for name, runtime in RUNTIMES.items())

@@ -9,7 +9,6 @@ import contextlib
 import copy
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import NamedTuple, Protocol
 
 import torch
@@ -19,7 +18,8 @@ from kdsr.bundled import default_model_name
 from kdsr.checkpoint import load_model
 from kdsr.devices import resolve_device, resolve_dtype
 from kdsr.errors import KDSRError
-from kdsr.inference.onnx_runtime import OnnxGraphs, SplitGraphs, architecture
+from kdsr.inference.onnx_runtime import SplitGraphs, architecture
+from kdsr.inference.runtimes import RUNTIMES
 from kdsr.inference.settings import default_tile
 from kdsr.inference.tile_plan import count_tiles
 from kdsr.inference.tiling import estimate_idr, tiled_super_resolve
@@ -60,7 +60,7 @@ class TiledBackend:
 
     def __init__(
         self,
-        network: KDSRStudent | OnnxGraphs,
+        network: KDSRStudent | SplitGraphs,
         device: torch.device,
         dtype: torch.dtype,
         tile: int,
@@ -150,38 +150,28 @@ def build_backend(
 ) -> tuple[Backend, torch.device, torch.dtype]:
     """(backend, device, dtype of the tensors it takes) for a model (bundled name, checkpoint, module, ONNX file or
     folder, OpenVINO export) on ``backend`` ("torch", "onnx" or "openvino"; "auto" resolved by the caller)."""
-    if backend == "onnx" and not isinstance(model, nn.Module):
+    if backend in RUNTIMES:
+        if isinstance(model, nn.Module):
+            raise KDSRError(f"the {backend} backend runs a model file or an export, not a module")
         source = str(model or default_model_name())
-        if not source.endswith(".onnx") and not Path(source).is_dir():
-            from kdsr.inference.graph_cache import split_graphs_for
-
-            model = split_graphs_for(source)  # a model file's graphs: shipped, cached, or exported once now
-    named = isinstance(model, str | os.PathLike) and str(model) != ""  # Path("") would be the current folder
-    split = backend == "onnx" and named and Path(model).is_dir()
-    tile = tiling.tile
-    if backend == "onnx":
-        if not (split or (named and str(model).endswith(".onnx"))):
-            raise KDSRError("the onnx backend needs a model file, a `kdsr export` .onnx file or --split folder")
-        if tile and not split:
-            raise KDSRError(
-                "a one-graph .onnx runs whole images (it estimates the IDR per input); use -t 0, or export with "
-                "--split to tile"
-            )
-        tile, device, precision = (tile if split else 0), "cpu", "fp32"
+        if backend == "onnx" and source.endswith(".onnx"):  # one graph: the IDR is estimated inside it
+            if tiling.tile:
+                raise KDSRError(
+                    "a one-graph .onnx runs whole images (it estimates the IDR per input); use -t 0, or export with "
+                    "--split to tile"
+                )
+            return OnnxBackend(source), torch.device("cpu"), torch.float32
+        opened = RUNTIMES[backend].open(source, precision, calibration, build=True)
+        if opened is None:
+            raise KDSRError(f"the {backend} backend needs a model file or an export of split graphs (-n)")
+        graphs = SplitGraphs(*opened.infers, architecture(opened.config, source))
+        graphs.precision = opened.precision  # what runs (OpenVINO's own precision, int8 included)
+        tile = default_tile("cpu") if tiling.tile is None else tiling.tile
+        device, dtype = torch.device("cpu"), torch.float32  # tensors in fp32; the runtime runs its own precision
+        return TiledBackend(graphs, device, dtype, tile, tiling.pad, tiling.overlap, tiling.idr_view), device, dtype
     device = resolve_device(device)
-    tile = default_tile(device.type) if tile is None else tile
+    tile = default_tile(device.type) if tiling.tile is None else tiling.tile
     settings = (tile, tiling.pad, tiling.overlap, tiling.idr_view)
-    if backend == "openvino":
-        device, dtype = torch.device("cpu"), torch.float32  # tensors in fp32; OpenVINO runs its own precision
-        graphs = OpenVinoGraphs(
-            model or default_model_name(), "fp32" if precision == "auto" else precision, calibration
-        )
-        return TiledBackend(graphs, device, dtype, *settings), device, dtype
-    if split:
-        dtype = resolve_dtype(precision, device)
-        return TiledBackend(OnnxGraphs(model), device, dtype, *settings), device, dtype
-    if backend == "onnx":
-        return OnnxBackend(model), device, resolve_dtype(precision, device)
     # A caller's module is copied: converting dtype and memory format in place would change their model.
     loaded = copy.deepcopy(model) if isinstance(model, nn.Module) else load_model(model or default_model_name())
     if not isinstance(loaded, KDSRStudent):
@@ -193,18 +183,12 @@ def build_backend(
 
 
 class OpenVinoGraphs(SplitGraphs):
-    """Split graphs compiled by OpenVINO (:func:`kdsr.inference.openvino_runtime.compile_split`: ``fp32``, ``bf16``
-    or ``int8``); ``precision`` is what runs (``int8`` for an export whose generator is INT8)."""
+    """Split graphs compiled by OpenVINO (``fp32``, ``bf16`` or ``int8``, the generator quantised first where
+    needed); ``precision`` is what runs (``int8`` for an export whose generator is INT8)."""
 
     def __init__(
-        self,
-        source: str | os.PathLike,
-        precision: str = "fp32",
-        calibration: str | os.PathLike | None = None,
-        max_drop: float | None = None,
+        self, source: str | os.PathLike, precision: str = "fp32", calibration: str | os.PathLike | None = None
     ) -> None:
-        from kdsr.inference.openvino_runtime import compile_split
-
-        compiled = compile_split(source, precision, calibration, max_drop)
-        super().__init__(*compiled.infers, architecture(compiled.config, source))
-        self.precision = compiled.precision
+        opened = RUNTIMES["openvino"].open(source, precision, calibration, build=True)
+        super().__init__(*opened.infers, architecture(opened.config, source))
+        self.precision = opened.precision

@@ -24,13 +24,11 @@ from kdsr.constants import (
     TILE_PAD,
 )
 from kdsr.errors import KDSRError
-from kdsr.inference.graph_files import onnxruntime_session, standardises_input
+from kdsr.inference.graph_files import standardises_input
 from kdsr.inference.layout import upscale_array
+from kdsr.inference.runtimes import Infer
 from kdsr.inference.streaming import Emit, Layout, stream_upscale
 from kdsr.inference.tile_plan import encoder_tiles, runs_whole, view_regions
-
-#: numpy inputs by name -> outputs in order (a compiled OpenVINO model or an onnxruntime session's run)
-Infer = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 
 def mean_and_scale(x: np.ndarray, band: int = 64) -> tuple[np.float64, np.float64]:
@@ -164,11 +162,6 @@ def _to_nchw(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
-def _onnxruntime_infers(files: list[Path]) -> list[Infer]:
-    sessions = [onnxruntime_session(path) for path in files]
-    return [lambda feeds, session=session: session.run(None, feeds) for session in sessions]
-
-
 #: precisions the OpenVINO runtime serves on a CPU ("auto" is fp32 there)
 OPENVINO_CPU_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
@@ -215,12 +208,12 @@ def open_fast_upscaler(
     denoise: float | None = None,
     **pipeline_settings,
 ) -> FastUpscaler | None:
-    """A torch-free upscaler for ``model`` on ``backend`` ("openvino", or "onnx" with a split folder) when its graphs
-    exist already; None when the torch-aware path must run instead (graphs not built yet, INT8 not quantised yet, a
-    one-graph ``.onnx`` file). ``assume`` / ``denoise``: as :class:`~kdsr.inference.upscaler.Upscaler`'s.
-    ``pipeline_settings``: :class:`GraphPipeline`'s."""
+    """A torch-free upscaler for ``model`` on ``backend`` (an entry of :data:`~kdsr.inference.runtimes.RUNTIMES`)
+    when its graphs exist already; None when the torch-aware path must run instead (graphs not built yet, INT8 not
+    quantised yet, a one-graph ``.onnx`` file). ``assume`` / ``denoise``: as
+    :class:`~kdsr.inference.upscaler.Upscaler`'s. ``pipeline_settings``: :class:`GraphPipeline`'s."""
     from kdsr.bundled import default_model_name, model_file
-    from kdsr.inference.graph_files import find_graph_files
+    from kdsr.inference.runtimes import RUNTIMES
     from kdsr.inference.settings import default_tile
     from kdsr.readout.steering import Steerer, Steering
 
@@ -228,25 +221,10 @@ def open_fast_upscaler(
     steering = Steering.from_options(assume, denoise)
     if not model_file(source).exists():
         return None  # a preset's name (an untrained network): torch builds it
-    found = find_graph_files(source)
-    if found is None:
+    opened = RUNTIMES[backend].open(source, precision)
+    if opened is None:
         return None
-    if backend == "openvino":
-        if precision == "int8" and not found.int8:
-            return None  # quantising (or finding the cached INT8 generator) is the torch-aware path's
-        from kdsr.inference.openvino_runtime import DamagedGraphs, compile_split
-
-        try:  # the folder found above: compiling from it does not hash the model file a second time
-            compiled = compile_split(found.files[0].parent, "fp32" if precision in ("auto", "int8") else precision)
-        except DamagedGraphs as damaged:
-            if not damaged.cached:
-                raise
-            return None  # a damaged cache, now removed (and said so): the torch-aware path rebuilds it
-        infers, config, precision = compiled.infers, compiled.config, compiled.precision
-    else:
-        if found.files[0].suffix != ".onnx" or precision not in ("auto", "fp32"):
-            return None
-        infers, config, precision = _onnxruntime_infers(found.files), found.config, "fp32"
+    infers, config, precision = opened
     pipeline = GraphPipeline(infers, config, default_tile("cpu") if tile is None else tile, **pipeline_settings)
     steerer = Steerer.for_model(source, steering) if steering.active else None
     return FastUpscaler(pipeline, backend, precision, alpha_upsampler, steerer)
