@@ -112,7 +112,7 @@ def test_without_torch_the_cli_upscales_and_estimates_and_names_what_needs_torch
     for args, what in (
         (["train", "x.yaml", "-o", str(tmp_path / "run")], "kdsr train needs PyTorch"),
         (["upscale", "-i", str(source), "-o", str(tmp_path / "t.png"), "--backend", "torch"], "the torch backend"),
-        (["upscale", "-i", str(source), "-o", str(tmp_path / "s.png"), "-n", "kdsr-s"], "first run of kdsr-s"),
+        (["upscale", "-i", str(source), "-o", str(tmp_path / "s.png"), "-n", "kdsr-s"], "an architecture preset"),
     ):
         refused = _no_torch_cli(tmp_path, *args)
         lines = refused.stderr.strip().splitlines()

@@ -60,8 +60,12 @@ def _why_torch(model, settings: UpscaleSettings, video: bool) -> str:
 
     if model is not None and cache_root() / "detail" in Path(model).parents:
         return "the first run at this --detail (its blend's graphs are built once, with torch, then cached)"
-    name = Path(model).name if model is not None else "the model"
-    return f"the first run of {name} (its graphs are built once, with torch, then cached)"
+    from kdsr.bundled import default_model_name, model_file
+
+    source = model or default_model_name()
+    if not model_file(source).exists():
+        return f"{source} (an architecture preset: torch builds it)"
+    return f"the first run of {Path(source).name} (its graphs are built once, with torch, then cached)"
 
 
 def upscale(image, model: str | os.PathLike | None = None, *, outscale: float | None = None, **settings):
