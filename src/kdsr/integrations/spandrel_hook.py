@@ -11,9 +11,10 @@ Run with the host's Python::
 from __future__ import annotations
 
 import importlib.abc
-import importlib.machinery
+import importlib.util
 import sys
 import sysconfig
+import warnings
 from pathlib import Path
 
 #: the start-up file's name and its one line (``site`` runs lines that begin with ``import``)
@@ -29,14 +30,17 @@ class _RegisterAfterSpandrel(importlib.abc.MetaPathFinder):
         if name != "spandrel":
             return None
         sys.meta_path.remove(self)
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        spec = importlib.util.find_spec(name)  # the other finders' answer (this one is gone: no recursion)
         if spec is None or spec.loader is None:
             return spec
         run_spandrel = spec.loader.exec_module
 
         def exec_module(module) -> None:
             run_spandrel(module)
-            import kdsr.integrations.spandrel  # noqa: F401 - registers KDSR in spandrel.MAIN_REGISTRY
+            try:
+                import kdsr.integrations.spandrel  # noqa: F401 - registers KDSR in spandrel.MAIN_REGISTRY
+            except Exception as e:  # noqa: BLE001 - the host's spandrel must load whatever happens to kdsr
+                warnings.warn(f"kdsr: KDSR is not registered with spandrel ({type(e).__name__}: {e})", stacklevel=2)
 
         spec.loader.exec_module = exec_module
         return spec
