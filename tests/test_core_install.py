@@ -228,3 +228,18 @@ def test_a_detail_blends_graphs_are_blended_from_the_shipped_ones(tmp_path, monk
     changed[start - 1] ^= 1  # a byte that is not a weight: another graph, not blendable
     assert blend_graph(faithful, bytes(changed), 0.5) is None
     assert blend_graph(faithful, sharp[:-1], 0.5) is None
+
+
+def test_the_torch_free_standardisation_equals_the_encoders():
+    """fastpath.mean_and_scale (numpy, in bands, float64 sums) is the twin of the energy encoder's standardise
+    (torch): the same mean and scale to 1e-5, so the torch-free path feeds the features graph what torch's encoder
+    sees (no openvino needed)."""
+    import torch
+
+    from kdsr.inference.fastpath import mean_and_scale
+    from kdsr.models.encoder import _mean_and_scale
+
+    x = np.random.default_rng(0).random((1, 3, 150, 97), dtype=np.float32) * 0.3 + 0.2
+    mean, scale = mean_and_scale(x, band=16)
+    reference_mean, reference_scale = _mean_and_scale(torch.from_numpy(x))
+    assert abs(mean - float(reference_mean)) < 1e-5 and abs(scale - float(reference_scale)) < 1e-5
