@@ -1,6 +1,7 @@
-"""Build the split ONNX graphs of every bundled model into the package (``src/kdsr/graphs/NAME``), so that an
-install without torch upscales with them (onnxruntime or OpenVINO). Run after a bundled model changes; the test
-suite fails while a model's shipped graphs were built from another file (``tests/test_shipped_graphs.py``).
+"""Build the split ONNX graphs of every bundled model into the package (``src/kdsr/graphs/NAME``), so that a wheel
+built after it installs and upscales without torch (onnxruntime or OpenVINO). The graphs are generated files, not in
+git: run this before ``python -m build`` (``.ci/run`` and ``scripts/check_core_install.sh`` do; the test session
+builds missing ones itself).
 
     python scripts/build_graphs.py            # every bundled model
     python scripts/build_graphs.py kdsr-real-x4
@@ -9,13 +10,9 @@ suite fails while a model's shipped graphs were built from another file (``tests
 from __future__ import annotations
 
 import argparse
-import json
 
-from kdsr.atomic import atomic_folder
 from kdsr.bundled import bundled_models
-from kdsr.checkpoint import load_model
-from kdsr.export.onnx import export_onnx_split
-from kdsr.inference.graph_files import SHIPPED_SOURCE, file_digest, shipped_graphs_root
+from kdsr.inference.graph_cache import build_shipped_graphs
 
 
 def main() -> None:
@@ -27,11 +24,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"not bundled: {', '.join(unknown)}")
     for name in args.names or sorted(models):
-        path = models[name]
-        with atomic_folder(shipped_graphs_root() / name) as folder:
-            export_onnx_split(load_model(path), folder)
-            (folder / SHIPPED_SOURCE).write_text(json.dumps({"weights": file_digest(path)}) + "\n")
-        print(f"{name}: {shipped_graphs_root() / name}")
+        print(f"{name}: {build_shipped_graphs(name, models[name])}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ set -euo pipefail
 repo=$(pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+python scripts/build_graphs.py >/dev/null  # the bundled models' graphs (generated, not in git) go into the wheel
 python -m build --wheel --sdist --outdir "$work/dist" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 twine check --strict "$work"/dist/*
 wheel=$(ls "$work"/dist/*.whl)

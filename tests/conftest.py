@@ -113,3 +113,16 @@ def _model_cache(tmp_path_factory):
         os.environ.pop("KDSR_CACHE", None)
     else:
         os.environ["KDSR_CACHE"] = before
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _shipped_graphs():
+    """The bundled models' split graphs in the package (generated, not in git; scripts/build_graphs.py): built here
+    when a clone has none yet, or when a bundled model changed since they were built."""
+    from kdsr.bundled import bundled_models
+    from kdsr.inference.graph_cache import build_shipped_graphs
+    from kdsr.inference.graph_files import shipped_split_folder
+
+    for name, path in bundled_models().items():
+        if shipped_split_folder(path.resolve()) is None:
+            build_shipped_graphs(name, path)

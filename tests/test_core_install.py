@@ -38,7 +38,7 @@ NO_TORCH = (
 
 
 @pytest.mark.parametrize("name", sorted(bundled_models()))
-def test_every_bundled_model_ships_graphs_built_from_its_file(name):
+def test_every_bundled_models_graphs_carry_its_digest_and_are_found(name):
     path = bundled_models()[name]
     folder = shipped_graphs_root() / name
     built_from = json.loads((folder / SHIPPED_SOURCE).read_text())["weights"]

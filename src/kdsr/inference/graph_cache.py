@@ -76,3 +76,19 @@ def int8_generator_for(found: GraphFiles, calibration, max_drop: float | None) -
     from kdsr.export.int8 import int8_generator
 
     return int8_generator(found.files, found.config, calibration, max_drop)
+
+
+def build_shipped_graphs(name: str, path: Path) -> Path:
+    """Export the bundled model ``name`` (its file ``path``) into the package's graph folder, with the digest of the
+    weights it was built from (what :func:`~kdsr.inference.graph_files.shipped_split_folder` checks). Generated,
+    not kept in git: ``scripts/build_graphs.py`` runs it before a wheel is built (``.ci/run`` too)."""
+    import json
+
+    from kdsr.checkpoint import load_model
+    from kdsr.export.onnx import export_onnx_split
+    from kdsr.inference.graph_files import SHIPPED_SOURCE, file_digest, shipped_graphs_root
+
+    with atomic_folder(shipped_graphs_root() / name) as folder:
+        export_onnx_split(load_model(path), folder)
+        (folder / SHIPPED_SOURCE).write_text(json.dumps({"weights": file_digest(path)}) + "\n")
+    return shipped_graphs_root() / name
