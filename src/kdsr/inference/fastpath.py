@@ -182,13 +182,15 @@ def fast_backend(backend: str, device: str | None, precision: str) -> str | None
     non-CPU device always need torch."""
     import importlib.util
 
+    from kdsr.inference.settings import torch_installed
+
     if precision not in OPENVINO_CPU_PRECISIONS or str(device or "auto") not in ("auto", "cpu"):
         return None
     if backend in ("openvino", "onnx"):
         return backend
     if backend != "auto":
         return None
-    if importlib.util.find_spec("torch") is None:
+    if not torch_installed():
         if openvino_on_x86():
             return "openvino"
         return "onnx" if importlib.util.find_spec("onnxruntime") is not None else None
