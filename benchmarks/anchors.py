@@ -73,7 +73,7 @@ def _pairs(folders: list[Path], max_images: int):
     import torch
 
     from kdsr.degradations import realworld
-    from kdsr.degradations.recipes import everyday_lr
+    from kdsr.degradations.recipes import named_lr
     from kdsr.evaluation.protocols import load_hr, noise_seed
     from kdsr.image_io import list_images
     from kdsr.image_tensor import image_to_tensor, tensor_to_image
@@ -87,7 +87,7 @@ def _pairs(folders: list[Path], max_images: int):
                     generator = torch.Generator().manual_seed(noise_seed(path.name, 0))
                     lr = realworld.degrade(hr, scale=4, generator=generator)
                 else:
-                    lr = everyday_lr(hr, case, 4, torch.Generator().manual_seed(noise_seed(path.name, case)))
+                    lr = named_lr(hr, case, 4, torch.Generator().manual_seed(noise_seed(path.name, case)))
                 yield f"{folder.name}/{path.name}", case, tensor_to_image(lr), hr_image
 
 

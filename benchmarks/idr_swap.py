@@ -39,7 +39,7 @@ SETTING_KEYS = {"sigma": "sigma", "blur": "sigma", "noise": "noise", "jpeg": "jp
 
 def parse_setting(text: str) -> Degradation:
     """``sigma=1,noise=30`` or an everyday case name -> :class:`Degradation`."""
-    if text in {case[0] for case in EVERYDAY_CASES}:
+    if text in EVERYDAY_CASES:
         return Degradation.everyday(text)
     fields = {}
     for part in text.split(","):

@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", default=str(REPO / "docs" / "everyday.png"))
     args = parser.parse_args()
 
-    from kdsr.degradations.recipes import everyday_lr
+    from kdsr.degradations.recipes import named_lr
     from kdsr.degradations.resize import imresize
     from kdsr.image_io import read_rgb8, write_image
     from kdsr.image_tensor import image_to_tensor, tensor_to_image
@@ -48,7 +48,7 @@ def main() -> None:
         image = read_rgb8(Path(args.data) / f"{name}.png")
         top, left = (image.shape[0] - CROP) // 2, (image.shape[1] - CROP) // 2
         hr = image[top : top + CROP, left : left + CROP]
-        lr_t = everyday_lr(image_to_tensor(hr), case, 4, torch.Generator().manual_seed(seed))
+        lr_t = named_lr(image_to_tensor(hr), case, 4, torch.Generator().manual_seed(seed))
         lr = tensor_to_image(lr_t)
         panels = [
             _label(cv2.resize(lr, (CROP, CROP), interpolation=cv2.INTER_NEAREST), f"{name} {case}: LR"),

@@ -31,7 +31,7 @@ class EncoderVariant:
 
 
 #: KD-IDE variants by name (see KDIDE); a new one is a new entry here and a branch in KDIDE where it computes
-#: something new (the contract tests of tests/test_models.py run over every entry)
+#: something new (the contract tests of tests/models/test_models.py run over every entry)
 ENCODER_VARIANTS = {
     v.name: v
     for v in (

@@ -23,7 +23,7 @@ import torch
 from kdsr.constants import PROTOCOLS
 from kdsr.degradations.classic import degrade
 from kdsr.degradations.kernels import anisotropic_gaussian, isotropic_gaussian
-from kdsr.degradations.recipes import EVERYDAY_CASES, everyday_lr
+from kdsr.degradations.recipes import EVERYDAY_CASES, named_lr
 from kdsr.degradations.resize import imresize
 from kdsr.errors import KDSRError, shortened
 from kdsr.image_io import list_images, probe_image, read_rgb8
@@ -75,7 +75,7 @@ def _classic(kernel: torch.Tensor, noise: float) -> MakeLR:
 
 
 def _everyday(case: str) -> MakeLR:
-    return lambda hr, scale, generator: everyday_lr(hr, case, scale, generator)
+    return lambda hr, scale, generator: named_lr(hr, case, scale, generator)
 
 
 def _settings(protocol: str) -> list[tuple[str, MakeLR]]:
@@ -83,7 +83,7 @@ def _settings(protocol: str) -> list[tuple[str, MakeLR]]:
     if protocol == "gaussian8":
         return [(f"sigma={s}", _classic(isotropic_gaussian(s)[0], 0.0)) for s in GAUSSIAN8_SIGMAS]
     if protocol == "everyday":
-        return [(name, _everyday(name)) for name, *_ in EVERYDAY_CASES]
+        return [(name, _everyday(name)) for name in EVERYDAY_CASES]
     settings = []
     for i, (l1, l2, theta) in enumerate(DASR_ANISO_KERNELS, 1):
         kernel = anisotropic_gaussian(l1, l2, theta * math.pi / 180)[0]

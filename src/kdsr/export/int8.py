@@ -23,7 +23,7 @@ from kdsr.inference.openvino_core import as_infer, compile_graph, openvino_modul
 #: default PSNR budget (dB) of the INT8 generator against the fp32 one on the worst calibration case: 0.02 on six
 #: calibration photos kept kdsr-iso-x4 within 0.05 dB on Set5 and Set14 (0.05 did not: -0.09 on Set5)
 INT8_MAX_DROP = 0.02
-#: the inputs the calibration pairs are made with: everyday cases (kdsr.degradations.recipes.EVERYDAY_CASES) and
+#: the named cases (kdsr.degradations.recipes.NAMED_CASES) the calibration pairs are made with: everyday ones and
 #: two of the paper's Gaussian8 blurs, so that every bundled model meets inputs it was trained for
 CALIBRATION_CASES = ("clean", "jpeg60", "blur1.0+noise5", "camera", "gaussian2.0", "gaussian3.0")
 
@@ -50,11 +50,9 @@ def default_calibration_folder() -> Path:
 
 
 def _calibration_lr(hr, case: str, scale: int, generator):
-    from kdsr.degradations.recipes import everyday_lr, known_lr
+    from kdsr.degradations.recipes import named_lr
 
-    if case.startswith("gaussian"):
-        return known_lr(hr, scale, generator, sigma=float(case.removeprefix("gaussian")))
-    return everyday_lr(hr, case, scale, generator)
+    return named_lr(hr, case, scale, generator)
 
 
 class CalibrationPair(NamedTuple):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kdsr.degradations.recipes import EVERYDAY_CASES, everyday_lr, known_lr
+from kdsr.degradations.recipes import EVERYDAY_CASES, NAMED_CASES, known_lr, named_lr
 from kdsr.errors import KDSRError
 from kdsr.evaluation.protocols import load_hr, noise_seed
 from kdsr.image_tensor import image_to_tensor
@@ -35,10 +35,10 @@ class Degradation:
     @classmethod
     def everyday(cls, case: str) -> Degradation:
         """An everyday case; its blur, noise and JPEG quality are filled in where the case has them."""
-        known = {name: (sigma, noise, jpeg) for name, sigma, noise, jpeg in EVERYDAY_CASES}
-        if case not in known:
-            raise KDSRError(f"unknown everyday case {case!r} (use {', '.join(known)})")
-        return cls(*known[case], case=case)
+        if case not in EVERYDAY_CASES:
+            raise KDSRError(f"unknown everyday case {case!r} (use {', '.join(EVERYDAY_CASES)})")
+        sigma, noise, jpeg, _ = NAMED_CASES[case]
+        return cls(sigma, noise, jpeg, case=case)
 
     @property
     def label(self) -> str:
@@ -55,7 +55,7 @@ class Degradation:
         """(1, 3, H, W) HR -> the 8-bit LR: blur, bicubic /scale, noise (as ``kdsr degrade``), then JPEG; or the
         everyday case's recipe."""
         if self.case:
-            return everyday_lr(hr, self.case, scale, generator)
+            return named_lr(hr, self.case, scale, generator)
         return known_lr(hr, scale, generator, self.sigma, self.noise, self.jpeg, self.aniso)
 
 

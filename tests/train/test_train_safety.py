@@ -18,7 +18,7 @@ from kdsr.errors import KDSRError
 from kdsr.train import load_config, train
 from kdsr.train.runlog import RunLog
 from kdsr.train.runstate import STATE_FILE, read_state
-from tests.test_train import TINY, _config
+from tests.train.test_train import TINY, _config
 
 
 def _run(data_dir, run_dir, *overrides, **kwargs):

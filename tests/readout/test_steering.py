@@ -23,10 +23,9 @@ from kdsr.degradations.resize import imresize
 from kdsr.errors import CheckpointError, KDSRError
 from kdsr.image_tensor import image_to_tensor
 from kdsr.readout.steering import IDRMap, Steerer, Steering, parse_assume, read_idr_map
-
-from .conftest import random_estimator as _head
-from .conftest import random_idr_map as _map
-from .conftest import steerable_model, synthetic_image, tiny_model
+from tests.conftest import random_estimator as _head
+from tests.conftest import random_idr_map as _map
+from tests.conftest import steerable_model, synthetic_image, tiny_model
 
 
 def _hr(batch: int = 4, seed: int = 0) -> torch.Tensor:

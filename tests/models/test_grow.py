@@ -5,8 +5,7 @@ import torch
 
 from kdsr.models import create_model
 from kdsr.models.grow import block_positions, deepen
-
-from .conftest import tiny_model
+from tests.conftest import tiny_model
 
 
 def test_block_positions_spread_old_blocks_evenly():

@@ -14,7 +14,7 @@ from kdsr.cli import main
 from kdsr.degradations import mixture
 from kdsr.degradations.classic import quantize
 from kdsr.degradations.jpeg import libjpeg
-from kdsr.degradations.recipes import EVERYDAY_CASES, everyday_lr
+from kdsr.degradations.recipes import EVERYDAY_CASES, NAMED_CASES, known_lr, named_lr
 from kdsr.degradations.resize import imresize
 from kdsr.degradations.sampling import DEGRADATION_KINDS
 from kdsr.image_tensor import image_to_tensor, tensor_to_image
@@ -93,13 +93,43 @@ def test_mixture_in_a_training_config(data_dir):
 def test_everyday_cases_are_what_they_say():
     hr = _hr(batch=1)
     generator = torch.Generator().manual_seed(0)
-    clean = everyday_lr(hr, "clean", 4, generator)
+    clean = named_lr(hr, "clean", 4, generator)
     assert torch.equal(clean, quantize(imresize(hr, 1 / 4)))
-    assert torch.equal(everyday_lr(hr, "jpeg60", 4, generator), libjpeg(clean, 60))
-    names = [case[0] for case in EVERYDAY_CASES]
-    assert names[0] == "clean" and "realworld" in names and len(names) == 8
-    for name in names:
-        assert everyday_lr(hr, name, 4, torch.Generator().manual_seed(0)).shape == (1, 3, 16, 16)
+    assert torch.equal(named_lr(hr, "jpeg60", 4, generator), libjpeg(clean, 60))
+    assert EVERYDAY_CASES[0] == "clean" and "realworld" in EVERYDAY_CASES and len(EVERYDAY_CASES) == 8
+    assert torch.equal(named_lr(hr, "gaussian2.0", 4, generator), known_lr(hr, 4, generator, sigma=2.0))
+
+
+def _inside(value: float, bounds: tuple[float, float]) -> bool:
+    return bounds[0] <= value <= bounds[1]
+
+
+@pytest.mark.parametrize("name", list(NAMED_CASES))
+def test_named_case_contract(name):
+    """Every named case runs, and is a draw its training family could make (so validation and calibration measure
+    inputs the mixture trains on)."""
+    sigma, noise, jpeg, family = NAMED_CASES[name]
+    ranges = mixture.MixtureConfig()
+    inside = {
+        "clean": sigma == noise == jpeg == 0,
+        "jpeg": sigma == noise == 0 and _inside(jpeg, ranges.jpeg_range),
+        "blur_noise": jpeg == 0 and _inside(sigma, ranges.blur_range) and _inside(noise, ranges.noise_range),
+        "camera": _inside(sigma, ranges.camera_blur_range)
+        and _inside(noise, ranges.camera_noise_range)
+        and _inside(jpeg, ranges.camera_jpeg_range),
+        "realworld": sigma == noise == jpeg == 0,
+    }
+    assert set(inside) == set(mixture.MIXTURE_CASES) and inside[family]
+    lr = named_lr(_hr(batch=1), name, 4, torch.Generator().manual_seed(0))
+    assert lr.shape == (1, 3, 16, 16) and torch.equal(
+        lr, named_lr(_hr(batch=1), name, 4, torch.Generator().manual_seed(0))
+    )
+
+
+def test_every_selection_of_cases_names_table_entries():
+    from kdsr.export.int8 import CALIBRATION_CASES
+
+    assert set(EVERYDAY_CASES) <= set(NAMED_CASES) and set(CALIBRATION_CASES) <= set(NAMED_CASES)
 
 
 def test_everyday_protocol_scores_bicubic_at_zero_gain(tmp_path, capsys):
@@ -113,7 +143,7 @@ def test_everyday_protocol_scores_bicubic_at_zero_gain(tmp_path, capsys):
     )
     report = json.loads(out.read_text())
     settings = report["results"]["Tiny"]["settings"]
-    assert list(settings) == [case[0] for case in EVERYDAY_CASES]
+    assert list(settings) == list(EVERYDAY_CASES)
     assert all(v["gain"] == 0 and v["psnr"] == v["bicubic_psnr"] for v in settings.values())
     table = capsys.readouterr().out
     assert "| clean |" in table and "| mean |" in table and "gain (dB)" in table

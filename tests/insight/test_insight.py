@@ -156,12 +156,12 @@ def test_everyday_cases_as_settings(data_dir, tmp_path):
     """``kdsr idr --cases``: an everyday case degrades as the everyday protocol does and is labelled by its name."""
     import torch
 
-    from kdsr.degradations.recipes import everyday_lr
+    from kdsr.degradations.recipes import named_lr
 
     jpeg, real = Degradation.everyday("jpeg40"), Degradation.everyday("realworld")
     assert (jpeg.sigma, jpeg.noise, jpeg.jpeg, jpeg.label) == (0, 0, 40, "jpeg40") and real.label == "realworld"
     hr = torch.rand(1, 3, 32, 32)
-    expected = everyday_lr(hr, "realworld", 4, torch.Generator().manual_seed(1))
+    expected = named_lr(hr, "realworld", 4, torch.Generator().manual_seed(1))
     assert torch.equal(real.apply(hr, 4, torch.Generator().manual_seed(1)), expected)
     with pytest.raises(KDSRError, match="unknown everyday case 'jpeg41'"):
         Degradation.everyday("jpeg41")

@@ -12,8 +12,7 @@ from kdsr.bundled import bundled_models
 from kdsr.errors import CheckpointError
 from kdsr.image_io import read_image, write_image
 from kdsr.inference.upscaler import Upscaler
-
-from .conftest import ASSETS, synthetic_image, tiny_model
+from tests.conftest import ASSETS, synthetic_image, tiny_model
 
 pytest.importorskip("onnx")
 

@@ -27,8 +27,7 @@ from kdsr.inference.graph_files import (
 )
 from kdsr.inference.opening import open_upscaler
 from kdsr.inference.settings import UpscaleSettings
-
-from .conftest import ASSETS, synthetic_image
+from tests.conftest import ASSETS, synthetic_image
 
 #: a Python start-up that behaves as if torch were not installed (import and find_spec both fail)
 NO_TORCH = (

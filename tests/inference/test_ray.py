@@ -18,8 +18,7 @@ import pytest
 from kdsr.checkpoint import save_model
 from kdsr.cli import main
 from kdsr.image_io import read_image, write_image
-
-from .conftest import synthetic_image, tiny_model
+from tests.conftest import synthetic_image, tiny_model
 
 ray = pytest.importorskip("ray")
 

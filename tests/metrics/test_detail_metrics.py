@@ -10,8 +10,7 @@ from kdsr.export.int8 import default_calibration_folder
 from kdsr.image_io import list_images, read_rgb8
 from kdsr.metrics.detail import colour_error, high_frequency_ratio, lr_consistency, subpixel_grid
 from kdsr.metrics.niqe import PristineModel, default_model, fit_pristine, niqe
-
-from .conftest import FIXTURES, shared_path
+from tests.conftest import FIXTURES, shared_path
 
 PHOTOS = [read_rgb8(path) for path in list_images(default_calibration_folder())]  # six 192x192 photo crops
 
