@@ -21,10 +21,9 @@ from safetensors.torch import save_file
 from kdsr.atomic import atomic_path
 from kdsr.bundled import bundled_models
 from kdsr.errors import CheckpointError, UntrainedModelWarning, shortened
-from kdsr.model_check import ZIP_MAGIC, check_model_file, unknown_model
+from kdsr.model_check import FORMAT_VERSION, ZIP_MAGIC, check_model_file, unknown_model
 from kdsr.models import PRESETS, KDSRConfig, KDSRStudent, KDSRTeacher, build_model, create_model, preset_name
 
-FORMAT_VERSION = "1"
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net")
 
 

@@ -5,9 +5,8 @@ sharp GAN partner, ``(1 - D) * faithful + D * sharp`` weight by weight (Wang et 
 two outputs would add. The two share their architecture, and their degradation encoder (the GAN model is
 fine-tuned from the faithful one with its encoder kept), so the IDR, the estimator and the dials of ``--assume`` /
 ``--denoise`` mean the same at every D. A blend is written once per (pair, D) under ``$KDSR_CACHE/detail`` as a
-model file, keyed by the two files' contents, so everything that takes a model file takes it; its split graphs are
-blended from the two models' shipped graphs into the graph cache beside it. Torch-free: weights and graphs are
-blended with numpy.
+model file, keyed by the two files' contents, so everything that takes a model file takes it (its graphs are written
+from its weights on first use, :mod:`kdsr.export.onnx_writer`). Torch-free: the weights are blended with numpy.
 """
 
 from __future__ import annotations
@@ -70,18 +69,4 @@ def with_detail(model: str | os.PathLike | None, detail: float) -> str | None:
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         blend_files(faithful, sharp, detail, target)
-    _blend_graphs(faithful, sharp, detail, target)
     return str(target)
-
-
-def _blend_graphs(faithful: Path, sharp: Path, detail: float, target: Path) -> None:
-    """The blend's split graphs in the graph cache, blended from the two models' shipped graphs (no torch), where
-    both have them and they blend (:mod:`kdsr.inference.graph_blend`); else a first run with torch exports them."""
-    from kdsr.inference.graph_blend import blend_split_graphs
-    from kdsr.inference.graph_files import cached_split_folder, is_complete_split, shipped_split_folder
-
-    folder = cached_split_folder(target)
-    pair = shipped_split_folder(faithful.resolve()), shipped_split_folder(sharp.resolve())
-    if not is_complete_split(folder) and None not in pair:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        blend_split_graphs(*pair, detail, folder)

@@ -21,6 +21,9 @@ from kdsr.errors import CheckpointError
 MAX_CHECKPOINT_BYTES = 512 * 2**20
 #: The first bytes of a zip archive (what torch.save writes since PyTorch 1.6).
 ZIP_MAGIC = b"PK\x03\x04"
+#: The version of our safetensors format (``kdsr_format`` in the header), read by :mod:`kdsr.checkpoint` and the
+#: torch-free graph writer
+FORMAT_VERSION = "1"
 #: Largest safetensors header we read (ours are a few hundred kB: the architecture, estimator and IDR map)
 MAX_HEADER_BYTES = 64 * 2**20
 #: Bytes per element of the safetensors dtypes

@@ -155,19 +155,26 @@ def test_a_truncated_jpeg_as_the_only_input_is_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "cut.jpg" in err and "Traceback" not in err
 
 
-def test_a_damaged_graph_cache_is_rebuilt_with_a_notice(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_a_damaged_graph_cache_is_rebuilt_with_a_notice(tmp_path, capsys, monkeypatch, suffix):
+    """Our model files' graphs are written in milliseconds, silently; another checkpoint's torch export is announced
+    on a terminal. A damaged cache is rebuilt either way, said in one line."""
     pytest.importorskip("openvino")
     pytest.importorskip("onnx")
     monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal, where the first build is announced
-    model = tmp_path / "tiny.safetensors"
-    save_model(tiny_model(), model)
+    model = tmp_path / f"tiny{suffix}"
+    if suffix == ".pth":
+        torch.save(tiny_model().state_dict(), model)
+    else:
+        save_model(tiny_model(), model)
     write_image(tmp_path / "in.png", synthetic_image(12, 12))
     run = ["upscale", "-i", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "-n", str(model), "--overwrite",
            "--backend", "openvino"]  # fmt: skip
     assert main(run) == 0
     first = capsys.readouterr().err
-    assert "preparing tiny.safetensors for its runtime (once;" in first and "prepared in" in first
+    announced = f"preparing tiny{suffix} for its runtime (once;" in first and "prepared in" in first
+    assert announced == (suffix == ".pth"), first
     assert main(run) == 0 and "preparing" not in capsys.readouterr().err
     reference = read_image(tmp_path / "o.png")
     (generator,) = (tmp_path / "cache").rglob("generator.onnx")

@@ -5,6 +5,7 @@ and OpenCV replaced by numpy / Pillow where it is not installed (the tests compa
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -202,31 +203,37 @@ def test_the_python_api_upscales_a_file_without_importing_torch():
     assert done.returncode == 0, done.stderr
 
 
-def test_a_detail_blends_graphs_are_blended_from_the_shipped_ones(tmp_path, monkeypatch):
-    """--detail between 0 and 1 without torch: the blend's split graphs are the faithful model's shipped graphs with
-    their float32 weights interpolated towards the sharp model's, and they run as the torch blend does."""
+def test_a_detail_blend_runs_torch_free_as_the_torch_blend(tmp_path, monkeypatch):
+    """--detail between 0 and 1 without torch: the blend is a model file of ours, so its graphs are written from its
+    weights on first use, and they run as the torch blend does."""
     pytest.importorskip("onnxruntime")
     from kdsr.detail import with_detail
-    from kdsr.inference.graph_blend import blend_graph, float_ranges
     from kdsr.inference.graph_files import cached_split_folder
     from kdsr.inference.upscaler import Upscaler
 
     monkeypatch.setenv("KDSR_CACHE", str(tmp_path / "cache"))
-    blend = with_detail(None, 0.3)
-    assert (cached_split_folder(Path(blend)) / "generator.onnx").is_file()  # made with the blend, not exported
     image = synthetic_image(20, 24)
     fast = open_upscaler(None, UpscaleSettings(backend="onnx", detail=0.3, tile=32))
+    assert (cached_split_folder(Path(with_detail(None, 0.3))) / "generator.onnx").is_file()
     reference = Upscaler(None, backend="torch", precision="fp32", detail=0.3, tile=32).upscale(image)
     assert np.abs(fast.upscale(image).astype(int) - reference.astype(int)).max() <= 1
-    graphs = shipped_graphs_root()
-    faithful = (graphs / "kdsr-real-x4" / "head.onnx").read_bytes()
-    sharp = (graphs / "kdsr-real-x4-gan" / "head.onnx").read_bytes()
-    start, end = float_ranges(faithful)[0]
-    assert blend_graph(faithful, sharp, 0.0) == faithful and blend_graph(faithful, sharp, 1.0) == sharp
-    changed = bytearray(sharp)
-    changed[start - 1] ^= 1  # a byte that is not a weight: another graph, not blendable
-    assert blend_graph(faithful, bytes(changed), 0.5) is None
-    assert blend_graph(faithful, sharp[:-1], 0.5) is None
+
+
+def test_a_clone_without_shipped_graphs_writes_them_without_torch(tmp_path):
+    """A clone's ``pip install .`` has no shipped graphs (they are generated): the first run writes the bundled
+    model's graphs from its weights into the cache, with torch unimportable, and upscales."""
+    pytest.importorskip("onnxruntime")
+    code = (
+        "import sys, pathlib; sys.modules['torch'] = None\n"
+        "import kdsr.inference.graph_files as g; g.shipped_graphs_root = lambda: pathlib.Path(sys.argv[2])\n"
+        "import kdsr; out = kdsr.upscale(sys.argv[1]); assert out.shape == (320, 480, 3), out.shape\n"
+        "print(sorted(p.name for p in pathlib.Path(sys.argv[3]).rglob('*.onnx')))"
+    )
+    env = {**os.environ, "KDSR_CACHE": str(tmp_path / "cache")}
+    args = [str(ASSETS / "sample.png"), str(tmp_path / "no-graphs"), str(tmp_path / "cache")]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['features.onnx', 'generator.onnx', 'head.onnx']"
 
 
 def test_the_torch_free_standardisation_equals_the_encoders():

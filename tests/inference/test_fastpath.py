@@ -92,6 +92,10 @@ def _cli(tmp_path, cache, *args: str) -> subprocess.CompletedProcess:
 
 def test_cli_runs_bundled_models_torch_free_and_builds_other_models_graphs_once(tmp_path):
     pytest.importorskip("openvino")
+    import torch
+
+    from kdsr.checkpoint import read_checkpoint
+
     cache, source = tmp_path / "cache", tmp_path / "in.png"
     write_image(source, synthetic_image(24, 30))
     first = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "a.png"), "--backend", "auto", "-v")
@@ -99,15 +103,20 @@ def test_cli_runs_bundled_models_torch_free_and_builds_other_models_graphs_once(
     assert "backend openvino (torch-free path), cpu, fp32" in first.stderr and "NO-TORCH" in first.stderr  # shipped
     refused = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "a.png"))
     assert refused.returncode == 1 and "output file(s) exist" in refused.stderr and "NO-TORCH" in refused.stderr
-    checkpoint = tmp_path / "mine.safetensors"  # not a bundled file: its graphs are exported once, with torch
-    checkpoint.write_bytes(bundled_models()["kdsr-iso-x4"].read_bytes())
+    mine = tmp_path / "mine.safetensors"  # not a bundled file, but ours: its graphs are written, no torch
+    mine.write_bytes(bundled_models()["kdsr-iso-x4"].read_bytes())
+    written = _cli(tmp_path, cache, "-i", str(source), "-n", str(mine), "-o", str(tmp_path / "own0.png"), "-v")
+    assert written.returncode == 0 and "torch-free path" in written.stderr and "NO-TORCH" in written.stderr
+    checkpoint = tmp_path / "official.pth"  # another format: its graphs are exported once, with torch
+    torch.save(read_checkpoint(mine)[1], checkpoint)
     own = ["-i", str(source), "-n", str(checkpoint)]
     built = _cli(tmp_path, cache, *own, "-o", str(tmp_path / "own1.png"), "-v")
     assert built.returncode == 0 and "TORCH" in built.stderr and "NO-TORCH" not in built.stderr, built.stderr
     verbose = _cli(tmp_path, cache, *own, "-o", str(tmp_path / "own2.png"), "-v")
-    assert "torch-free path" in verbose.stderr and "in.png: blur sigma (HR px)" in verbose.stderr
-    assert "NO-TORCH" in verbose.stderr  # the estimator reads the graphs' IDR
+    assert "torch-free path" in verbose.stderr and "NO-TORCH" in verbose.stderr
     a, b = read_image(tmp_path / "own1.png"), read_image(tmp_path / "own2.png")
     assert a.shape == (96, 120, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert np.abs(a.astype(int) - read_image(tmp_path / "own0.png").astype(int)).max() <= 1
+    assert "in.png: blur sigma (HR px)" in written.stderr  # the estimator reads the graphs' IDR
     forced = _cli(tmp_path, cache, "-i", str(source), "-o", str(tmp_path / "c.png"), "--backend", "torch", "-v")
     assert "backend torch, cpu" in forced.stderr and "TORCH" in forced.stderr

@@ -323,8 +323,9 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         choices=["auto", *BACKENDS],
         help="auto (default): OpenVINO on an x86 CPU when installed, else torch; -v says which. openvino: OpenVINO's "
         "CPU runtime (kdsr[openvino]) on any model, --precision fp32, bf16 or int8 (auto: fp32); its graphs are "
-        "exported on a model's first run and cached, and later runs never import torch (answering in about a "
-        "second). onnx: run a `kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as torch) or a "
+        "written on a model's first run (from the weights of kdsr's own model files; other checkpoints are exported "
+        "with torch) and cached, and runs on them never import torch (answering in about a second). onnx: run a "
+        "`kdsr export` with onnxruntime on the CPU: a --split folder (tiled, as torch) or a "
         ".onnx file (whole images). torch: PyTorch (any device, fp16)",
     )
     add_calibration_option(parser)

@@ -1,7 +1,8 @@
 """The torch-free inference path: kdsr's pipeline (border padding, the IDR once per image from its bounded view,
 tiled generator with blended overlaps, the colour fix) on numpy and a graph runtime (OpenVINO or onnxruntime)
-alone, for split graphs that exist already (an export folder, or the cache a first run of the torch-aware path
-builds). ``import torch`` costs about 2 s on a small CPU; a one-image call through this path does not pay it.
+alone, for split graphs that exist or can be written without torch (an export folder, the graphs shipped with the
+wheel, or the cache: written from the weights of our model files, exported by the torch-aware path for other
+checkpoints). ``import torch`` costs about 2 s on a small CPU; a one-image call through this path does not pay it.
 
 The geometry is :mod:`kdsr.inference.tile_plan`'s, the same as the torch path's, so outputs agree with the torch
 backend within rounding (the tests compare them on every bundled model).
@@ -211,8 +212,8 @@ def open_fast_upscaler(
     **pipeline_settings,
 ) -> FastUpscaler | None:
     """A torch-free upscaler for ``model`` on ``backend`` (an entry of :data:`~kdsr.inference.runtimes.RUNTIMES`)
-    when its graphs exist already; None when the torch-aware path must run instead (graphs not built yet, INT8 not
-    quantised yet, a one-graph ``.onnx`` file). ``assume`` / ``denoise``: as
+    when its graphs exist or can be written without torch; None when the torch-aware path must run instead (another
+    checkpoint format, INT8 not quantised yet, a one-graph ``.onnx`` file). ``assume`` / ``denoise``: as
     :class:`~kdsr.inference.upscaler.Upscaler`'s. ``pipeline_settings``: :class:`GraphPipeline`'s."""
     from kdsr.bundled import default_model_name, model_file
     from kdsr.inference.runtimes import RUNTIMES

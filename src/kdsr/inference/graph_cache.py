@@ -1,5 +1,6 @@
 """A model's split graphs, found or built: the graphs shipped with the package or cached
-(:mod:`kdsr.inference.graph_files`, no torch), else exported once into the cache with torch
+(:mod:`kdsr.inference.graph_files`, no torch), else written once into the cache: from the weights without torch for
+our model files (:mod:`kdsr.export.onnx_writer`, milliseconds), exported with torch for other checkpoints
 (:func:`kdsr.export.onnx.export_onnx_split`); and the INT8 generator, quantised once by :mod:`kdsr.export.int8`. The
 one module of ``inference`` that imports ``export``, and only to build what is missing."""
 
@@ -37,12 +38,36 @@ def split_graphs_for(source: str | os.PathLike) -> Path:
     return folder
 
 
+def writes_without_torch(source: str | os.PathLike) -> bool:
+    """Whether a model's graphs can be written without torch: one of our safetensors model files (its header says
+    its architecture), which :mod:`kdsr.export.onnx_writer` turns into graphs."""
+    from kdsr.bundled import model_file
+
+    path = model_file(source)
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        return False
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "np") as f:
+            return "kdsr_config" in (f.metadata() or {})
+    except (OSError, SafetensorError, ValueError):
+        return False  # the torch path reads it and says what is wrong
+
+
 def _build_split(path: Path, folder: Path) -> None:
-    """Export a model file's split graphs into the cache (seconds to a minute, once per model), saying so on a
-    terminal: one line, and a bar of the three graphs (scripts and logs stay as quiet as other runs)."""
+    """Write a model file's split graphs into the cache, once per model: from its weights (ours, milliseconds, no
+    torch), else exported with torch (seconds to a minute, said on a terminal: one line, and a bar of the three
+    graphs; scripts and logs stay as quiet as other runs)."""
     import sys
     import time
 
+    if writes_without_torch(path):
+        from kdsr.export.onnx_writer import write_split_graphs
+
+        with atomic_folder(folder) as building:
+            write_split_graphs(path, building)
+        return
     from kdsr.checkpoint import load_model
     from kdsr.export.onnx import export_onnx_split
 
@@ -79,16 +104,17 @@ def int8_generator_for(found: GraphFiles, calibration, max_drop: float | None) -
 
 
 def build_shipped_graphs(name: str, path: Path) -> Path:
-    """Export the bundled model ``name`` (its file ``path``) into the package's graph folder, with the digest of the
-    weights it was built from (what :func:`~kdsr.inference.graph_files.shipped_split_folder` checks). Generated,
-    not kept in git: ``scripts/build_graphs.py`` runs it before a wheel is built (``.ci/run`` too)."""
+    """Write the bundled model ``name``'s graphs (from its file ``path``, no torch) into the package's graph folder,
+    with the digest of the weights they were built from (what
+    :func:`~kdsr.inference.graph_files.shipped_split_folder` checks). Generated, not kept in git:
+    ``scripts/build_graphs.py`` runs it before a wheel is built (``.ci/run`` too); a clone without them writes them
+    into the cache on first use instead."""
     import json
 
-    from kdsr.checkpoint import load_model
-    from kdsr.export.onnx import export_onnx_split
+    from kdsr.export.onnx_writer import write_split_graphs
     from kdsr.inference.graph_files import SHIPPED_SOURCE, file_digest, shipped_graphs_root
 
     with atomic_folder(shipped_graphs_root() / name) as folder:
-        export_onnx_split(load_model(path), folder)
+        write_split_graphs(path, folder)
         (folder / SHIPPED_SOURCE).write_text(json.dumps({"weights": file_digest(path)}) + "\n")
     return shipped_graphs_root() / name

@@ -133,8 +133,8 @@ def read_openvino_export(folder: Path) -> GraphFiles:
 
 def find_graph_files(source: str | os.PathLike) -> GraphFiles | None:
     """The graphs of an OpenVINO export folder, a split ONNX folder, a bundled model (shipped with the package), or a
-    model file whose split export is cached; None when a model file's export is not cached yet (building it needs
-    torch)."""
+    model file whose split graphs are cached; None when a model file's graphs are not cached yet
+    (:mod:`kdsr.inference.graph_cache` builds them)."""
     from kdsr.bundled import model_file
 
     folder = Path(source)

@@ -1,6 +1,7 @@
 """Which upscaler runs: :func:`open_upscaler` picks the torch-free path (:mod:`kdsr.inference.fastpath`) when the
-model's graphs exist (always, for the bundled models: they ship with the package) and the settings allow it, and the
-torch :class:`~kdsr.inference.upscaler.Upscaler` otherwise; :func:`upscale` is the one-call API on it."""
+model's graphs exist or can be written without torch (shipped with the wheel for the bundled models; written from
+the weights on first use for any of our model files) and the settings allow it, and the torch
+:class:`~kdsr.inference.upscaler.Upscaler` otherwise; :func:`upscale` is the one-call API on it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ def open_upscaler(model: str | os.PathLike | None = None, settings: UpscaleSetti
     """The upscaler for ``model`` (a bundled model's name, a model file, an export folder, or an ``nn.Module``;
     default: the bundled default) and ``settings``: a torch-free
     :class:`~kdsr.inference.fastpath.FastUpscaler` when the backend is OpenVINO or onnxruntime on the CPU and the
-    model's graphs exist, else the torch :class:`~kdsr.inference.upscaler.Upscaler` (a one-line error when torch is
-    not installed). ``video``: the upscaler feeds a video (the torch path's per-video IDR)."""
+    model's graphs exist or can be written without torch, else the torch :class:`~kdsr.inference.upscaler.Upscaler`
+    (a one-line error when torch is not installed). ``video``: the upscaler feeds a video (the torch path's
+    per-video IDR)."""
     from kdsr.detail import with_detail
     from kdsr.inference.fastpath import fast_backend, open_fast_upscaler
 
@@ -56,16 +58,12 @@ def _why_torch(model, settings: UpscaleSettings, video: bool) -> str:
         return f"device {settings.device}"
     from pathlib import Path
 
-    from kdsr.inference.graph_files import cache_root
-
-    if model is not None and cache_root() / "detail" in Path(model).parents:
-        return "the first run at this --detail (its blend's graphs are built once, with torch, then cached)"
     from kdsr.bundled import default_model_name, model_file
 
     source = model or default_model_name()
     if not model_file(source).exists():
         return f"{source} (an architecture preset: torch builds it)"
-    return f"the first run of {Path(source).name} (its graphs are built once, with torch, then cached)"
+    return f"{Path(source).name} (not one of kdsr's safetensors model files: torch reads it)"
 
 
 def upscale(image, model: str | os.PathLike | None = None, *, outscale: float | None = None, **settings):

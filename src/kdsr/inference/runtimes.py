@@ -39,11 +39,15 @@ class Runtime:
 
 
 def _graphs(source: str | os.PathLike, build: bool) -> GraphFiles | None:
-    if build:
-        from kdsr.inference.graph_cache import graph_files  # exports a missing cache (torch)
+    """The graphs of ``source``: found, or written into the cache where that needs no torch (our model files) or
+    ``build`` allows torch; None where only the torch pipeline can make them."""
+    found = find_graph_files(source)
+    if found is None:
+        from kdsr.inference.graph_cache import graph_files, writes_without_torch
 
-        return graph_files(source)
-    return find_graph_files(source)
+        if build or writes_without_torch(source):
+            found = graph_files(source)
+    return found
 
 
 def open_onnxruntime(source, precision: str, calibration=None, build: bool = False, threads: int = 0):
@@ -68,7 +72,7 @@ def open_openvino(source, precision: str, calibration=None, build: bool = False,
     if build:
         compiled = compile_split(source, precision, calibration)
         return OpenedGraphs(compiled.infers, compiled.config, compiled.precision)
-    found = find_graph_files(source)
+    found = _graphs(source, False)
     if found is None or (precision == "int8" and not found.int8):
         return None
     try:  # the folder found: compiling from it does not hash the model file a second time
