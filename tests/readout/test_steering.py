@@ -320,6 +320,14 @@ def test_the_conditioning_layers_can_learn_faster(data_dir, tmp_path):
     assert not compress & {id(p) for p in plain["params"]}
     with pytest.raises(KDSRError, match="conditioning_lr_scale"):
         load_config(None, [*overrides, "optim.conditioning_lr_scale=0"])
+    stage = build_stage(load_config(None, [*overrides, "optim.kernel_lr_scale=5"]), torch.device("cpu"))
+    plain, conditioning, kernels = stage.param_groups()
+    assert (plain["lr_scale"], conditioning["lr_scale"], kernels["lr_scale"]) == (1, 10, 5)
+    makers = {id(p) for name, p in stage.model.named_parameters() if ".da_conv1.kernel." in name}
+    assert {id(p) for p in kernels["params"]} == makers and len(makers) == 2 * 2  # two blocks, two layers each
+    assert not makers & {id(p) for p in plain["params"]} and not makers & {id(p) for p in conditioning["params"]}
+    with pytest.raises(KDSRError, match="kernel_lr_scale"):
+        load_config(None, [*overrides, "optim.kernel_lr_scale=-1"])
 
 
 def test_the_map_holds_degradations_within_its_fitted_ranges():

@@ -53,6 +53,9 @@ class OptimSection:
     # learning rate of the encoder's D' -> D compression (the IDR the generator's kernels are made of) relative to the
     # schedule's: above 1, a generator that learnt to ignore its IDR learns to follow it sooner
     conditioning_lr_scale: float = 1.0
+    # learning rate of the generator's kernel generators (each IDR-DCRB's IDR -> depthwise kernels MLP) relative to
+    # the schedule's: the only layers through which the IDR acts on the image
+    kernel_lr_scale: float = 1.0
 
 
 @dataclasses.dataclass
@@ -278,6 +281,7 @@ class TrainConfig:
             ),
             (self.optim.lr > 0 and self.optim.lr_decay_steps >= 0, "optim.lr must be > 0, lr_decay_steps >= 0"),
             (self.optim.conditioning_lr_scale > 0, "optim.conditioning_lr_scale must be > 0"),
+            (self.optim.kernel_lr_scale > 0, "optim.kernel_lr_scale must be > 0"),
             (
                 self.model.preset in PRESETS,
                 f"model.preset must be one of {', '.join(PRESETS)}, got {self.model.preset!r}",

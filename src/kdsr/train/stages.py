@@ -86,6 +86,11 @@ def _conditions(name: str) -> bool:
     return ".compress." in name
 
 
+def _makes_kernels(name: str) -> bool:
+    """Whether a parameter of a KDSR network belongs to an IDR-DCRB's kernel generator (IDR -> depthwise kernels)."""
+    return ".da_conv1.kernel." in name
+
+
 class Stage:
     """One stage: ``model`` is the network it trains (its weights are what the run saves), ``net`` the module the
     forward pass goes through (``model`` itself, or its DDP wrapper), ``teacher`` the frozen teacher if any."""
@@ -114,16 +119,19 @@ class Stage:
         return self.degradation_head is not None
 
     def param_groups(self) -> list[dict]:
-        """What the generator's optimiser updates: the network (its IDR-conditioning layers at
-        ``optim.conditioning_lr_scale`` times the schedule's learning rate), and the degradation head if any, whose
-        learning rate is ``distill.degradation_lr_scale`` times the schedule's (``lr_scale``)."""
+        """What the generator's optimiser updates: the network (its D' -> D compression at
+        ``optim.conditioning_lr_scale`` and its kernel generators at ``optim.kernel_lr_scale`` times the schedule's
+        learning rate), and the degradation head if any, whose learning rate is ``distill.degradation_lr_scale``
+        times the schedule's (``lr_scale``)."""
         trained = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
-        conditioning = self.config.optim.conditioning_lr_scale
-        groups = [
-            {"params": [p for name, p in trained if conditioning == 1.0 or not _conditions(name)], "lr_scale": 1.0}
-        ]
-        if conditioning != 1.0:
-            groups.append({"params": [p for name, p in trained if _conditions(name)], "lr_scale": conditioning})
+        scales = {
+            _conditions: self.config.optim.conditioning_lr_scale,
+            _makes_kernels: self.config.optim.kernel_lr_scale,
+        }
+        scaled = {rule: scale for rule, scale in scales.items() if scale != 1.0}
+        groups = [{"params": [p for name, p in trained if not any(rule(name) for rule in scaled)], "lr_scale": 1.0}]
+        for rule, scale in scaled.items():
+            groups.append({"params": [p for name, p in trained if rule(name)], "lr_scale": scale})
         if self.degradation_head is not None:
             scale = self.config.distill.degradation_lr_scale
             groups.append({"params": list(self.degradation_head.parameters()), "lr_scale": scale})
