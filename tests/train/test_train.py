@@ -640,6 +640,20 @@ def test_degradation_head_standardises_a_small_idr():
     assert head.norm(d).std(dim=0).mean().item() == pytest.approx(1.0, abs=0.05)
 
 
+def test_low_frequency_loss_holds_colours_and_leaves_detail_free():
+    from kdsr.train.losses import low_frequency_loss
+
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    target = (0.5 + 0.2 * torch.sin(x / 9) * torch.cos(y / 7)).expand(1, 3, 32, 32)
+    detail = target + 0.1 * (-1.0) ** (x + y)  # zero-mean within every 4x4 block: LR-scale content unchanged
+    tinted = target + torch.tensor([0.02, 0.0, -0.02]).view(1, 3, 1, 1)
+    assert low_frequency_loss(detail, target, 4).item() < 1e-7 < F.l1_loss(detail, target).item()
+    assert low_frequency_loss(tinted, target, 4).item() == pytest.approx(0.04 / 3, rel=1e-4)
+    output = target.clone().requires_grad_(True)
+    low_frequency_loss(output + 0.01, target, 4).backward()
+    assert output.grad is not None and output.grad.abs().sum() > 0
+
+
 def test_spectrum_loss_asks_for_the_targets_frequencies_not_their_alignment():
     import numpy as np
 
@@ -696,7 +710,7 @@ def test_subpixel_uniformity_loss_finds_detail_locked_to_the_upsamplers_grid():
     assert output.grad.abs().sum() > 0
 
 
-def test_gan_stage_logs_the_subpixel_loss_when_weighted(data_dir, gan_student, tmp_path):
+def test_gan_stage_logs_the_subpixel_and_low_frequency_losses_when_weighted(data_dir, gan_student, tmp_path):
     from kdsr.train.losses import subpixel_uniformity_loss
     from kdsr.train.stages import build_stage
 
@@ -706,7 +720,12 @@ def test_gan_stage_logs_the_subpixel_loss_when_weighted(data_dir, gan_student, t
     losses, sr = stage.losses(F.avg_pool2d(hr, 4), hr, step=0)
     assert torch.allclose(losses["subpixel"], 0.5 * subpixel_uniformity_loss(sr, 4))
     unweighted = build_stage(_gan_config(data_dir, gan_student), torch.device("cpu"))
-    assert "subpixel" not in unweighted.losses(F.avg_pool2d(hr, 4), hr, step=0)[0]
+    assert not {"subpixel", "lowfreq"} & set(unweighted.losses(F.avg_pool2d(hr, 4), hr, step=0)[0])
+    from kdsr.train.losses import low_frequency_loss
+
+    stage = build_stage(_gan_config(data_dir, gan_student, "gan.lowfreq_weight=10"), torch.device("cpu"))
+    losses, sr = stage.losses(F.avg_pool2d(hr, 4), hr, step=0)
+    assert torch.allclose(losses["lowfreq"], 10 * low_frequency_loss(sr, hr, 4))
 
 
 def _teacher_set(path, n=6, patch=8, scale=4, seed=0):

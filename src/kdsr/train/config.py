@@ -116,6 +116,9 @@ class GanSection:
     # weight of the sub-pixel uniformity loss (ours): the output's fine detail spread evenly over the upsampler's
     # sub-pixel positions, against the grid a discriminator can make a sub-pixel upsampler draw
     subpixel_weight: float = 0.0
+    # weight of an L1 between the output's and the target's scale x scale block means (kdsr.train.losses.
+    # low_frequency_loss): colours and coarse shading held to the target, detail left to the other losses
+    lowfreq_weight: float = 0.0
     # distillation from a sharp teacher: a set made by scripts/teacher_targets.py whose pairs are teacher_share of
     # each batch, their targets the HR's low frequencies plus the teacher's detail where the teacher agrees with the
     # HR within teacher_tolerance (0-1 values, averaged over each LR pixel; kdsr.data.teacher_targets)

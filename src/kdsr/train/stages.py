@@ -31,6 +31,7 @@ from kdsr.train.losses import (
     group_contrast_loss,
     kd_loss,
     load_vgg19,
+    low_frequency_loss,
     spectrum_loss,
     subpixel_uniformity_loss,
 )
@@ -355,6 +356,8 @@ class GanStage(StudentStage):
         losses["gan"] = gan.gan_weight * gan_loss(fake, real=True)
         if gan.subpixel_weight:
             losses["subpixel"] = gan.subpixel_weight * subpixel_uniformity_loss(sr, self.config.data.scale)
+        if gan.lowfreq_weight:
+            losses["lowfreq"] = gan.lowfreq_weight * low_frequency_loss(sr, target, self.config.data.scale)
         return losses, sr
 
     def after_step(self, hr, sr, autocast):
