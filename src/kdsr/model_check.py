@@ -100,7 +100,14 @@ def check_model_file(path: str | os.PathLike) -> None:
         raise CheckpointError(f"{path}: cannot read checkpoint: neither a safetensors file nor a PyTorch checkpoint")
 
 
-def _check_safetensors(path: Path, size: int) -> None:
+def safetensors_header(path: str | os.PathLike) -> dict:
+    """The checked JSON header of a safetensors file (tensor entries and ``__metadata__``), read without loading any
+    tensor; a :class:`CheckpointError` for a file that is not one."""
+    path = Path(path)
+    return _check_safetensors(path, path.stat().st_size)
+
+
+def _check_safetensors(path: Path, size: int) -> dict:
     def bad(why: str) -> CheckpointError:
         return CheckpointError(f"{path}: not a readable safetensors file ({why})")
 
@@ -132,6 +139,7 @@ def _check_safetensors(path: Path, size: int) -> None:
         total += end - begin
     if total > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(_too_large(path, total))
+    return header
 
 
 def _too_large(path: Path, declared: int) -> str:

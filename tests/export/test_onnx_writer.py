@@ -81,3 +81,22 @@ def test_files_it_cannot_write_are_one_line_errors(tmp_path):
     with pytest.raises(CheckpointError, match="does not have .G.extra"):
         write_split_graphs(tmp_path / "m2.safetensors", tmp_path / "d")
     assert not any((tmp_path / folder).exists() for folder in "abcd")
+
+
+def test_only_files_numpy_reads_take_the_torch_free_writer(tmp_path):
+    """fp16 files of ours are written without torch (their graphs in fp32); bfloat16 ones, which numpy cannot read,
+    and other formats go through torch's export instead."""
+    from kdsr.inference.graph_cache import writes_without_torch
+
+    for dtype, expected in ((torch.float32, True), (torch.float16, True), (torch.bfloat16, False)):
+        save_model(tiny_model().to(dtype), tmp_path / "m.safetensors")
+        assert writes_without_torch(tmp_path / "m.safetensors") is expected
+    torch.save(tiny_model().state_dict(), tmp_path / "official.pth")
+    (tmp_path / "damaged.safetensors").write_bytes(b"\x10" + bytes(20))
+    assert not writes_without_torch(tmp_path / "official.pth") and not writes_without_torch(
+        tmp_path / "damaged.safetensors"
+    )
+    save_model(tiny_model().half(), tmp_path / "half.safetensors")
+    write_split_graphs(tmp_path / "half.safetensors", tmp_path / "g")
+    feeds = _feeds(8, 0)["generator.onnx"]
+    assert ort.InferenceSession(str(tmp_path / "g" / "generator.onnx")).run(None, feeds)[0].dtype == np.float32

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from kdsr.atomic import atomic_folder
-from kdsr.errors import KDSRError
+from kdsr.errors import CheckpointError, KDSRError
 from kdsr.inference.graph_files import (
     SPLIT_GRAPHS,
     GraphFiles,
@@ -38,21 +38,26 @@ def split_graphs_for(source: str | os.PathLike) -> Path:
     return folder
 
 
+#: safetensors dtypes numpy reads (bfloat16 is not one: such files go through torch)
+_NUMPY_DTYPES = frozenset({"F16", "F32", "F64"})
+
+
 def writes_without_torch(source: str | os.PathLike) -> bool:
     """Whether a model's graphs can be written without torch: one of our safetensors model files (its header says
-    its architecture), which :mod:`kdsr.export.onnx_writer` turns into graphs."""
+    its architecture) in float types numpy reads, which :mod:`kdsr.export.onnx_writer` turns into graphs."""
     from kdsr.bundled import model_file
+    from kdsr.model_check import safetensors_header
 
     path = model_file(source)
     if path.suffix.lower() != ".safetensors" or not path.is_file():
         return False
-    from safetensors import SafetensorError, safe_open
-
     try:
-        with safe_open(str(path), "np") as f:
-            return "kdsr_config" in (f.metadata() or {})
-    except (OSError, SafetensorError, ValueError):
+        header = safetensors_header(path)
+    except (CheckpointError, OSError):
         return False  # the torch path reads it and says what is wrong
+    tensors = [entry for name, entry in header.items() if name != "__metadata__"]
+    ours = "kdsr_config" in header.get("__metadata__", {})
+    return ours and all(entry["dtype"] in _NUMPY_DTYPES for entry in tensors)
 
 
 def _build_split(path: Path, folder: Path) -> None:
