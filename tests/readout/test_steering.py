@@ -78,6 +78,23 @@ def test_a_higher_jpeg_quality_is_told_with_the_blocking_kept():
     assert inside.float().mean() > 0.95
 
 
+def test_jpeg_pairs_told_uncompressed_at_the_asked_share():
+    hr = _hr(8)
+    clean = quantize(imresize(hr, 1 / 4))
+    plain = CounterfactualConfig(fraction=1.0, truth_prob=0.0)
+    assert not any(
+        v["jpeg_quality"] == 100 for v in jpeg_pairs(hr, plain, 4, torch.Generator().manual_seed(4)).told_values
+    )
+    config = CounterfactualConfig(fraction=1.0, truth_prob=0.0, jpeg_clean_prob=1.0)
+    pairs = jpeg_pairs(hr, config, 4, torch.Generator().manual_seed(4))
+    assert all(v["jpeg_quality"] == 100 for v in pairs.told_values)
+    assert torch.equal(pairs.told, clean)  # told "uncompressed": the clean LR's IDR, the whole blocking kept
+    inside = (pairs.target > 0) & (pairs.target < 1)
+    torch.testing.assert_close(pairs.target[inside], (hr + imresize(pairs.lr - clean, 4))[inside], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="jpeg_clean_prob"):
+        CounterfactualConfig(jpeg_clean_prob=2.0)
+
+
 def test_counterfactual_batches_split_by_jpeg_share_and_repeat_per_seed():
     hr = _hr(5)
     config = CounterfactualConfig(fraction=1.0, jpeg_share=0.4)

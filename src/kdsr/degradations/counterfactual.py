@@ -43,7 +43,9 @@ class CounterfactualConfig:
     degradation keeps (target minus HR), in which the content error of both outputs cancels; ``map_share``: the
     share of steps whose pairs are told through the model's IDR map instead of the told LR's IDR: the LR's own IDR
     moved from its estimated degradation to the told one, as ``--assume`` / ``--denoise`` move it, so that the dials
-    themselves are trained."""
+    themselves are trained; ``jpeg_clean_prob``: the share of JPEG pairs told "uncompressed" outright (a told
+    strength drawn uniformly reaches "uncompressed" about once in a hundred pairs, and every JPEG quality also
+    subsamples the chroma, so the clean IDR is apart from every other told one)."""
 
     fraction: float = 0.0
     jpeg_share: float = 0.4
@@ -55,9 +57,10 @@ class CounterfactualConfig:
     jpeg_weight: float = 1.0
     difference_weight: float = 0.0
     map_share: float = 0.0
+    jpeg_clean_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("fraction", "jpeg_share", "truth_prob", "gray_noise_prob", "map_share"):
+        for name in ("fraction", "jpeg_share", "truth_prob", "gray_noise_prob", "map_share", "jpeg_clean_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"counterfactual.{name} must be in [0, 1]")
         if min(self.jpeg_weight, self.difference_weight) < 0:
@@ -131,6 +134,9 @@ def jpeg_pairs(hr: torch.Tensor, config: CounterfactualConfig, scale: int, gener
     clean = quantize(downscale(hr, scale, torch.zeros(b, dtype=torch.bool, device=device)))
     quality = _uniform(b, config.jpeg_range, generator, device).round()
     told_quality = (100 - _told_fraction(b, config, generator, device) * (100 - quality)).round()  # strength told
+    if config.jpeg_clean_prob:  # drawn only when asked, so that runs without it keep their draws
+        told_clean = torch.rand(b, generator=generator, device=device) < config.jpeg_clean_prob
+        told_quality = torch.where(told_clean.to(told_quality.device), torch.full_like(told_quality, 100), told_quality)
     lr = libjpeg(clean, quality)
     uncompressed = told_quality >= 100
     told = libjpeg(clean, told_quality.clamp(max=99))
