@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 
+#: Slope of every LeakyReLU of the networks (the official code's)
+LRELU_SLOPE = 0.1
+#: Added to the energy encoder's pooled energy before its log
+ENERGY_FLOOR = 1e-4
 #: Upper bounds of the architecture sizes (the largest official network, KDSR_S-GAN, is 128 / 42 / 6): a file that
 #: claims more is refused before anything is built.
 MAX_SIZES = {"n_feats": 512, "n_blocks": 512, "n_resblocks": 64}

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from kdsr.atomic import atomic_path
 from kdsr.bundled import bundled_models
 from kdsr.errors import CheckpointError, UntrainedModelWarning, shortened
-from kdsr.model_check import FORMAT_VERSION, ZIP_MAGIC, check_model_file, unknown_model
+from kdsr.model_check import FORMAT_VERSION, ZIP_MAGIC, check_model_file, declared_config, unknown_model
 from kdsr.models import PRESETS, KDSRConfig, KDSRStudent, KDSRTeacher, build_model, create_model, preset_name
 
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net")
@@ -122,21 +122,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, torc
 
 
 def _read_safetensors(path: Path) -> tuple[KDSRConfig, dict[str, torch.Tensor]]:
-    metadata = read_metadata(path)
-    version = metadata.get("kdsr_format", FORMAT_VERSION)
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: written in kdsr file format {version!r}, this kdsr reads format {FORMAT_VERSION!r}; "
-            "upgrade kdsr (pip install -U kdsr)"
-        )
+    config = declared_config(read_metadata(path), path)
     with safe_open(str(path), framework="pt") as f:
         state_dict = {k: f.get_tensor(k) for k in f.keys()}
-    if "kdsr_config" not in metadata:
+    if config is None:
         return infer_config(state_dict, path), state_dict
-    try:
-        config = KDSRConfig(**json.loads(metadata["kdsr_config"]))
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: invalid kdsr_config metadata ({e})") from None
     found = infer_config(state_dict, path)
     if found != config:
         differ = [

@@ -100,6 +100,26 @@ def check_model_file(path: str | os.PathLike) -> None:
         raise CheckpointError(f"{path}: cannot read checkpoint: neither a safetensors file nor a PyTorch checkpoint")
 
 
+def declared_config(metadata: dict[str, str], path: str | os.PathLike):
+    """The architecture (:class:`~kdsr.architecture.KDSRConfig`) one of our model files declares in its header
+    metadata, None when it declares none; a :class:`CheckpointError` for another format version or a config that does
+    not parse. Shared by the torch reader (:mod:`kdsr.checkpoint`) and the torch-free graph writer."""
+    from kdsr.architecture import KDSRConfig
+
+    version = metadata.get("kdsr_format", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: written in kdsr file format {version!r}, this kdsr reads format {FORMAT_VERSION!r}; "
+            "upgrade kdsr (pip install -U kdsr)"
+        )
+    if "kdsr_config" not in metadata:
+        return None
+    try:
+        return KDSRConfig(**json.loads(metadata["kdsr_config"]))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid kdsr_config metadata ({e})") from None
+
+
 def safetensors_header(path: str | os.PathLike) -> dict:
     """The checked JSON header of a safetensors file (tensor entries and ``__metadata__``), read without loading any
     tensor; a :class:`CheckpointError` for a file that is not one."""

@@ -24,13 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kdsr.architecture import KDSRConfig
+from kdsr.architecture import ENERGY_FLOOR, LRELU_SLOPE, KDSRConfig
 from kdsr.errors import CheckpointError
 
 OPSET = 17
 IR_VERSION = 8
-LRELU_SLOPE = 0.1  # kdsr.models.blocks.LRELU_SLOPE
-ENERGY_FLOOR = 1e-4  # kdsr.models.encoder.ENERGY_FLOOR
 _FLOAT, _INT64 = 1, 7  # TensorProto.DataType
 _ATTR_FLOAT, _ATTR_INT, _ATTR_STRING, _ATTR_INTS = 1, 2, 3, 7  # AttributeProto.AttributeType
 
@@ -202,7 +200,7 @@ def read_student(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, np.ndar
     file that is not one (a teacher, another format, a damaged header)."""
     from safetensors import SafetensorError, safe_open
 
-    from kdsr.model_check import FORMAT_VERSION, check_model_file
+    from kdsr.model_check import check_model_file, declared_config
 
     check_model_file(path)
     try:
@@ -211,12 +209,9 @@ def read_student(path: str | os.PathLike) -> tuple[KDSRConfig, dict[str, np.ndar
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except (OSError, SafetensorError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors model file ({e})") from None
-    if metadata.get("kdsr_format", FORMAT_VERSION) != FORMAT_VERSION or "kdsr_config" not in metadata:
-        raise CheckpointError(f"{path}: not a kdsr model file of format {FORMAT_VERSION}")
-    try:
-        config = KDSRConfig(**json.loads(metadata["kdsr_config"]))
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: invalid kdsr_config metadata ({e})") from None
+    config = declared_config(metadata, path)
+    if config is None:
+        raise CheckpointError(f"{path}: not a kdsr model file (no kdsr_config in its header)")
     if config.teacher:
         raise CheckpointError(f"{path}: a teacher model; only students run on an LR alone")
     return config, tensors

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdsr.architecture import LRELU_SLOPE
+
 #: RGB mean of DIV2K, subtracted before and added after the SR generator (rgb_range = 1).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
-LRELU_SLOPE = 0.1
 
 
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:

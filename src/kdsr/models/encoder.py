@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdsr.architecture import ENERGY_FLOOR
 from kdsr.constants import STD_FLOOR
 from kdsr.models.blocks import ResBlock, conv3x3, lrelu
 
@@ -23,10 +24,6 @@ class IDR(NamedTuple):
 
     d: torch.Tensor
     d_prime: torch.Tensor
-
-
-#: Added to the pooled energy before its log.
-ENERGY_FLOOR = 1e-4
 
 
 def _mean_and_scale(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
