@@ -207,12 +207,23 @@ class Steerer:
         """Which of (d, d_prime) the estimator reads."""
         return 0 if self.head.feature == "d" else 1
 
+    def estimate(self, d: np.ndarray, d_prime: np.ndarray) -> dict[str, float]:
+        """One image's degradation as its estimator reads it from its own (d, d_prime), held within the map's
+        fitted ranges."""
+        read = self.head.predict(d if self.head.feature == "d" else d_prime)
+        return self.idr_map.clip({name: read[name] for name in self.idr_map.targets})
+
+    def shift(self, estimated: Mapping[str, float], told: Mapping[str, float]) -> tuple[np.ndarray, dict[str, float]]:
+        """The IDR change (float64) that moves an image from its ``estimated`` degradation to ``told`` (held within
+        the map's fitted ranges), and the degradation used."""
+        used = self.idr_map.clip(told)
+        return self.idr_map.predict(used) - self.idr_map.predict(estimated), used
+
     def steer(self, d: np.ndarray, d_prime: np.ndarray) -> SteeredIDR:
         """One image's own (d, d_prime) (C,), (4C,) -> the IDR moved to the told degradation."""
-        read = self.head.predict(d if self.head.feature == "d" else d_prime)
-        estimated = self.idr_map.clip({name: read[name] for name in self.idr_map.targets})
-        used = self.idr_map.clip(self.steering.told(estimated))
-        moved = np.asarray(d, dtype=np.float64) + self.idr_map.predict(used) - self.idr_map.predict(estimated)
+        estimated = self.estimate(d, d_prime)
+        change, used = self.shift(estimated, self.steering.told(estimated))
+        moved = np.asarray(d, dtype=np.float64) + change
         return SteeredIDR(moved.astype(np.float32), estimated, used)
 
     def steer_rows(self, d: np.ndarray, d_prime: np.ndarray) -> tuple[np.ndarray, list[SteeredIDR]]:

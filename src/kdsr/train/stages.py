@@ -225,16 +225,16 @@ class StudentStage(Stage):
     def __init__(self, config: TrainConfig, device: torch.device) -> None:
         super().__init__(config, device)
         #: the estimator and IDR map of ``distill.init`` (what --assume / --denoise steer with), for map-told steps
-        self.readout = None
+        self.steerer = None
         if config.counterfactual.map_share:
             from kdsr.readout.head import read_head
-            from kdsr.readout.steering import read_idr_map
+            from kdsr.readout.steering import Steerer, Steering, read_idr_map
 
             head, idr_map = read_head(config.distill.init), read_idr_map(config.distill.init)
             if head is None or idr_map is None:
                 raise KDSRError("counterfactual.map_share needs distill.init with a degradation estimator and an IDR "
                                 "map (kdsr estimate --fit ... --idr-map)")  # fmt: skip
-            self.readout = (head, idr_map)
+            self.steerer = Steerer(head, idr_map, Steering())
 
     @property
     def warmup(self) -> bool:
@@ -269,15 +269,13 @@ class StudentStage(Stage):
             return {}
         if not told.by_map:
             return {"idr_from": told.lr}
-        head, idr_map = self.readout
         with torch.no_grad():
-            d_prime = self.model.encode(lr[: len(told.lr)]).d_prime.float().cpu().numpy()
+            idr = self.model.encode(lr[: len(told.lr)])
+        d, d_prime = idr.d.float().cpu().numpy(), idr.d_prime.float().cpu().numpy()
         offsets = []
-        for row, values in zip(d_prime, told.values, strict=True):
-            read = head.predict(row)
-            estimated = idr_map.clip({name: read[name] for name in idr_map.targets})
-            used = idr_map.clip({**estimated, **values})
-            offsets.append(idr_map.predict(used) - idr_map.predict(estimated))
+        for row, row_prime, values in zip(d, d_prime, told.values, strict=True):
+            estimated = self.steerer.estimate(row, row_prime)
+            offsets.append(self.steerer.shift(estimated, {**estimated, **values})[0])
         return {"idr_offset": torch.from_numpy(np.stack(offsets)).to(lr.device, torch.float32)}
 
     def _counterfactual_losses(self, lr, hr, sr, told: ToldPairs) -> dict[str, torch.Tensor]:
